@@ -1,0 +1,79 @@
+/**
+ * The one door to external programs: argv arrays (never a shell string), the exact command logged
+ * in verbose mode and quoted in every failure, and "not installed" turned into the apt-get line.
+ */
+import { execa, type Options } from 'execa';
+import { MissingToolError } from '../errors.js';
+import { log } from '../log.js';
+import { toolPath, tools, type Tool } from './tools.js';
+
+export interface RunOptions {
+  env?: Record<string, string>;
+  input?: string | Buffer;
+  /** Return stdout as a Buffer instead of text. */
+  binary?: boolean;
+  /** Do not throw on a non-zero exit; the caller inspects `exitCode`. */
+  allowFailure?: boolean;
+  cwd?: string;
+}
+
+export interface RunResult<T = string> {
+  stdout: T;
+  stderr: string;
+  exitCode: number;
+}
+
+/** A tool ran and failed. Carries the command line and what it said. */
+export class ToolError extends Error {
+  constructor(
+    readonly command: string,
+    readonly exitCode: number | undefined,
+    readonly stderr: string,
+  ) {
+    super(`${command} failed${exitCode === undefined ? '' : ` with exit code ${exitCode}`}${stderr ? `: ${stderr.trim()}` : ''}`);
+    this.name = 'ToolError';
+  }
+}
+
+export function quoteCommand(argv: readonly string[]): string {
+  return argv.map((arg) => (/^[\w@%+=:,./?-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)).join(' ');
+}
+
+export async function run(tool: Tool, args: readonly string[], options: RunOptions & { binary: true }): Promise<RunResult<Buffer>>;
+export async function run(tool: Tool, args: readonly string[], options?: RunOptions): Promise<RunResult<string>>;
+export async function run(tool: Tool, args: readonly string[], options: RunOptions = {}): Promise<RunResult<string | Buffer>> {
+  const file = toolPath(tool);
+  const command = quoteCommand([file, ...args]);
+  log.debug(`$ ${command}`);
+  const execaOptions: Options = {
+    env: { LC_ALL: 'C', ...options.env },
+    input: options.input,
+    cwd: options.cwd,
+    reject: false,
+    stripFinalNewline: false,
+    encoding: options.binary ? 'buffer' : 'utf8',
+    maxBuffer: 1024 * 1024 * 1024,
+  };
+  const result = await execa(file, args, execaOptions);
+  const stderr = typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr as Uint8Array).toString();
+  if (result.failed && result.exitCode === undefined) {
+    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new MissingToolError(file, tools[tool]);
+    if (result.isTerminated) throw new ToolError(command, undefined, `terminated by ${result.signal}`);
+    throw new ToolError(command, undefined, result.shortMessage ?? String(result.cause));
+  }
+  const exitCode = result.exitCode ?? 0;
+  if (exitCode === 127) throw new MissingToolError(file, tools[tool]);
+  if (exitCode !== 0 && !options.allowFailure) throw new ToolError(command, exitCode, stderr);
+  const stdout = options.binary ? Buffer.from(result.stdout as Uint8Array) : (result.stdout as string);
+  return { stdout, stderr, exitCode };
+}
+
+/** Whether a tool can be started at all (used by `make setup` checks and backend selection). */
+export async function hasTool(tool: Tool): Promise<boolean> {
+  try {
+    const result = await execa(toolPath(tool), ['--version'], { reject: false });
+    return !(result.failed && result.exitCode === undefined);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Diagnostics and progress go to stderr; stdout is reserved for results (and for the one JSON
+ * document of --json). Progress bars only draw on a terminal, so CI logs stay clean.
+ */
+const useColor = (): boolean => process.stderr.isTTY === true && !('NO_COLOR' in process.env);
+const paint = (code: string, text: string): string => (useColor() ? `\x1b[${code}m${text}\x1b[0m` : text);
+
+let verbose = process.env.SWARMCARD_VERBOSE === '1';
+export function setVerbose(on: boolean): void {
+  verbose = on;
+}
+
+export const log = {
+  info(message: string): void {
+    process.stderr.write(`${message}\n`);
+  },
+  step(message: string): void {
+    process.stderr.write(`${paint('1', '==>')} ${message}\n`);
+  },
+  warn(message: string): void {
+    process.stderr.write(`${paint('33', 'warning:')} ${message}\n`);
+  },
+  error(message: string): void {
+    process.stderr.write(`${paint('31', 'error:')} ${message}\n`);
+  },
+  debug(message: string): void {
+    if (verbose) process.stderr.write(`${paint('2', message)}\n`);
+  },
+};
+
+export interface Progress {
+  update(done: number): void;
+  done(): void;
+}
+
+const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+export function formatBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+/**
+ * A byte-count progress line on stderr, redrawn at most 10 times a second. Quiet when stderr is
+ * not a terminal, except for one line when the work ends so logs still show what happened.
+ */
+export function progress(label: string, total: number | undefined): Progress {
+  const tty = process.stderr.isTTY === true;
+  const started = Date.now();
+  let last = 0;
+  const line = (done: number): string => {
+    const pct = total ? ` ${((100 * done) / total).toFixed(0).padStart(3)}%` : '';
+    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+    return `${label}${pct} ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ''} (${formatBytes(done / seconds)}/s)`;
+  };
+  let current = 0;
+  return {
+    update(done: number) {
+      current = done;
+      if (!tty) return;
+      const now = Date.now();
+      if (now - last < 100) return;
+      last = now;
+      process.stderr.write(`\r\x1b[K${line(done)}`);
+    },
+    done() {
+      if (tty) process.stderr.write(`\r\x1b[K`);
+      process.stderr.write(`${line(total ?? current)}\n`);
+    },
+  };
+}
