@@ -77,3 +77,20 @@ export async function hasTool(tool: Tool): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Start a tool whose stdout is consumed as a stream (decompressors). The caller pipes input and
+ * reads `stdout`; `done` resolves when it exits and rejects with a ToolError on failure.
+ */
+export function stream(tool: Tool, args: readonly string[], options: { env?: Record<string, string> } = {}) {
+  const file = toolPath(tool);
+  const command = quoteCommand([file, ...args]);
+  log.debug(`$ ${command}`);
+  const subprocess = execa(file, args, { env: { LC_ALL: 'C', ...options.env }, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true }, reject: false, encoding: 'buffer' });
+  const done = subprocess.then((result) => {
+    const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
+    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new MissingToolError(file, tools[tool]);
+    if (result.failed) throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
+  });
+  return { subprocess, stdout: subprocess.stdout, stdin: subprocess.stdin, done };
+}

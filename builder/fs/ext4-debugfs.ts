@@ -64,13 +64,13 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
   }
 
   /** Run a command script; any stderr line besides the version banner is an error. */
-  private async debugfs(commands: string[], options: { write?: boolean } = {}): Promise<string> {
+  private async debugfs(commands: string[], options: { write?: boolean; tolerate?: RegExp } = {}): Promise<string> {
     const dir = await this.staging();
     const file = join(dir, `cmds-${this.staged++}`);
     await writeFile(file, `${commands.join('\n')}\n`);
     const args = [...(options.write ? ['-w'] : []), '-f', file, this.target];
     const { stdout, stderr } = await run('debugfs', args, { env: this.env() });
-    const problems = stderr.split('\n').filter((l) => l.trim() !== '' && !/^debugfs \d/.test(l));
+    const problems = stderr.split('\n').filter((l) => l.trim() !== '' && !/^debugfs \d/.test(l) && !options.tolerate?.test(l));
     if (problems.length > 0) throw new Error(`debugfs on ${this.ctx.image} failed: ${problems.join('; ')}`);
     return stdout;
   }
@@ -99,7 +99,8 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     const ask = paths.filter((_, i) => result[i] === undefined);
     const onDisk = new Map<string, FileStat | undefined>();
     if (ask.length > 0) {
-      const answers = DebugfsEditor.answers(await this.debugfs(ask.map((p) => `stat ${q(p)}`)));
+      // A missing path is an answer here, not an error.
+      const answers = DebugfsEditor.answers(await this.debugfs(ask.map((p) => `stat ${q(p)}`), { tolerate: /File not found by ext2_lookup/ }));
       ask.forEach((p, i) => onDisk.set(p, parseDebugfsStat(answers[i] ?? '')));
       for (const [p, st] of onDisk) {
         if (st?.type === 'symlink' && st.target === undefined) st.target = (await this.catRaw(p)).toString();

@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+/**
+ * The swarmcard command line. This is the one error boundary: user errors exit 1 with one
+ * sentence (and a hint), anything unexpected exits 2 with its stack. Results go to stdout, with
+ * --json exactly one JSON document there; progress and diagnostics go to stderr.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { demoCommand } from './commands/demo.js';
+import { fixtureCommand } from './commands/fixture.js';
+import { inspectCommand } from './commands/inspect.js';
+import { UserError } from './errors.js';
+import { ext4Backends, type Ext4Backend } from './fs/partition.js';
+import { log, setVerbose } from './log.js';
+import { installSignalCleanup } from './util/scope.js';
+
+const usage = `usage: swarmcard <command> [options]
+
+commands:
+  inspect IMAGE [--json]                       release, architecture, partitions, identity, network
+  demo [--out DIR]                             clone and edit a node from the built-in demo base
+  fixture FLAVOUR OUT [--booted]               write a small Raspberry Pi OS-shaped test image
+
+options:
+  --ext4-backend debugfs|loop                  how the root filesystem is edited (default debugfs;
+                                               loop needs root and is not byte-reproducible)
+  --verbose                                    print every external command
+  --version, --help
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function ext4Backend(value: string | undefined): Ext4Backend | undefined {
+  if (value === undefined) return undefined;
+  if (!(ext4Backends as readonly string[]).includes(value)) throw new UserError(`--ext4-backend must be one of ${ext4Backends.join(', ')}, not "${value}".`);
+  return value as Ext4Backend;
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean', default: false },
+        out: { type: 'string', default: 'dist' },
+        booted: { type: 'boolean', default: false },
+        'ext4-backend': { type: 'string' },
+        verbose: { type: 'boolean', default: false },
+        version: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (error) {
+    throw new UserError(`${(error as Error).message}; run "swarmcard --help" for the options.`);
+  }
+  const { values, positionals } = parsed;
+  setVerbose(values.verbose);
+  if (values.version) return void process.stdout.write(`${version()}\n`);
+  const [command, ...rest] = positionals;
+  if (values.help || command === undefined || command === 'help') return void process.stdout.write(usage);
+  const needs = (count: number, what: string) => {
+    if (rest.length !== count) throw new UserError(`swarmcard ${command} takes ${what}; run "swarmcard --help".`);
+  };
+  switch (command) {
+    case 'inspect':
+      needs(1, 'one IMAGE');
+      return inspectCommand(rest[0]!, { json: values.json });
+    case 'demo':
+      needs(0, 'no arguments');
+      return demoCommand({ out: values.out, ext4Backend: ext4Backend(values['ext4-backend']) });
+    case 'fixture':
+      needs(2, 'a FLAVOUR and an OUT path');
+      return fixtureCommand(rest[0]!, rest[1]!, { booted: values.booted });
+    default:
+      throw new UserError(`"${command}" is not a swarmcard command; run "swarmcard --help".`);
+  }
+}
+
+installSignalCleanup();
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (error: unknown) => {
+    if (error instanceof UserError) {
+      log.error(error.message);
+      if (error.hint) log.info(error.hint);
+      process.exit(1);
+    }
+    log.error(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(2);
+  },
+);

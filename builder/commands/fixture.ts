@@ -1,0 +1,17 @@
+/**
+ * swarmcard fixture FLAVOUR OUT [--booted]
+ * Writes a small Raspberry Pi OS-shaped image (jessie … trixie, armhf/arm64) to try swarmcard
+ * without downloading a real one; `--booted` adds what a booted system leaves behind.
+ */
+import { UserError } from '../errors.js';
+import { flavourNames, type FlavourName } from '../fixture/flavours.js';
+import { makeFixtureImage } from '../fixture/make-fixture-image.js';
+import { log } from '../log.js';
+
+export async function fixtureCommand(name: string, out: string, options: { booted: boolean }): Promise<void> {
+  if (!(flavourNames as readonly string[]).includes(name)) {
+    throw new UserError(`"${name}" is not a fixture flavour; use one of ${flavourNames.join(', ')}.`);
+  }
+  await makeFixtureImage(name as FlavourName, out, options);
+  log.info(`wrote ${out} (${name}${options.booted ? ', booted' : ''})`);
+}

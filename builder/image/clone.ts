@@ -1,0 +1,37 @@
+/**
+ * Cloning: coreutils `cp --sparse=always --reflink=auto` keeps holes and shares extents where the
+ * filesystem can (Node's copyFile allocates every zero block). The copy is `<out>.partial` until the
+ * body has edited and verified it; only then is it renamed, so `dist/` never holds half an image.
+ */
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { run } from '../exec/run.js';
+import { withScope } from '../util/scope.js';
+import { DISK_ID_OFFSET } from './mbr.js';
+
+export async function cloneImage<T>(base: string, out: string, body: (partial: string) => Promise<T>): Promise<T> {
+  return withScope(async (scope) => {
+    await mkdir(dirname(out), { recursive: true });
+    const partial = `${out}.partial`;
+    let done = false;
+    scope.defer(`remove ${partial}`, () => (done ? undefined : rm(partial, { force: true })));
+    await rm(partial, { force: true });
+    await run('cp', ['--sparse=always', '--reflink=auto', base, partial]);
+    const result = await body(partial);
+    await rename(partial, out);
+    done = true;
+    return result;
+  });
+}
+
+/** Write the 32-bit disk identifier into the MBR (offset 440, little endian). */
+export async function writeDiskId(image: string, diskId: number): Promise<void> {
+  const handle = await open(image, 'r+');
+  try {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32LE(diskId >>> 0);
+    await handle.write(bytes, 0, 4, DISK_ID_OFFSET);
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * Everything swarmcard needs to know about a base image before planning edits for it, read
+ * without root: release, architecture, partitions, boot settings, network stack, first-boot
+ * mechanism, SSH/user state, identity leftovers and ext4 features. Reading is separate from
+ * judging: `hygieneWarnings()` turns a report into the clone-hygiene problems it shows.
+ */
+import { UserError } from '../errors.js';
+import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
+import { e2fsprogsVersion, withPartition } from '../fs/partition.js';
+import { configSettings, parseConfigTxt } from '../text/config-txt.js';
+import { getToken, parseCmdline } from '../text/cmdline.js';
+import { parseFstab, parseOsRelease } from '../text/etc-files.js';
+import { bootableModels, parseElf, type Arch } from './elf.js';
+import { unsupportedFeatures } from './ext4-superblock.js';
+import { readLayout, type ImageLayout } from './layout.js';
+import { formatDiskId, partUuid } from './mbr.js';
+
+export type NetworkStack = 'dhcpcd' | 'networkmanager' | 'none';
+export type FirstBoot = 'init_resize' | 'raspberrypi-sys-mods' | 'rpi-resize' | 'none';
+export type MachineIdState = 'empty' | 'uninitialized' | 'set' | 'missing';
+
+export interface ImageReport {
+  path: string;
+  size: number;
+  diskId: string;
+  partitions: { number: number; type: string; role: 'boot' | 'root' | 'other'; start: number; size: number; label?: string; filesystem?: string }[];
+  release: { codename: string; versionId: string; prettyName: string; id: string };
+  arch: { arch: Arch; detectedFrom: string; bootableModels: string[] };
+  bootMount: string;
+  cmdline: { tokens: string[]; root?: string; init?: string };
+  config: { filter: string; settings: string[] }[];
+  hostname: string;
+  network: {
+    active: NetworkStack;
+    dhcpcd: { installed: boolean; enabled: boolean };
+    networkManager: { installed: boolean; enabled: boolean };
+    cloudInit: { installed: boolean; enabled: boolean };
+  };
+  firstBoot: { mechanism: FirstBoot; imagerCustomisation?: string };
+  ssh: { installed: boolean; enabledAtBoot: boolean; bootFlag?: string; hostKeys: string[]; hostKeyRegeneration?: string };
+  users: { userconf: boolean; cloudInitUserData: boolean; passwd: string[] };
+  identity: {
+    machineId: MachineIdState;
+    dbusMachineId: 'absent' | 'file' | 'symlink';
+    dockerEngineId: boolean;
+    dockerKeyJson: boolean;
+    dockerSwarmState: boolean;
+    cloudState: string[];
+  };
+  ext4: { uuid: string; label: string; features: string[]; e2fsprogs: string; unsupported: string[]; needsRecovery: boolean };
+  warnings: string[];
+}
+
+async function readOptional(fs: FsEditor, path: string): Promise<string | undefined> {
+  try {
+    return await fs.readText(path);
+  } catch (error) {
+    if (error instanceof FileNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+async function listOptional(fs: FsEditor, path: string): Promise<string[]> {
+  const st = await fs.stat(path);
+  if (st?.type !== 'dir') return [];
+  return (await fs.list(path)).map((e) => e.name);
+}
+
+function releaseOf(osRelease: Record<string, string>): string {
+  // Debian 8 (jessie) has no VERSION_CODENAME; the codename is only inside VERSION="8 (jessie)".
+  return osRelease.VERSION_CODENAME ?? /\(([a-z]+)\)/.exec(osRelease.VERSION ?? '')?.[1] ?? 'unknown';
+}
+
+async function readBoot(fs: FsEditor, path: string) {
+  const cmdlineText = await readOptional(fs, '/cmdline.txt');
+  const configText = await readOptional(fs, '/config.txt');
+  if (cmdlineText === undefined || configText === undefined) {
+    throw new UserError(`${path} is not a Raspberry Pi OS image: its boot partition has no ${cmdlineText === undefined ? 'cmdline.txt' : 'config.txt'}.`);
+  }
+  const rootEntries = await fs.list('/');
+  const has = (name: string) => rootEntries.some((e) => e.name.toLowerCase() === name);
+  return {
+    cmdline: parseCmdline(cmdlineText),
+    config: configSettings(parseConfigTxt(configText)),
+    sshFlag: has('ssh') ? 'ssh' : has('ssh.txt') ? 'ssh.txt' : undefined,
+    userconf: has('userconf.txt') || has('userconf'),
+    cloudUserData: has('user-data'),
+  };
+}
+
+async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
+  const osReleaseText = (await readOptional(fs, '/etc/os-release')) ?? (await readOptional(fs, '/usr/lib/os-release'));
+  if (osReleaseText === undefined) throw new UserError(`${path} is not a Raspberry Pi OS image: its root filesystem has no /etc/os-release.`);
+  const osRelease = parseOsRelease(osReleaseText);
+
+  let arch: Arch = 'unknown';
+  let detectedFrom = '';
+  for (const candidate of ['/bin/sh', '/usr/bin/dash', '/bin/bash', '/usr/bin/env']) {
+    const elf = parseElf((await fs.read(candidate).catch(() => Buffer.alloc(0))).subarray(0, 64));
+    if (elf) {
+      arch = elf.arch;
+      detectedFrom = candidate;
+      break;
+    }
+  }
+
+  const fstab = parseFstab((await readOptional(fs, '/etc/fstab')) ?? '');
+  const bootSpecs = [`PARTUUID=${partUuid(layout.mbr.diskId, layout.boot.number)}`, `/dev/mmcblk0p${layout.boot.number}`, `LABEL=${layout.bootLabel}`];
+  const bootMount =
+    fstab.find((e) => bootSpecs.includes(e.spec) && e.vfstype === 'vfat')?.file ??
+    ((await fs.stat('/boot/firmware'))?.type === 'dir' ? '/boot/firmware' : '/boot');
+
+  const wants = await listOptional(fs, '/etc/systemd/system/multi-user.target.wants');
+  const enabled = (unit: string) => wants.includes(unit);
+  const anyExists = async (...paths: string[]) => (await Promise.all(paths.map((p) => fs.exists(p)))).some(Boolean);
+
+  const dhcpcd = { installed: await anyExists('/usr/sbin/dhcpcd', '/sbin/dhcpcd'), enabled: enabled('dhcpcd.service') };
+  const networkManager = { installed: await anyExists('/usr/sbin/NetworkManager'), enabled: enabled('NetworkManager.service') };
+  const cloudInitInstalled = await anyExists('/usr/bin/cloud-init');
+  const cloudInit = { installed: cloudInitInstalled, enabled: cloudInitInstalled && !(await fs.exists('/etc/cloud/cloud-init.disabled')) };
+
+  const sshFiles = await listOptional(fs, '/etc/ssh');
+  const machineIdText = await readOptional(fs, '/etc/machine-id');
+  const machineId: MachineIdState =
+    machineIdText === undefined ? 'missing' : machineIdText.trim() === '' ? 'empty' : machineIdText.trim() === 'uninitialized' ? 'uninitialized' : 'set';
+  const dbus = await fs.stat('/var/lib/dbus/machine-id');
+  const passwd = ((await readOptional(fs, '/etc/passwd')) ?? '')
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter((f) => f.length >= 7 && Number(f[2]) >= 1000 && Number(f[2]) < 65534)
+    .map((f) => f[0]!);
+
+  return {
+    osRelease,
+    arch,
+    detectedFrom,
+    bootMount,
+    hostname: ((await readOptional(fs, '/etc/hostname')) ?? '').trim(),
+    network: { dhcpcd, networkManager, cloudInit, active: (networkManager.enabled ? 'networkmanager' : dhcpcd.enabled ? 'dhcpcd' : 'none') as NetworkStack },
+    ssh: {
+      installed: await anyExists('/usr/sbin/sshd'),
+      serviceEnabled: enabled('ssh.service') || enabled('sshd.service'),
+      hostKeys: sshFiles.filter((n) => n.startsWith('ssh_host_')),
+      regenerationUnit: enabled('regenerate_ssh_host_keys.service') ? 'regenerate_ssh_host_keys.service' : undefined,
+    },
+    passwd,
+    identity: {
+      machineId,
+      dbusMachineId: (dbus === undefined ? 'absent' : dbus.type === 'symlink' ? 'symlink' : 'file') as 'absent' | 'file' | 'symlink',
+      dockerEngineId: await fs.exists('/var/lib/docker/engine-id'),
+      dockerKeyJson: await fs.exists('/etc/docker/key.json'),
+      dockerSwarmState: await fs.exists('/var/lib/docker/swarm'),
+      cloudState: await listOptional(fs, '/var/lib/cloud'),
+    },
+    rpiResize: await anyExists('/usr/lib/systemd/system/rpi-resize.service', '/lib/systemd/system/rpi-resize.service'),
+  };
+}
+
+export async function inspectImage(path: string): Promise<ImageReport> {
+  const layout = await readLayout(path);
+  const epoch = 0; // read-only: nothing is written
+  const boot = await withPartition(layout, 'boot', { epoch, readOnly: true }, (fs) => readBoot(fs, path));
+  const root = await withPartition(layout, 'root', { epoch, readOnly: true }, (fs) => readRoot(fs, path, layout));
+  const version = await e2fsprogsVersion();
+  const sb = layout.rootSuperblock;
+
+  const init = getToken(boot.cmdline, 'init');
+  const mechanism: FirstBoot = init?.includes('init_resize')
+    ? 'init_resize'
+    : init?.includes('raspberrypi-sys-mods/firstboot')
+      ? 'raspberrypi-sys-mods'
+      : boot.cmdline.includes('resize') || root.rpiResize
+        ? 'rpi-resize'
+        : 'none';
+  const systemdRun = getToken(boot.cmdline, 'systemd.run');
+  const hostKeyRegeneration =
+    root.ssh.regenerationUnit ??
+    (mechanism === 'raspberrypi-sys-mods' ? 'raspberrypi-sys-mods firstboot' : root.network.cloudInit.enabled ? 'cloud-init (ssh module)' : undefined);
+
+  const report: ImageReport = {
+    path,
+    size: layout.size,
+    diskId: formatDiskId(layout.mbr.diskId),
+    partitions: layout.mbr.partitions.map((p) => ({
+      number: p.number,
+      type: `0x${p.type.toString(16).padStart(2, '0')}`,
+      role: p === layout.boot ? 'boot' : p === layout.root ? 'root' : 'other',
+      start: p.offset,
+      size: p.size,
+      ...(p === layout.boot ? { label: layout.bootLabel, filesystem: `fat${layout.bootFatBits}` } : {}),
+      ...(p === layout.root ? { label: sb.label, filesystem: 'ext4' } : {}),
+    })),
+    release: {
+      codename: releaseOf(root.osRelease),
+      versionId: root.osRelease.VERSION_ID ?? '',
+      prettyName: root.osRelease.PRETTY_NAME ?? '',
+      id: root.osRelease.ID ?? '',
+    },
+    arch: { arch: root.arch, detectedFrom: root.detectedFrom, bootableModels: bootableModels[root.arch] },
+    bootMount: root.bootMount,
+    cmdline: { tokens: boot.cmdline, root: getToken(boot.cmdline, 'root'), init },
+    config: boot.config,
+    hostname: root.hostname,
+    network: root.network,
+    firstBoot: { mechanism, ...(systemdRun ? { imagerCustomisation: systemdRun } : {}) },
+    ssh: {
+      installed: root.ssh.installed,
+      enabledAtBoot: root.ssh.serviceEnabled || boot.sshFlag !== undefined,
+      ...(boot.sshFlag ? { bootFlag: boot.sshFlag } : {}),
+      hostKeys: root.ssh.hostKeys,
+      ...(hostKeyRegeneration ? { hostKeyRegeneration } : {}),
+    },
+    users: { userconf: boot.userconf, cloudInitUserData: boot.cloudUserData, passwd: root.passwd },
+    identity: root.identity,
+    ext4: {
+      uuid: sb.uuid,
+      label: sb.label,
+      features: sb.features.map((f) => f.name),
+      e2fsprogs: version,
+      unsupported: unsupportedFeatures(sb, version).map((f) => f.name),
+      needsRecovery: sb.needsRecovery,
+    },
+    warnings: [],
+  };
+  report.warnings = hygieneWarnings(report);
+  return report;
+}
+
+/** Clone-hygiene problems (raspios-facts.md, gotcha 6) and anything that blocks writing. */
+export function hygieneWarnings(r: ImageReport): string[] {
+  const w: string[] = [];
+  const trixieLike = r.release.codename === 'trixie' || r.network.cloudInit.installed;
+  if (r.identity.machineId === 'set') w.push('/etc/machine-id is set: every card cloned from this image would share one machine id (empty it, or "uninitialized" on trixie).');
+  if (r.identity.machineId === 'empty' && trixieLike) w.push('/etc/machine-id is empty on trixie: it must read "uninitialized", or first boot skips the filesystem resize.');
+  if (r.identity.machineId === 'missing') w.push('/etc/machine-id is missing: systemd cannot mark first boot; create it empty (or "uninitialized" on trixie).');
+  if (r.identity.dbusMachineId === 'file') w.push('/var/lib/dbus/machine-id is present: clones would share a D-Bus machine id; remove it.');
+  if (r.ssh.hostKeys.length > 0) w.push(`SSH host keys are present (${r.ssh.hostKeys.join(', ')}): every clone would share them; remove /etc/ssh/ssh_host_*.`);
+  if (r.ssh.installed && !r.ssh.hostKeyRegeneration) w.push('nothing in the image regenerates SSH host keys at first boot: sshd will fail once they are removed.');
+  if (r.identity.dockerEngineId) w.push('/var/lib/docker/engine-id is present: clones would share a Docker engine id; remove it.');
+  if (r.identity.dockerKeyJson) w.push('/etc/docker/key.json is present: clones would share a Docker identity key; remove it.');
+  if (r.identity.dockerSwarmState) w.push('/var/lib/docker/swarm is present: clones would carry another node\'s swarm state; remove it.');
+  if (r.identity.cloudState.length > 0) w.push(`/var/lib/cloud is not empty (${r.identity.cloudState.join(', ')}): cloud-init would think it already ran; empty it.`);
+  if (r.ext4.unsupported.length > 0) w.push(`e2fsprogs ${r.ext4.e2fsprogs} does not support the ext4 features ${r.ext4.unsupported.join(', ')}: swarmcard will refuse to write this image.`);
+  if (r.ext4.needsRecovery) w.push('the root filesystem needs journal recovery (not cleanly unmounted): run "e2fsck -fy" on it first.');
+  if (r.arch.arch !== 'armhf' && r.arch.arch !== 'arm64') w.push(`the image's binaries are ${r.arch.arch}: no Raspberry Pi can boot it.`);
+  return w;
+}

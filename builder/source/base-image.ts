@@ -1,0 +1,231 @@
+/**
+ * The base image a build starts from: a local `.img`, `.img.xz`, `.zip`, `.img.gz` or `.img.zst`, or
+ * an https:// URL; optionally pinned by sha256 (of the file as given, i.e. the compressed download,
+ * as raspberrypi.com publishes it). Downloads and decompressed images live in the cache, keyed by
+ * sha256, so a second build does neither again. Progress goes to stderr.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ChecksumError, UserError, errorMessage } from '../errors.js';
+import { run, stream, ToolError } from '../exec/run.js';
+import { log, progress } from '../log.js';
+import { withScope } from '../util/scope.js';
+import { cachePaths } from './cache.js';
+import { sparseWriter } from './sparse-writer.js';
+
+export type Compression = 'none' | 'xz' | 'zstd' | 'gzip' | 'zip';
+
+export interface BaseImageSpec {
+  /** A path or an https:// URL. */
+  location: string;
+  /** Expected sha256 of the file as given (hex). */
+  sha256?: string;
+}
+
+export interface ResolvedBaseImage {
+  /** A raw, uncompressed disk image, ready to be cloned. Never written to. */
+  path: string;
+  /** sha256 of the source as given (compressed file or URL download). */
+  sourceSha256: string;
+  compression: Compression;
+}
+
+const sha256Pattern = /^[0-9a-f]{64}$/;
+
+/** Detect the container from its first bytes; the file name only decides when magic cannot. */
+export function detectCompression(head: Buffer, name: string): Compression {
+  if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))) return 'zip';
+  if (head.length >= 512 && head[510] === 0x55 && head[511] === 0xaa) return 'none';
+  if (/\.img$/i.test(name)) return 'none';
+  throw new UserError(`${name} is neither a disk image nor a .xz, .zst, .gz or .zip archive of one.`);
+}
+
+/** Count bytes flowing through, for progress. */
+function counter(onBytes: (n: number) => void): Transform {
+  let total = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, callback) {
+      total += chunk.length;
+      onBytes(total);
+      callback(null, chunk);
+    },
+  });
+}
+
+async function hashFile(path: string, label: string): Promise<string> {
+  const size = (await stat(path)).size;
+  const bar = progress(`hashing ${label}`, size);
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }), counter((n) => bar.update(n)), hash);
+  bar.done();
+  return hash.digest('hex');
+}
+
+/** sha256 of a local file, remembered by (path, size, mtime, inode) so big images are hashed once. */
+async function localSha256(path: string): Promise<string> {
+  const real = await realpath(path);
+  const st = await stat(real);
+  const key = createHash('sha256').update(`${real}\0${st.size}\0${st.mtimeMs}\0${st.ino}`).digest('hex');
+  const memo = join(cachePaths.hashes(), key);
+  const remembered = await readFile(memo, 'utf8').catch(() => '');
+  if (sha256Pattern.test(remembered)) return remembered;
+  const digest = await hashFile(real, path);
+  await mkdir(cachePaths.hashes(), { recursive: true });
+  await writeFile(memo, digest);
+  return digest;
+}
+
+function checkPin(what: string, actual: string, expected: string | undefined): void {
+  if (expected && actual !== expected.toLowerCase()) throw new ChecksumError(what, actual, expected.toLowerCase());
+}
+
+const isUrl = (location: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
+
+function checkUrl(location: string): URL {
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    throw new UserError(`"${location}" is not a valid URL.`);
+  }
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+  // Plain http only for a server on this machine (tests, local mirrors): images are code.
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    throw new UserError(`the base image URL ${location} must use https:// (plain http is only accepted on localhost).`);
+  }
+  return url;
+}
+
+/** Download into the cache (once per content), verifying the pin before the file is kept. */
+async function download(location: string, pin: string | undefined): Promise<{ path: string; sha256: string }> {
+  const url = checkUrl(location);
+  const extension = /(\.img(\.(xz|gz|zst))?|\.zip|\.xz|\.zst|\.gz)$/i.exec(url.pathname)?.[1] ?? extname(url.pathname);
+  const urlKey = join(cachePaths.urls(), createHash('sha256').update(location).digest('hex'));
+  const known = pin?.toLowerCase() ?? (await readFile(urlKey, 'utf8').catch(() => ''));
+  if (sha256Pattern.test(known)) {
+    const cached = join(cachePaths.downloads(), `${known}${extension}`);
+    if (await stat(cached).then((s) => s.isFile(), () => false)) {
+      log.info(`using cached download of ${location}`);
+      return { path: cached, sha256: known };
+    }
+  }
+  await mkdir(cachePaths.downloads(), { recursive: true });
+  return withScope(async (scope) => {
+    const partial = join(cachePaths.downloads(), `download-${process.pid}-${Date.now()}.partial`);
+    scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
+    let response: Response;
+    try {
+      response = await fetch(url, { redirect: 'follow' });
+    } catch (error) {
+      throw new UserError(`cannot download ${location}: ${errorMessage((error as Error).cause ?? error)}.`);
+    }
+    if (!response.ok || !response.body) throw new UserError(`cannot download ${location}: the server answered ${response.status} ${response.statusText}.`);
+    const length = Number(response.headers.get('content-length')) || undefined;
+    const bar = progress(`downloading ${url.pathname.split('/').at(-1)}`, length);
+    const hash = createHash('sha256');
+    await pipeline(
+      Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
+      counter((n) => bar.update(n)),
+      new Transform({ transform(chunk: Buffer, _e, cb) { hash.update(chunk); cb(null, chunk); } }),
+      createWriteStream(partial),
+    );
+    bar.done();
+    const digest = hash.digest('hex');
+    checkPin(`the download of ${location}`, digest, pin);
+    const final = join(cachePaths.downloads(), `${digest}${extension}`);
+    await rename(partial, final);
+    await mkdir(cachePaths.urls(), { recursive: true });
+    await writeFile(urlKey, digest);
+    return { path: final, sha256: digest };
+  });
+}
+
+/** The decompressor's argv, reading the compressed data from stdin (zip reads the file itself). */
+async function decompressor(source: string, compression: Exclude<Compression, 'none'>) {
+  switch (compression) {
+    case 'xz':
+      return { tool: 'xz' as const, args: ['--decompress', '--stdout', '--threads=0'], stdin: true };
+    case 'zstd':
+      return { tool: 'zstd' as const, args: ['--decompress', '--stdout', '--long=31', '--quiet'], stdin: true };
+    case 'gzip':
+      return { tool: 'gzip' as const, args: ['--decompress', '--stdout'], stdin: true };
+    case 'zip': {
+      const { stdout } = await run('unzip', ['-Z1', source]);
+      const images = stdout.split('\n').filter((n) => /\.img$/i.test(n));
+      if (images.length !== 1) {
+        throw new UserError(`${source} must hold exactly one .img file, and holds ${images.length === 0 ? 'none' : images.join(', ')}.`);
+      }
+      return { tool: 'unzip' as const, args: ['-p', source, images[0]!], stdin: false };
+    }
+  }
+}
+
+async function decompress(source: string, compression: Exclude<Compression, 'none'>, sourceSha: string): Promise<string> {
+  const final = join(cachePaths.images(), `${sourceSha}.img`);
+  if (await stat(final).then((s) => s.isFile(), () => false)) {
+    log.info(`using cached decompressed image ${final}`);
+    return final;
+  }
+  await mkdir(cachePaths.images(), { recursive: true });
+  return withScope(async (scope) => {
+    const partial = join(cachePaths.images(), `${sourceSha}.${process.pid}.partial`);
+    scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
+    const { tool, args, stdin } = await decompressor(source, compression);
+    const size = (await stat(source)).size;
+    const output = await sparseWriter(partial);
+    // Nothing may be awaited between starting the tool and attaching its stdout.
+    const child = stream(tool, args);
+    scope.defer(`stop ${tool}`, () => child.subprocess.kill());
+    const bar = progress(`decompressing ${source.split('/').at(-1)}`, stdin ? size : undefined);
+    const feeding = stdin
+      ? pipeline(createReadStream(source, { highWaterMark: 4 * 1024 * 1024 }), counter((n) => bar.update(n)), child.stdin!)
+      : Promise.resolve(child.stdin?.end());
+    const draining = stdin ? pipeline(child.stdout!, output) : pipeline(child.stdout!, counter((n) => bar.update(n)), output);
+    await Promise.all([feeding, draining, child.done]).catch(async (error) => {
+      // A decompressor's own message ("Unexpected end of input") says more than EPIPE.
+      await child.done.catch((toolError: unknown) => {
+        const said = toolError instanceof ToolError ? toolError.stderr.trim().split('\n').at(-1) : errorMessage(toolError);
+        throw new UserError(`${source} cannot be decompressed (${said}); it is truncated or corrupt, so download it again.`);
+      });
+      throw error;
+    });
+    bar.done();
+    const head = Buffer.alloc(512);
+    const handle = await open(partial, 'r');
+    await handle.read(head, 0, 512, 0).finally(() => handle.close());
+    if (head[510] !== 0x55 || head[511] !== 0xaa) throw new UserError(`${source} does not contain a disk image (no partition table after decompressing).`);
+    await rename(partial, final);
+    return final;
+  });
+}
+
+export async function resolveBaseImage(spec: BaseImageSpec): Promise<ResolvedBaseImage> {
+  if (spec.sha256 !== undefined && !sha256Pattern.test(spec.sha256.toLowerCase())) {
+    throw new UserError(`the sha256 pin "${spec.sha256}" is not 64 hex digits.`);
+  }
+  let source: string;
+  let sourceSha256: string;
+  if (isUrl(spec.location)) {
+    ({ path: source, sha256: sourceSha256 } = await download(spec.location, spec.sha256));
+  } else {
+    source = spec.location;
+    const st = await stat(source).catch(() => undefined);
+    if (!st) throw new UserError(`${source} does not exist; give the path of a Raspberry Pi OS image (.img, .img.xz, .zip, .img.gz or .img.zst) or an https:// URL.`);
+    if (!st.isFile()) throw new UserError(`${source} is not a regular file; give the path of a Raspberry Pi OS image.`);
+    sourceSha256 = await localSha256(source);
+    checkPin(source, sourceSha256, spec.sha256);
+  }
+  const head = Buffer.alloc(512);
+  const handle = await open(source, 'r');
+  const { bytesRead } = await handle.read(head, 0, 512, 0).finally(() => handle.close());
+  const compression = detectCompression(head.subarray(0, bytesRead), source);
+  const path = compression === 'none' ? source : await decompress(source, compression, sourceSha256);
+  return { path, sourceSha256, compression };
+}
