@@ -2,6 +2,9 @@
  * Every external program swarmcard runs, with the Debian package that provides it. Any path can be
  * overridden by an environment variable (SWARMCARD_MCOPY=/opt/mtools/bin/mcopy), as genimage does.
  */
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
 export const tools = {
   mcopy: 'mtools',
   mtype: 'mtools',
@@ -30,6 +33,27 @@ export type Tool = keyof typeof tools;
 
 const binaryNames: Partial<Record<Tool, string>> = { mkfs_ext4: 'mkfs.ext4', mkfs_vfat: 'mkfs.vfat' };
 
+const found = new Map<Tool, string>();
+
+/**
+ * The program to run: an override, else the name found on PATH or in the sbin directories that
+ * Debian leaves off a normal user's PATH (debugfs, mkfs.vfat, sfdisk live there).
+ */
 export function toolPath(tool: Tool): string {
-  return process.env[`SWARMCARD_${tool.toUpperCase()}`] ?? binaryNames[tool] ?? tool;
+  const override = process.env[`SWARMCARD_${tool.toUpperCase()}`];
+  if (override) return override;
+  const cached = found.get(tool);
+  if (cached) return cached;
+  const name = binaryNames[tool] ?? tool;
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'];
+  const hit = dirs.map((dir) => join(dir, name)).find((candidate) => {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  found.set(tool, hit ?? name);
+  return hit ?? name;
 }

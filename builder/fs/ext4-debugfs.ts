@@ -219,7 +219,7 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     const [existing] = await this.lstatMany([target]);
     if (!existing) return;
     if (existing.type === 'dir') {
-      const children = this.overlay.has(target) ? [] : await this.list(target);
+      const children = await this.list(target); // flushes first, so queued children are listed too
       if (children.length > 0 && !options.recursive) throw new UserError(`cannot remove ${path}: the directory is not empty.`);
       for (const child of children) await this.remove(`${target}/${child.name}`, options);
       this.script.push(`rmdir ${q(target)}`);

@@ -1,0 +1,72 @@
+# swarmcard — the two commands a fresh machine needs:
+#   make demo   set everything up and run the main job on the built-in demo base image
+#   make test   set everything up and pass the whole suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# tool:Debian package — what swarmcard runs (see builder/exec/tools.ts).
+SYSTEM_TOOLS := mcopy:mtools mtype:mtools debugfs:e2fsprogs mkfs.ext4:e2fsprogs sfdisk:fdisk \
+                mkfs.vfat:dosfstools xz:xz-utils zstd:zstd unzip:unzip gzip:gzip losetup:mount
+# Only the test suite needs these.
+TEST_TOOLS := zip:zip fsck.vfat:dosfstools
+
+.PHONY: help setup system-deps test-deps node-deps build demo test bench clean
+
+help:
+	@echo "make demo    set up and build a demo node image from the built-in base"
+	@echo "make test    set up and run the whole test suite"
+	@echo "make bench   run the benchmarks under bench/ (prints ratios)"
+
+# Install missing Debian packages: directly as root, through sudo when it needs no password,
+# otherwise stop with the exact command to run.
+define install_missing
+	@missing=""; \
+	for pair in $(1); do \
+	  tool=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || [ -x /sbin/$$tool ] || \
+	    case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "error: missing programs from:$$missing — install them with your package manager, or use a Debian machine." >&2; exit 1; \
+	  elif [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	    echo "installing with sudo:$$missing"; \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "error: missing Debian packages; run: sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+endef
+
+system-deps:
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error("error: swarmcard needs Node.js 20.19 or newer, this is "+process.version); process.exit(1) }'
+	$(call install_missing,$(SYSTEM_TOOLS))
+
+test-deps: system-deps
+	$(call install_missing,$(TEST_TOOLS))
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node-deps: node_modules/.package-lock.json
+
+build: node-deps
+	npx tsc -p tsconfig.json
+
+setup: system-deps build
+
+demo: setup
+	node build/builder/cli.js demo --out dist
+
+test: test-deps build
+	npx ava
+
+bench: setup
+	node build/bench/clone-edit.js
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,159 @@
+/**
+ * The filesystem editors against every fixture flavour and every backend available here, read back
+ * with mtools, debugfs and e2fsck directly.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError } from '../builder/errors.js';
+import { flavourNames, type FlavourName } from '../builder/fixture/flavours.js';
+import { withPartition, type Ext4Backend } from '../builder/fs/partition.js';
+import { readLayout } from '../builder/image/layout.js';
+import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
+import { debugfsBytes, debugfsCat, debugfsStat, e2fsckClean, mdir, mtype, mtypeBytes, sha256File } from './helpers/independent.js';
+import { loopAvailable } from './helpers/loop.js';
+
+const EPOCH = 1750000000;
+const binary = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+/** The same edits on any image: every editor operation, including ones that depend on each other. */
+async function applyEdits(image: string, backend: Ext4Backend): Promise<void> {
+  const layout = await readLayout(image);
+  const options = { epoch: EPOCH, ext4Backend: backend };
+  await withPartition(layout, 'boot', options, async (fs) => {
+    await fs.write('/ssh', '');
+    await fs.write('/config.txt', `${await fs.readText('/config.txt')}[all]\ndtoverlay=dwc2\n`);
+    await fs.mkdir('/swarmcard/node', { parents: true });
+    await fs.write('/swarmcard/node/blob.bin', binary);
+    await fs.remove('/issue.txt');
+    await fs.remove('/overlays', { recursive: true });
+  });
+  await withPartition(layout, 'root', options, async (fs) => {
+    await fs.write('/etc/hostname', 'node7\n');
+    await fs.mkdir('/var/lib/swarmcard/state', { parents: true, mode: 0o700 });
+    await fs.write('/var/lib/swarmcard/state/secret', 'not in logs\n', { mode: 0o600, uid: 1000, gid: 1000, mtime: 1234567890 });
+    await fs.write('/var/lib/swarmcard/state/blob.bin', binary);
+    await fs.write('/bin/swarmcard-tool', '#!/bin/sh\necho hi\n', { mode: 0o755 }); // through /bin → usr/bin on merged-/usr releases
+    await fs.write('/etc/systemd/system/swarmcard-firstboot.service', '[Unit]\nDescription=x\n');
+    await fs.symlink('/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service', '/etc/systemd/system/swarmcard-firstboot.service');
+    await fs.remove('/etc/motd');
+    await fs.mkdir('/opt/tmp/deep', { parents: true });
+    await fs.write('/opt/tmp/deep/file', 'x');
+    await fs.remove('/opt/tmp', { recursive: true });
+    await fs.remove('/etc/ssh', { recursive: true });
+    // Read-your-writes inside one scope, before anything is committed.
+    if ((await fs.readText('/etc/hostname')) !== 'node7\n') throw new Error('read after write failed');
+  });
+}
+
+async function checkEdits(t: ExecutionContext, image: string, name: FlavourName): Promise<void> {
+  const merged = name.startsWith('bookworm') || name.startsWith('trixie');
+  // Boot partition through mtools directly.
+  t.is(await mtype(image, '/ssh'), '');
+  t.regex(await mtype(image, '/config.txt'), /\[all\]\ndtoverlay=dwc2\n$/);
+  t.deepEqual(await mtypeBytes(image, '/swarmcard/node/blob.bin'), binary);
+  const root = await mdir(image, '/');
+  t.false(root.some((l) => /issue\.txt/i.test(l)), 'issue.txt removed');
+  t.false(root.some((l) => /overlays/i.test(l)), 'overlays/ removed recursively');
+  // Root partition through debugfs directly.
+  t.is(await debugfsCat(image, '/etc/hostname'), 'node7\n');
+  t.like(await debugfsStat(image, '/etc/hostname'), { type: 'regular', mode: 0o644, uid: 0, gid: 0, mtime: EPOCH });
+  t.like(await debugfsStat(image, '/var/lib/swarmcard/state'), { type: 'directory', mode: 0o700, uid: 0, gid: 0 });
+  t.like(await debugfsStat(image, '/var/lib/swarmcard'), { type: 'directory', mode: 0o755 });
+  t.like(await debugfsStat(image, '/var/lib/swarmcard/state/secret'), { type: 'regular', mode: 0o600, uid: 1000, gid: 1000, mtime: 1234567890 });
+  t.is(await debugfsCat(image, '/var/lib/swarmcard/state/secret'), 'not in logs\n');
+  t.deepEqual(await debugfsBytes(image, '/var/lib/swarmcard/state/blob.bin'), binary);
+  t.like(await debugfsStat(image, merged ? '/usr/bin/swarmcard-tool' : '/bin/swarmcard-tool'), { type: 'regular', mode: 0o755 });
+  if (merged) t.like(await debugfsStat(image, '/bin'), { type: 'symlink', linkTarget: 'usr/bin' }, '/bin stays a symlink');
+  t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service'), {
+    type: 'symlink',
+    linkTarget: '/etc/systemd/system/swarmcard-firstboot.service',
+  });
+  t.is(await debugfsStat(image, '/etc/motd'), undefined);
+  t.is(await debugfsStat(image, '/opt/tmp'), undefined);
+  t.like(await debugfsStat(image, '/opt'), { type: 'directory' });
+  t.is(await debugfsStat(image, '/etc/ssh'), undefined);
+  const fsck = await e2fsckClean(image);
+  t.true(fsck.ok, fsck.output);
+}
+
+const backends: Ext4Backend[] = ['debugfs', 'loop'];
+for (const name of flavourNames) {
+  for (const backend of backends) {
+    test(`${name}: every edit with the ${backend} backend reads back with mtools, debugfs and e2fsck`, async (t) => {
+      const base = await fixture(name);
+      if (backend === 'loop' && !(await loopAvailable(base))) {
+        t.log('loop devices need root and a loop-capable kernel; not available here');
+        t.pass();
+        return;
+      }
+      const image = await scratchCopy(t, base);
+      await applyEdits(image, backend);
+      await checkEdits(t, image, name);
+    });
+  }
+}
+
+test('the mtools + debugfs route is byte-identical across two runs at different times', async (t) => {
+  const base = await fixture('trixie-arm64');
+  const first = await scratchCopy(t, base, 'a.img');
+  const second = await scratchCopy(t, base, 'b.img');
+  await applyEdits(first, 'debugfs');
+  await new Promise((r) => setTimeout(r, 1100)); // the wall clock moves on; the bytes must not
+  await applyEdits(second, 'debugfs');
+  t.is(await sha256File(first), await sha256File(second));
+  t.not(await sha256File(first), await sha256File(base));
+});
+
+test('read-back verification catches a backend that silently drops a change', async (t) => {
+  const dir = await scratchDir(t);
+  // A debugfs that "forgets" every mode change, as a buggy backend might.
+  const wrapper = join(dir, 'debugfs');
+  await writeFile(wrapper, '#!/bin/sh\nfor a; do last="$a"; done\nargs=""\nif [ "$1" = -w ]; then sed -i "/ mode 0/d" "$3"; fi\nexec /usr/sbin/debugfs "$@"\n');
+  await chmod(wrapper, 0o755);
+  const image = await scratchCopy(t, await fixture('bookworm-arm64'));
+  process.env.SWARMCARD_DEBUGFS = wrapper;
+  try {
+    const error = await t.throwsAsync(
+      withPartition(await readLayout(image), 'root', { epoch: EPOCH }, async (fs) => {
+        await fs.write('/etc/secret', 'x', { mode: 0o600 });
+      }),
+    );
+    t.regex(error!.message, /read-back verification failed: \/etc\/secret has mode 644, not 600/);
+  } finally {
+    delete process.env.SWARMCARD_DEBUGFS;
+  }
+});
+
+test('editors refuse paths that leave the partition and FAT symlinks', async (t) => {
+  const image = await scratchCopy(t, await fixture('bookworm-armhf'));
+  const layout = await readLayout(image);
+  await t.throwsAsync(
+    withPartition(layout, 'root', { epoch: EPOCH }, (fs) => fs.write('/../../etc/passwd', 'x')),
+    { instanceOf: UserError, message: /climbs above the partition's root/ },
+  );
+  await t.throwsAsync(
+    withPartition(layout, 'boot', { epoch: EPOCH }, (fs) => fs.symlink('/x', '/y')),
+    { instanceOf: UserError, message: /FAT, which has no symbolic links/ },
+  );
+  await t.throwsAsync(
+    withPartition(layout, 'root', { epoch: EPOCH }, (fs) => fs.write('/etc', 'x')),
+    { instanceOf: UserError, message: /a directory is in the way/ },
+  );
+  await t.throwsAsync(
+    withPartition(layout, 'root', { epoch: EPOCH }, (fs) => fs.mkdir('/a/b/c')),
+    { instanceOf: UserError, message: /\/a does not exist/ },
+  );
+});
+
+test('an image symlink pointing outside resolves inside the partition', async (t) => {
+  const image = await scratchCopy(t, await fixture('bookworm-armhf'));
+  const layout = await readLayout(image);
+  await withPartition(layout, 'root', { epoch: EPOCH }, async (fs) => {
+    await fs.symlink('/etc/escape', '../../../../../tmp');
+  });
+  await withPartition(layout, 'root', { epoch: EPOCH }, async (fs) => {
+    await fs.write('/etc/escape/inside', 'contained\n');
+  });
+  t.is(await debugfsCat(image, '/tmp/inside'), 'contained\n');
+});
