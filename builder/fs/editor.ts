@@ -147,11 +147,14 @@ export abstract class EditorBase {
     this.expect(path, { type: 'file', sha256: sha256(data), attrs });
   }
 
-  /** Read back every promised change. Called by `commit()` after pending work is applied. */
-  protected async verify(): Promise<void> {
+  /**
+   * Read back every promised change. Called by `commit()` after pending work is applied; a
+   * backend may pass readers that fetch everything from disk in one go.
+   */
+  protected async verify(from: { stat(path: string): Promise<FileStat | undefined>; read(path: string): Promise<Buffer> } = this): Promise<void> {
     const problems: string[] = [];
     for (const [path, want] of [...this.expected].sort(([a], [b]) => a.localeCompare(b))) {
-      const got = await this.stat(path);
+      const got = await from.stat(path);
       if (want === 'absent') {
         if (got) problems.push(`${path} still exists`);
         continue;
@@ -161,7 +164,7 @@ export abstract class EditorBase {
         continue;
       }
       if (got.type !== want.type) problems.push(`${path} is a ${got.type}, not a ${want.type}`);
-      if (want.sha256 && sha256(await this.read(path)) !== want.sha256) problems.push(`${path} content differs`);
+      if (want.sha256 && sha256(await from.read(path)) !== want.sha256) problems.push(`${path} content differs`);
       if (want.target !== undefined && got.target !== want.target) problems.push(`${path} points to ${got.target}, not ${want.target}`);
       if (this.checksOwnership) {
         const a = want.attrs;

@@ -5,7 +5,7 @@
  * debugfs 1.47 quirks (ci-machine.md): `write` takes a name in the cwd (so `cd` first), `mkdir` at
  * the top level needs `cd /`, and errors in -f mode are not fatal, so stderr is checked.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
@@ -47,7 +47,9 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
   readonly backend = 'debugfs';
   protected readonly checksOwnership = true;
   private script: string[] = [];
-  private readonly overlay = new Map<string, FileStat | 'absent'>();
+  /** Paths the queued script changes: reading one of them (or below one) needs a flush first. */
+  private touched = new Set<string>();
+  private readonly state = new Map<string, FileStat | 'absent'>();
   private staged = 0;
   private stagingDir?: string;
 
@@ -85,28 +87,39 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     return stdout.split(/^debugfs: .*$/m).slice(1);
   }
 
-  private pendingState(path: string): FileStat | 'absent' | undefined {
+  /** What is known of a path: its stat, 'absent' (itself or an ancestor is gone), or unknown. */
+  private known(path: string): FileStat | 'absent' | undefined {
     for (let p = path; ; p = parentOf(p)) {
-      const state = this.overlay.get(p);
+      const state = this.state.get(p);
       if (state === 'absent') return 'absent';
       if (p === path && state) return state;
       if (p === '/') return undefined;
     }
   }
 
+  /** Stat of the logical state; only unknown paths are asked, all in one debugfs run. */
   private async lstatMany(paths: string[]): Promise<(FileStat | undefined)[]> {
-    const result = paths.map((p) => this.pendingState(p));
-    const ask = paths.filter((_, i) => result[i] === undefined);
-    const onDisk = new Map<string, FileStat | undefined>();
+    const ask = [...new Set(paths.filter((p) => this.known(p) === undefined))];
     if (ask.length > 0) {
+      // Queued edits change nothing on disk for these paths (they are unknown), so no flush.
       // A missing path is an answer here, not an error.
       const answers = DebugfsEditor.answers(await this.debugfs(ask.map((p) => `stat ${q(p)}`), { tolerate: /File not found by ext2_lookup/ }));
-      ask.forEach((p, i) => onDisk.set(p, parseDebugfsStat(answers[i] ?? '')));
-      for (const [p, st] of onDisk) {
+      for (const [i, p] of ask.entries()) {
+        const st = parseDebugfsStat(answers[i] ?? '');
         if (st?.type === 'symlink' && st.target === undefined) st.target = (await this.catRaw(p)).toString();
+        this.state.set(p, st ?? 'absent');
       }
     }
-    return paths.map((p, i) => (result[i] === 'absent' ? undefined : (result[i] as FileStat | undefined) ?? onDisk.get(p)));
+    return paths.map((p) => {
+      const st = this.known(p);
+      return st === 'absent' ? undefined : st;
+    });
+  }
+
+  /** Learn a path and all its prefixes in one run (the common case: nothing is a symlink). */
+  private async prefetch(path: string): Promise<void> {
+    const segments = pathSegments(path);
+    await this.lstatMany(segments.map((_, i) => `/${segments.slice(0, i + 1).join('/')}`));
   }
 
   private async catRaw(path: string): Promise<Buffer> {
@@ -119,8 +132,16 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     return (await this.lstatMany([resolved]))[0];
   }
 
+  private isTouched(path: string): boolean {
+    for (let p = path; ; p = parentOf(p)) {
+      if (this.touched.has(p)) return true;
+      if (p === '/') return false;
+    }
+  }
+
   /** Canonical path; the parent is always resolved, the last component only when asked. */
   private async resolve(path: string, followLast: boolean): Promise<string> {
+    await this.prefetch(path);
     const lstat = (paths: string[]) => this.lstatMany(paths);
     if (followLast) return canonicalPath(path, lstat, { followLast: true });
     if (pathSegments(path).length === 0) return '/';
@@ -129,11 +150,11 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
   }
 
   async read(path: string): Promise<Buffer> {
-    await this.flush();
     const resolved = await this.resolve(path, true);
     const st = (await this.lstatMany([resolved]))[0];
     if (!st) throw new FileNotFoundError(path);
     if (st.type !== 'file') throw new Error(`${path} is a ${st.type}, not a file`);
+    if (this.isTouched(resolved)) await this.flush();
     return this.catRaw(resolved);
   }
 
@@ -165,10 +186,11 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
       mtime: attrs.mtime ?? this.ctx.epoch,
     };
     const p = q(path);
+    this.touched.add(path);
     if (type !== 'symlink') this.script.push(`sif ${p} mode 0${(typeBits[type] | st.mode).toString(8)}`);
     this.script.push(`sif ${p} uid ${st.uid}`, `sif ${p} gid ${st.gid}`);
     for (const field of ['mtime', 'atime', 'ctime']) this.script.push(`sif ${p} ${field} @${st.mtime}`);
-    this.overlay.set(path, st);
+    this.state.set(path, st);
     return st;
   }
 
@@ -210,7 +232,7 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     if (existing) this.script.push(`rm ${q(target)}`);
     this.script.push(`cd ${q(parentOf(target))}`, `symlink ${q(baseName(target))} ${q(linkTarget)}`);
     const st = this.setAttrs(target, 'symlink', attrs, 0o777);
-    this.overlay.set(target, { ...st, mode: 0o777, target: linkTarget });
+    this.state.set(target, { ...st, mode: 0o777, target: linkTarget });
     this.expect(target, { type: 'symlink', target: linkTarget, attrs: { uid: st.uid, gid: st.gid } });
   }
 
@@ -226,7 +248,8 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     } else {
       this.script.push(`rm ${q(target)}`);
     }
-    this.overlay.set(target, 'absent');
+    this.touched.add(target);
+    this.state.set(target, 'absent');
     this.expect(target, 'absent');
   }
 
@@ -235,12 +258,34 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     if (this.script.length === 0) return;
     const script = this.script;
     this.script = [];
-    this.overlay.clear();
+    this.touched = new Set();
     await this.debugfs(script, { write: true });
   }
 
+  /**
+   * Read back every promised change straight from disk (not from `state`) in one debugfs run:
+   * `stat` each path and `dump` each written file into the staging dir.
+   */
   async commit(): Promise<void> {
     await this.flush();
-    await this.verify();
+    const paths = [...this.expected.keys()].sort();
+    if (paths.length === 0) return;
+    const dir = await this.staging();
+    const dumps = new Map(paths.filter((p) => this.expected.get(p) !== 'absent').map((p, i) => [p, join(dir, `verify-${this.staged}-${i}`)]));
+    const commands = paths.flatMap((p) => [`stat ${q(p)}`, ...(dumps.has(p) && (this.expected.get(p) as { type: string }).type === 'file' ? [`dump ${q(p)} ${q(dumps.get(p)!)}`] : [])]);
+    this.staged++;
+    const stdout = await this.debugfs(commands, { tolerate: /File not found by ext2_lookup/ });
+    const answers = DebugfsEditor.answers(stdout);
+    const onDisk = new Map<string, FileStat | undefined>();
+    let index = 0;
+    for (const command of commands) {
+      const answer = answers[index++] ?? '';
+      const path = /^stat "(.*)"$/.exec(command)?.[1];
+      if (path !== undefined) onDisk.set(path, parseDebugfsStat(answer));
+    }
+    await this.verify({
+      stat: async (p) => onDisk.get(p),
+      read: (p) => readFile(dumps.get(p)!),
+    });
   }
 }

@@ -18,6 +18,8 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
   protected readonly checksOwnership = false;
   private staged = 0;
   private stagingDir?: string;
+  /** Directory listings seen in this session, kept in step with our own changes. */
+  private readonly listings = new Map<string, DirEntry[]>();
 
   constructor(private readonly ctx: EditorContext) {
     super();
@@ -51,7 +53,29 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
     return this.listRaw(path);
   }
 
-  private async listRaw(path: string): Promise<DirEntry[]> {
+  private async listRaw(path: string, options: { fresh?: boolean } = {}): Promise<DirEntry[]> {
+    const key = normalizePath(path).toLowerCase();
+    const cached = options.fresh ? undefined : this.listings.get(key);
+    if (cached) return cached;
+    const entries = await this.listFromDisk(path);
+    this.listings.set(key, entries);
+    return entries;
+  }
+
+  /** Record our own change in the cached listing of its parent. */
+  private noteEntry(path: string, type: DirEntry['type'] | undefined): void {
+    const parent = this.listings.get(parentOf(path).toLowerCase());
+    if (!parent) return;
+    const name = baseName(path);
+    const rest = parent.filter((e) => e.name.toLowerCase() !== name.toLowerCase());
+    this.listings.set(parentOf(path).toLowerCase(), type ? [...rest, { name, type }].sort((a, b) => a.name.localeCompare(b.name)) : rest);
+    if (type === undefined || type === 'dir') {
+      for (const key of this.listings.keys()) if (key.startsWith(`${normalizePath(path).toLowerCase()}/`) || key === normalizePath(path).toLowerCase()) this.listings.delete(key);
+      if (type === 'dir') this.listings.set(normalizePath(path).toLowerCase(), []);
+    }
+  }
+
+  private async listFromDisk(path: string): Promise<DirEntry[]> {
     return (await this.mtools('mdir', ['-b', '-a', MtoolsEditor.dos(path)]))
       .split('\n')
       .filter((l) => l.startsWith('::'))
@@ -60,12 +84,12 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  async stat(path: string): Promise<FileStat | undefined> {
+  async stat(path: string, options: { fresh?: boolean } = {}): Promise<FileStat | undefined> {
     const segments = pathSegments(path);
     if (segments.length === 0) return { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 0 };
     let entries: DirEntry[];
     try {
-      entries = await this.listRaw(parentOf(path));
+      entries = await this.listRaw(parentOf(path), options);
     } catch (error) {
       if (error instanceof ToolError && /not found|No such file/i.test(error.stderr)) return undefined;
       throw error;
@@ -94,6 +118,7 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
     await utimes(local, mtime, mtime);
     // -o overwrite without asking, -m keep the staged file's (fixed) mtime.
     await this.mtools('mcopy', ['-o', '-m', local, MtoolsEditor.dos(path)]);
+    this.noteEntry(path, 'file');
     this.expectWrite(path, bytes, {});
   }
 
@@ -107,6 +132,7 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
       if (st) throw new UserError(`cannot create the directory ${path} on the boot partition: ${prefix} is a file.`);
       if (!last && !attrs.parents) throw new UserError(`cannot create the directory ${path} on the boot partition: ${prefix} does not exist.`);
       await this.mtools('mmd', [MtoolsEditor.dos(prefix)]);
+      this.noteEntry(prefix, 'dir');
       this.expect(prefix, { type: 'dir', attrs: {} });
     }
   }
@@ -126,10 +152,13 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
     } else {
       await this.mtools('mdel', [MtoolsEditor.dos(path)]);
     }
+    this.noteEntry(path, undefined);
     this.expect(path, 'absent');
   }
 
+  /** Verify against fresh listings from disk, not the session's cache. */
   async commit(): Promise<void> {
+    this.listings.clear();
     await this.verify();
   }
 }

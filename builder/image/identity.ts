@@ -4,6 +4,7 @@
  * each node gets its own id, and `root=PARTUUID=` in cmdline.txt and /etc/fstab change with it.
  */
 import { createHash } from 'node:crypto';
+import type { FsEditor } from '../fs/editor.js';
 import { withPartition, type PartitionOptions } from '../fs/partition.js';
 import { replacePartUuids } from '../text/etc-files.js';
 import { writeDiskId } from './clone.js';
@@ -16,23 +17,26 @@ export function deriveDiskId(seed: string, index: number): number {
   return digest.readUInt32LE(0) || 1;
 }
 
+/** Point `root=PARTUUID=` in cmdline.txt at a new disk id (inside a boot partition session). */
+export async function retargetCmdline(boot: FsEditor, oldId: number, newId: number): Promise<void> {
+  const cmdline = await boot.readText('/cmdline.txt');
+  const updated = replacePartUuids(cmdline, formatDiskId(oldId), formatDiskId(newId));
+  if (updated !== cmdline) await boot.write('/cmdline.txt', updated);
+}
+
+/** Point /etc/fstab's PARTUUIDs at a new disk id, keeping the file's mode and owner. */
+export async function retargetFstab(root: FsEditor, oldId: number, newId: number): Promise<void> {
+  const st = await root.stat('/etc/fstab');
+  if (!st) return;
+  const fstab = await root.readText('/etc/fstab');
+  const updated = replacePartUuids(fstab, formatDiskId(oldId), formatDiskId(newId));
+  if (updated !== fstab) await root.write('/etc/fstab', updated, { mode: st.mode, uid: st.uid, gid: st.gid });
+}
+
 /** Set the disk id and rewrite every PARTUUID reference to it; returns the re-read layout. */
 export async function setDiskIdentity(layout: ImageLayout, diskId: number, options: PartitionOptions): Promise<ImageLayout> {
-  const oldId = formatDiskId(layout.mbr.diskId);
-  const newId = formatDiskId(diskId);
   await writeDiskId(layout.path, diskId);
-  await withPartition(layout, 'boot', options, async (fs) => {
-    const cmdline = await fs.readText('/cmdline.txt');
-    const updated = replacePartUuids(cmdline, oldId, newId);
-    if (updated !== cmdline) await fs.write('/cmdline.txt', updated);
-  });
-  await withPartition(layout, 'root', options, async (fs) => {
-    if (!(await fs.exists('/etc/fstab'))) return;
-    const fstab = await fs.readText('/etc/fstab');
-    const updated = replacePartUuids(fstab, oldId, newId);
-    // Keep the file's own mode and owner: only the content changes.
-    const st = await fs.stat('/etc/fstab');
-    if (updated !== fstab) await fs.write('/etc/fstab', updated, { mode: st?.mode, uid: st?.uid, gid: st?.gid });
-  });
+  await withPartition(layout, 'boot', options, (fs) => retargetCmdline(fs, layout.mbr.diskId, diskId));
+  await withPartition(layout, 'root', options, (fs) => retargetFstab(fs, layout.mbr.diskId, diskId));
   return readLayout(layout.path);
 }
