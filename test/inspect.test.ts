@@ -154,3 +154,15 @@ test('usage errors exit 1 with one sentence', async (t) => {
   t.is(option.exitCode, 1);
   t.regex(option.stderr, /Unknown option '--bogus'/);
 });
+
+test('inspect reads a compressed image through the cache', async (t) => {
+  const dir = await scratchDir(t);
+  const archive = join(dir, 'raspios-trixie-arm64-lite.img.xz');
+  await execa('sh', ['-c', 'xz -T0 -c "$0" > "$1"', await fixture('trixie-arm64'), archive]);
+  const result = await swarmcard(['inspect', archive, '--json'], { env: { SWARMCARD_CACHE_DIR: join(dir, 'cache') } });
+  t.is(result.exitCode, 0, result.stderr);
+  const report = JSON.parse(result.stdout) as ImageReport;
+  t.is(report.path, archive);
+  t.is(report.release.codename, 'trixie');
+  t.regex(result.stderr, /decompressing raspios-trixie-arm64-lite\.img\.xz/, 'progress on stderr');
+});

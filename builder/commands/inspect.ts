@@ -1,13 +1,17 @@
 /**
- * swarmcard inspect IMAGE [--json]
+ * swarmcard inspect IMAGE [--json]   (IMAGE: .img, .img.xz, .zip, .img.gz, .img.zst or https:// URL)
  * Shows release, architecture, partitions, boot settings, network stack, first boot, SSH/users,
  * identity state and ext4 features, then warns about clone-hygiene problems.
  */
 import { inspectImage, type ImageReport } from '../image/inspect.js';
+import { resolveBaseImage } from '../source/base-image.js';
 import { formatBytes, log } from '../log.js';
 
 export async function inspectCommand(image: string, options: { json: boolean }): Promise<void> {
-  const report = await inspectImage(image);
+  // Compressed images and URLs are decompressed into the cache first, like a build's base.
+  const base = await resolveBaseImage({ location: image }, { hash: false });
+  const report = await inspectImage(base.path);
+  if (base.path !== image) report.path = image;
   if (options.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return;

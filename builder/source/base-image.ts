@@ -29,8 +29,8 @@ export interface BaseImageSpec {
 export interface ResolvedBaseImage {
   /** A raw, uncompressed disk image, ready to be cloned. Never written to. */
   path: string;
-  /** sha256 of the source as given (compressed file or URL download). */
-  sourceSha256: string;
+  /** sha256 of the source as given (compressed file or URL download); absent when not asked for. */
+  sourceSha256?: string;
   compression: Compression;
 }
 
@@ -206,12 +206,16 @@ async function decompress(source: string, compression: Exclude<Compression, 'non
   });
 }
 
-export async function resolveBaseImage(spec: BaseImageSpec): Promise<ResolvedBaseImage> {
+/**
+ * `hash: false` skips hashing a raw, unpinned .img (inspect does not need it); compressed sources
+ * are always hashed because the hash is their cache key.
+ */
+export async function resolveBaseImage(spec: BaseImageSpec, options: { hash?: boolean } = {}): Promise<ResolvedBaseImage> {
   if (spec.sha256 !== undefined && !sha256Pattern.test(spec.sha256.toLowerCase())) {
     throw new UserError(`the sha256 pin "${spec.sha256}" is not 64 hex digits.`);
   }
   let source: string;
-  let sourceSha256: string;
+  let sourceSha256: string | undefined;
   if (isUrl(spec.location)) {
     ({ path: source, sha256: sourceSha256 } = await download(spec.location, spec.sha256));
   } else {
@@ -219,13 +223,15 @@ export async function resolveBaseImage(spec: BaseImageSpec): Promise<ResolvedBas
     const st = await stat(source).catch(() => undefined);
     if (!st) throw new UserError(`${source} does not exist; give the path of a Raspberry Pi OS image (.img, .img.xz, .zip, .img.gz or .img.zst) or an https:// URL.`);
     if (!st.isFile()) throw new UserError(`${source} is not a regular file; give the path of a Raspberry Pi OS image.`);
-    sourceSha256 = await localSha256(source);
-    checkPin(source, sourceSha256, spec.sha256);
   }
   const head = Buffer.alloc(512);
   const handle = await open(source, 'r');
   const { bytesRead } = await handle.read(head, 0, 512, 0).finally(() => handle.close());
   const compression = detectCompression(head.subarray(0, bytesRead), source);
-  const path = compression === 'none' ? source : await decompress(source, compression, sourceSha256);
+  if (sourceSha256 === undefined && (options.hash !== false || spec.sha256 !== undefined || compression !== 'none')) {
+    sourceSha256 = await localSha256(source);
+    checkPin(source, sourceSha256, spec.sha256);
+  }
+  const path = compression === 'none' ? source : await decompress(source, compression, sourceSha256!);
   return { path, sourceSha256, compression };
 }
