@@ -6,9 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { buildCommand } from './commands/build.js';
 import { demoCommand } from './commands/demo.js';
 import { fixtureCommand } from './commands/fixture.js';
 import { inspectCommand } from './commands/inspect.js';
+import { planCommand } from './commands/plan.js';
+import { schemaCommand } from './commands/schema.js';
+import { validateCommand } from './commands/validate.js';
 import { UserError } from './errors.js';
 import { ext4Backends, type Ext4Backend } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
@@ -17,9 +21,14 @@ import { installSignalCleanup } from './util/scope.js';
 const usage = `usage: swarmcard <command> [options]
 
 commands:
+  build PROFILE [--base IMAGE] [--nodes N] [--only LIST] [--out DIR] [--json]
+                                               write dist/<cluster>/NN-<hostname>.img per node
+  plan PROFILE [--nodes N] [--json]            every node's values and edits; no image touched
+  validate PROFILE                             check a profile; every problem with its YAML line
   inspect IMAGE [--json]                       release, architecture, partitions, identity, network
   demo [--out DIR]                             clone and edit a node from the built-in demo base
   fixture FLAVOUR OUT [--booted]               write a small Raspberry Pi OS-shaped test image
+  schema                                       print the profile JSON Schema
 
 options:
   --ext4-backend debugfs|loop                  how the root filesystem is edited (default debugfs;
@@ -49,6 +58,9 @@ async function main(argv: string[]): Promise<void> {
         json: { type: 'boolean', default: false },
         out: { type: 'string', default: 'dist' },
         booted: { type: 'boolean', default: false },
+        base: { type: 'string' },
+        nodes: { type: 'string' },
+        only: { type: 'string' },
         'ext4-backend': { type: 'string' },
         verbose: { type: 'boolean', default: false },
         version: { type: 'boolean', default: false },
@@ -66,7 +78,24 @@ async function main(argv: string[]): Promise<void> {
   const needs = (count: number, what: string) => {
     if (rest.length !== count) throw new UserError(`swarmcard ${command} takes ${what}; run "swarmcard --help".`);
   };
+  const nodes = (): number | undefined => {
+    if (values.nodes === undefined) return undefined;
+    if (!/^[1-9]\d{0,3}$/.test(values.nodes)) throw new UserError(`--nodes must be a whole number from 1 to 9999, not "${values.nodes}".`);
+    return Number(values.nodes);
+  };
   switch (command) {
+    case 'build':
+      needs(1, 'one PROFILE');
+      return buildCommand(rest[0]!, { base: values.base, nodes: nodes(), only: values.only, out: values.out, json: values.json, ext4Backend: ext4Backend(values['ext4-backend']), version: version() });
+    case 'plan':
+      needs(1, 'one PROFILE');
+      return planCommand(rest[0]!, { nodes: nodes(), json: values.json });
+    case 'validate':
+      needs(1, 'one PROFILE');
+      return validateCommand(rest[0]!);
+    case 'schema':
+      needs(0, 'no arguments');
+      return schemaCommand();
     case 'inspect':
       needs(1, 'one IMAGE');
       return inspectCommand(rest[0]!, { json: values.json });

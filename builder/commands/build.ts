@@ -1,0 +1,44 @@
+/**
+ * swarmcard build PROFILE [--base IMAGE] [--nodes N] [--only LIST] [--out DIR] [--json]
+ * Writes dist/<cluster>/NN-<hostname>.img for every node, manifest.json and SHA256SUMS.
+ */
+import { buildCluster } from '../build/build.js';
+import type { Ext4Backend } from '../fs/partition.js';
+import { formatBytes, log } from '../log.js';
+import { parseOnly, planCluster } from '../plan/plan.js';
+import { loadProfile } from '../profile/load-profile.js';
+import { buildEpoch } from '../util/epoch.js';
+
+export interface BuildCommandOptions {
+  base?: string;
+  nodes?: number;
+  only?: string;
+  out: string;
+  json: boolean;
+  ext4Backend?: Ext4Backend;
+  version: string;
+}
+
+export async function buildCommand(profileFile: string, options: BuildCommandOptions): Promise<void> {
+  const profile = await loadProfile(profileFile, { nodes: options.nodes });
+  // --base replaces every node's base image (e.g. a real Raspberry Pi OS Lite download).
+  if (options.base) for (const node of profile.nodes) if (node.board !== 'pc') node.base = { image: options.base };
+  const plan = planCluster(profile);
+  const only = options.only ? parseOnly(options.only, plan) : undefined;
+  const manifest = await buildCluster(plan, {
+    out: options.out,
+    only,
+    epoch: buildEpoch(profile.sourceDateEpoch),
+    ext4Backend: options.ext4Backend,
+    toolVersion: options.version,
+  });
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
+    return;
+  }
+  const dir = `${options.out}/${plan.cluster}`;
+  for (const n of manifest.nodes) process.stdout.write(`${dir}/${n.file}  ${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}\n`);
+  if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
+  process.stdout.write(`${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
+  log.step(`built ${manifest.nodes.length} image(s) in ${dir}; flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")`);
+}

@@ -1,0 +1,187 @@
+/**
+ * Profile pipeline (changesets style): parse the YAML keeping positions → check it against the
+ * schema → expand pattern groups → run the cross-field rules → load the overlays and check their
+ * parameters. Every problem is collected with its field and YAML line and reported at once.
+ */
+import { Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { UserError } from '../errors.js';
+import { checkParam, loadOverlay, type Overlay } from '../overlay/manifest.js';
+import { ExpressionError, interpolate } from './expr.js';
+import { ProfileError, formatPath, type FieldPath, type Problem } from './problems.js';
+import { checkRules } from './rules.js';
+import { ExplicitNode, PatternGroup, Profile, type BaseData, type Board, type InterfaceData, type ProfileData, type Role } from './schema.js';
+
+export interface NodeSpec {
+  index: number;
+  hostname: string;
+  role: Role;
+  board: Board;
+  base?: BaseData;
+  interfaces: InterfaceData[];
+  overlays: { id: string; params: Record<string, unknown> }[];
+  /** Where the node (or its pattern group) is in the YAML, for error messages. */
+  source: FieldPath;
+  fromPattern: boolean;
+}
+
+export interface LoadedProfile {
+  file: string;
+  cluster: string;
+  description?: string;
+  sourceDateEpoch: number;
+  nodes: NodeSpec[];
+  overlays: Map<string, Overlay>;
+}
+
+export interface LoadOptions {
+  /** `--nodes N`: the count of the profile's pattern group. */
+  nodes?: number;
+}
+
+/** Built-in overlays ship with swarmcard; a profile may add its own in <profile dir>/overlays. */
+export function overlaySearchPath(profileFile: string): string[] {
+  const builtIn = fileURLToPath(new URL('../../../overlays', import.meta.url));
+  return [join(dirname(resolve(profileFile)), 'overlays'), builtIn];
+}
+
+function lineOf(doc: Document, counter: LineCounter, path: FieldPath): number | undefined {
+  for (let p = path; ; p = p.slice(0, -1)) {
+    const node = p.length === 0 ? doc.contents : doc.getIn(p, true);
+    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
+    if (p.length === 0) return undefined;
+  }
+}
+
+const toPath = (pointer: string): FieldPath => pointer.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? Number(s) : s.replaceAll('~1', '/').replaceAll('~0', '~')));
+
+function schemaProblems(schema: Parameters<typeof Value.Errors>[0], value: unknown, at: FieldPath): Problem[] {
+  const problems: Problem[] = [];
+  for (const error of Value.Errors(schema, value)) {
+    const path = [...at, ...toPath(error.path)];
+    const field = formatPath(path);
+    if (error.message === 'Expected required property') problems.push({ path, message: `is missing; add ${String(path.at(-1))}` });
+    else if (error.message === 'Unexpected property') problems.push({ path, message: `is not a known field; remove it or fix its spelling (see profiles/schema.json)` });
+    else if (/^Expected union value/.test(error.message)) {
+      const allowed = (error.schema as { anyOf?: { const?: unknown }[] }).anyOf?.map((s) => s.const).filter((c) => c !== undefined);
+      problems.push({ path, message: allowed?.length ? `must be one of ${allowed.join(', ')}, not ${JSON.stringify(error.value)}` : error.message });
+    } else problems.push({ path, message: `${error.message.replace(/^Expected/, 'expected')}${field ? '' : ''}, got ${JSON.stringify(error.value)}` });
+  }
+  // Nested union mismatches repeat the same field; keep the first word on each field.
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = formatPath(p.path);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+export async function loadProfile(file: string, options: LoadOptions = {}): Promise<LoadedProfile> {
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    throw new UserError(error.code === 'ENOENT' ? `${file} does not exist; give the path of a profile such as profiles/pizero-otg.yaml.` : `${file} cannot be read: ${error.message}.`);
+  });
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ProfileError(file, doc.errors.map((e) => ({ line: e.linePos?.[0].line, path: [], message: `${e.message.split('\n')[0]} (YAML syntax)` })));
+  }
+  const data: unknown = doc.toJS();
+  const problems: Problem[] = [];
+  const fail = () => new ProfileError(file, problems.map((p) => ({ ...p, line: lineOf(doc, counter, p.path) })));
+
+  // The top level first, with nodes checked one by one against their own kind for exact messages.
+  const { nodes: _nodes, ...topLevel } = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;
+  problems.push(...schemaProblems(Type.Omit(Profile, ['nodes']), topLevel, []));
+  const rawNodes = (data as { nodes?: unknown }).nodes;
+  if (!Array.isArray(rawNodes) || rawNodes.length === 0) problems.push({ path: ['nodes'], message: 'must list at least one node or pattern group' });
+  else rawNodes.forEach((n, i) => problems.push(...schemaProblems(n && typeof n === 'object' && 'pattern' in n ? PatternGroup : ExplicitNode, n, ['nodes', i])));
+  if (problems.length > 0) throw fail();
+  const profile = data as ProfileData;
+
+  // Expand pattern groups.
+  const groups = profile.nodes.map((g, i) => ({ g, i })).filter(({ g }) => 'pattern' in g);
+  if (options.nodes !== undefined && groups.length !== 1) {
+    throw new UserError(`--nodes sets the count of the profile's pattern group, but ${file} has ${groups.length === 0 ? 'none' : groups.length}; edit the profile instead.`);
+  }
+  const profileDir = dirname(resolve(file));
+  const resolveBase = (base?: BaseData): BaseData | undefined =>
+    base && { ...base, image: /^[a-z]+:\/\//i.test(base.image) || isAbsolute(base.image) ? base.image : resolve(profileDir, base.image) };
+  const nodes: NodeSpec[] = [];
+  for (const [i, group] of profile.nodes.entries()) {
+    const common = { role: group.role, board: group.board, base: resolveBase(group.base ?? profile.base), source: ['nodes', i] as FieldPath };
+    const overlaysOf = () => (group.overlays ?? []).map((o) => ({ id: o.id, params: { ...(o.params ?? {}) } }));
+    if (!('pattern' in group)) {
+      nodes.push({ ...common, fromPattern: false, index: group.index, hostname: group.hostname, interfaces: group.interfaces ?? [], overlays: overlaysOf() });
+      continue;
+    }
+    const first = group.first ?? 1;
+    const count = options.nodes ?? group.count;
+    for (let k = first; k < first + count; k++) {
+      const at = (field: FieldPath, template: string): string => {
+        try {
+          return interpolate(template, k);
+        } catch (error) {
+          if (!(error instanceof ExpressionError)) throw error;
+          problems.push({ path: ['nodes', i, ...field], message: error.message });
+          return template;
+        }
+      };
+      nodes.push({
+        ...common,
+        fromPattern: true,
+        index: k,
+        hostname: at(['pattern'], group.pattern),
+        interfaces: (group.interfaces ?? []).map((iface, j) => ({
+          ...iface,
+          address: at(['interfaces', j, 'address'], iface.address),
+          ...(iface.gateway ? { gateway: at(['interfaces', j, 'gateway'], iface.gateway) } : {}),
+        })),
+        overlays: overlaysOf(),
+      });
+    }
+  }
+  if (problems.length > 0) throw fail();
+  problems.push(...checkRules(nodes));
+
+  // Overlays: each must exist and get valid parameters; defaults are filled in.
+  const overlays = new Map<string, Overlay>();
+  const search = overlaySearchPath(file);
+  for (const [n, node] of nodes.entries()) {
+    const firstOfGroup = nodes.findIndex((other) => other.source.join() === node.source.join()) === n;
+    for (const [j, use] of node.overlays.entries()) {
+      const path: FieldPath = [...node.source, 'overlays', j];
+      let overlay = overlays.get(use.id);
+      if (!overlay) {
+        try {
+          overlay = await loadOverlay(use.id, search);
+          overlays.set(use.id, overlay);
+        } catch (error) {
+          if (!(error instanceof UserError)) throw error;
+          if (firstOfGroup) problems.push({ path: [...path, 'id'], message: `${error.message}; use one of the directories under overlays/` });
+          continue;
+        }
+      }
+      for (const key of Object.keys(use.params)) {
+        if (!(key in overlay.params) && firstOfGroup) problems.push({ path: [...path, 'params', key], message: `is not a parameter of overlay ${use.id}; it takes ${Object.keys(overlay.params).join(', ') || 'none'}` });
+      }
+      for (const [key, spec] of Object.entries(overlay.params)) {
+        if (use.params[key] === undefined) {
+          if (spec.default === undefined) {
+            if (firstOfGroup) problems.push({ path: [...path, 'params'], message: `overlay ${use.id} needs the parameter ${key} (${spec.description})` });
+            continue;
+          }
+          use.params[key] = spec.default;
+        }
+        const problem = checkParam(key, spec, use.params[key]);
+        if (problem && firstOfGroup) problems.push({ path: [...path, 'params', key], message: problem });
+      }
+    }
+  }
+  if (problems.length > 0) throw fail();
+  return { file, cluster: profile.cluster, description: profile.description, sourceDateEpoch: profile.sourceDateEpoch, nodes: nodes.sort((a, b) => a.index - b.index), overlays };
+}

@@ -1,0 +1,114 @@
+/**
+ * Rules across fields, each small and named, each returning every problem it finds. They run on
+ * the expanded node list, so a pattern group's problem points at the group's YAML.
+ */
+import { contains, formatNetwork, overlaps, parseCidr, parseIpv4, type Cidr } from './ipv4.js';
+import type { NodeSpec } from './load-profile.js';
+import type { Problem } from './problems.js';
+
+/** Boards with a USB OTG port that can act as an Ethernet gadget. */
+export const gadgetBoards = new Set(['pi0', 'pi0w', 'pi0-2w', 'pi4', 'pi5', 'cm3', 'cm4', 'cm5']);
+
+const hostnamePattern = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+type Rule = (nodes: NodeSpec[]) => Problem[];
+
+const uniqueIndices: Rule = (nodes) => {
+  const seen = new Map<number, NodeSpec>();
+  return nodes.flatMap((n) => {
+    const other = seen.get(n.index);
+    seen.set(n.index, n);
+    return other ? [{ path: [...n.source, 'index'], message: `node index ${n.index} is used twice (also by ${other.hostname}); give every node its own index` }] : [];
+  });
+};
+
+const validHostnames: Rule = (nodes) =>
+  nodes
+    .filter((n) => !hostnamePattern.test(n.hostname))
+    .map((n) => ({
+      path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'],
+      message: `"${n.hostname}" is not a valid host name (RFC 1123: lower-case letters, digits and inner hyphens, at most 63); use e.g. ${n.hostname.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '') || 'node1'}`,
+    }));
+
+const uniqueHostnames: Rule = (nodes) => {
+  const seen = new Map<string, NodeSpec>();
+  return nodes.flatMap((n) => {
+    const other = seen.get(n.hostname);
+    seen.set(n.hostname, n);
+    return other ? [{ path: [...n.source], message: `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; host names must be unique` }] : [];
+  });
+};
+
+const addresses: Rule = (nodes) => {
+  const problems: Problem[] = [];
+  const seen = new Map<number, string>();
+  const subnets: { cidr: Cidr; where: string; path: (string | number)[] }[] = [];
+  for (const n of nodes) {
+    for (const [j, iface] of n.interfaces.entries()) {
+      const path = [...n.source, 'interfaces', j];
+      const cidr = parseCidr(iface.address);
+      if (!cidr) {
+        problems.push({ path: [...path, 'address'], message: `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24` });
+        continue;
+      }
+      if (cidr.address === cidr.network || cidr.prefix < 31 && cidr.address === cidr.network + 2 ** (32 - cidr.prefix) - 1) {
+        problems.push({ path: [...path, 'address'], message: `${iface.address} (node ${n.hostname}) is the network or broadcast address of ${formatNetwork(cidr)}; use a host address` });
+      }
+      const where = `${n.hostname} ${iface.name}`;
+      const twin = seen.get(cidr.address);
+      if (twin) problems.push({ path: [...path, 'address'], message: `${iface.address.split('/')[0]} is given to both ${twin} and ${where}; addresses must be unique` });
+      seen.set(cidr.address, where);
+      if (iface.gateway !== undefined) {
+        const gateway = parseIpv4(iface.gateway);
+        if (gateway === undefined) problems.push({ path: [...path, 'gateway'], message: `"${iface.gateway}" (node ${n.hostname}) is not an IPv4 address` });
+        else if (!contains(cidr, gateway)) problems.push({ path: [...path, 'gateway'], message: `${iface.gateway} is outside ${formatNetwork(cidr)}, the subnet of ${where}; a gateway must be on the link` });
+      }
+      for (const dns of iface.dns ?? []) {
+        if (parseIpv4(dns) === undefined) problems.push({ path: [...path, 'dns'], message: `"${dns}" (node ${n.hostname}) is not an IPv4 address` });
+      }
+      const clash = subnets.find((s) => overlaps(s.cidr, cidr) && (s.cidr.network !== cidr.network || s.cidr.prefix !== cidr.prefix));
+      if (clash) problems.push({ path: [...path, 'address'], message: `the subnet ${formatNetwork(cidr)} of ${where} overlaps ${formatNetwork(clash.cidr)} of ${clash.where}; subnets must be identical (one link) or disjoint` });
+      // Every USB gadget is its own point-to-point link: two gadgets on one subnet collide on the host.
+      if (iface.kind === 'usb-gadget') {
+        const same = subnets.find((s) => s.cidr.network === cidr.network && s.cidr.prefix === cidr.prefix && s.where.endsWith('(gadget)'));
+        if (same) problems.push({ path: [...path, 'address'], message: `${where} and ${same.where.replace(' (gadget)', '')} are USB gadgets on the same subnet ${formatNetwork(cidr)}; each gadget link needs its own subnet` });
+      }
+      subnets.push({ cidr, where: iface.kind === 'usb-gadget' ? `${where} (gadget)` : where, path });
+    }
+  }
+  return problems;
+};
+
+const gadgets: Rule = (nodes) => {
+  const problems: Problem[] = [];
+  const hosts = nodes.filter((n) => n.role === 'host');
+  for (const n of nodes) {
+    for (const [j, iface] of n.interfaces.entries()) {
+      if (iface.kind !== 'usb-gadget') continue;
+      const path = [...n.source, 'interfaces', j];
+      if (!gadgetBoards.has(n.board)) problems.push({ path: [...path, 'kind'], message: `${n.hostname} is a ${n.board}, which has no USB OTG port; a usb-gadget interface needs one of ${[...gadgetBoards].join(', ')}` });
+      if (hosts.length !== 1) problems.push({ path: [...path, 'kind'], message: `usb-gadget links need exactly one node with role host to plug into; the profile has ${hosts.length}` });
+      if (iface.gateway === undefined) problems.push({ path: [...path], message: `gateway is missing: on a usb-gadget link it is the host's address on that link; add gateway` });
+    }
+  }
+  return problems;
+};
+
+const baseImages: Rule = (nodes) =>
+  nodes
+    .filter((n) => n.board !== 'pc' && n.base === undefined)
+    .map((n) => ({ path: [...n.source], message: `no base image for ${n.hostname}; add base: { image: … } at the top of the profile or to this group` }));
+
+export const rules: Rule[] = [uniqueIndices, validHostnames, uniqueHostnames, addresses, gadgets, baseImages];
+
+export function checkRules(nodes: NodeSpec[]): Problem[] {
+  const problems = rules.flatMap((rule) => rule(nodes));
+  // A pattern group repeats its problem for every node; report each message once per field.
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const key = `${p.path.join('.')}\0${p.message.replace(/\d+/g, '#')}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}

@@ -1,0 +1,98 @@
+/**
+ * The profile format, written once: TypeBox gives the static types, the validator that reports
+ * every problem with its path, and the JSON Schema editors use (profiles/schema.json, generated
+ * by `swarmcard schema` and checked by a test).
+ *
+ * A profile is one cluster:
+ *   cluster: pizero-otg
+ *   sourceDateEpoch: 1700000000
+ *   base: { image: https://…/raspios-trixie-armhf-lite.img.xz, sha256: … }
+ *   nodes:
+ *     - { index: 0, hostname: otghost1, role: host, board: pi3, overlays: [{ id: otg-host }] }
+ *     - { pattern: "otg{k}", first: 1, count: 4, role: worker, board: pi0,
+ *         interfaces: [{ name: usb0, kind: usb-gadget, address: "10.0.{k+10}.2/24", gateway: "10.0.{k+10}.1" }] }
+ * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{2*k}`).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const Hostname = Type.String({ description: 'RFC 1123 host name (a-z, 0-9, -), or in a pattern group a template with {k}.', minLength: 1 });
+const Sha256 = Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'sha256 of the image file as downloaded (hex).' });
+
+export const Base = Type.Object(
+  {
+    image: Type.String({ minLength: 1, description: 'Path (relative to the profile) or https:// URL of a Raspberry Pi OS image: .img, .img.xz, .zip, .img.gz or .img.zst.' }),
+    sha256: Type.Optional(Sha256),
+  },
+  { additionalProperties: false, description: 'The Raspberry Pi OS image nodes are cloned from.' },
+);
+
+export const boards = ['pi0', 'pi0w', 'pi1', 'pi2', 'pi3', 'pi0-2w', 'pi4', 'pi400', 'pi5', 'pi500', 'cm3', 'cm4', 'cm5', 'pc'] as const;
+export const roles = ['host', 'manager', 'worker'] as const;
+
+export const Interface = Type.Object(
+  {
+    name: Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,14}$', description: 'Interface name as the node sees it: usb0, eth0, wlan0.' }),
+    kind: Type.Union([Type.Literal('usb-gadget'), Type.Literal('ethernet')], {
+      description: 'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port.',
+    }),
+    address: Type.String({ description: 'Static IPv4 address with prefix, e.g. 10.0.{k+10}.2/24.' }),
+    gateway: Type.Optional(Type.String({ description: 'Default router on this interface.' })),
+    dns: Type.Optional(Type.Array(Type.String(), { description: 'Name servers.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const OverlayUse = Type.Object(
+  {
+    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$', description: 'Directory name under overlays/.' }),
+    params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "Values for the overlay's declared parameters." })),
+  },
+  { additionalProperties: false },
+);
+
+const nodeFields = {
+  role: Type.Union(roles.map((r) => Type.Literal(r)), { description: 'host: the machine the others hang off (USB hub host); manager/worker: swarm roles.' }),
+  board: Type.Union(boards.map((b) => Type.Literal(b)), { description: 'Raspberry Pi model; decides which image architecture can boot it (pi0/pi0w/pi1 need 32-bit armhf). "pc" means a laptop or PC host: no image, a host kit instead.' }),
+  base: Type.Optional(Base),
+  interfaces: Type.Optional(Type.Array(Interface)),
+  overlays: Type.Optional(Type.Array(OverlayUse)),
+};
+
+export const ExplicitNode = Type.Object(
+  { index: Type.Integer({ minimum: 0, maximum: 9999, description: 'Node number: the NN in NN-hostname.img.' }), hostname: Hostname, ...nodeFields },
+  { additionalProperties: false, description: 'One named node.' },
+);
+
+export const PatternGroup = Type.Object(
+  {
+    pattern: Type.String({ minLength: 1, description: 'Host name template, e.g. otg{k}; k runs from first to first+count-1.' }),
+    first: Type.Optional(Type.Integer({ minimum: 0, maximum: 9999, default: 1, description: 'Index of the first node (default 1).' })),
+    count: Type.Integer({ minimum: 1, maximum: 9999, description: 'How many nodes; `--nodes N` overrides it.' }),
+    ...nodeFields,
+  },
+  { additionalProperties: false, description: 'Numbered nodes made from a pattern.' },
+);
+
+export const Profile = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    cluster: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Cluster name: the dist/<cluster>/ folder and the seed of every derived identifier.' }),
+    description: Type.Optional(Type.String()),
+    sourceDateEpoch: Type.Integer({ minimum: 0, description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.' }),
+    base: Type.Optional(Base),
+    nodes: Type.Array(Type.Union([ExplicitNode, PatternGroup]), { minItems: 1 }),
+  },
+  { additionalProperties: false, title: 'swarmcard cluster profile' },
+);
+
+export type ProfileData = Static<typeof Profile>;
+export type NodeGroup = ProfileData['nodes'][number];
+export type InterfaceData = Static<typeof Interface>;
+export type BaseData = Static<typeof Base>;
+export type Role = (typeof roles)[number];
+export type Board = (typeof boards)[number];
+
+/** The JSON Schema document written to profiles/schema.json. */
+export function profileJsonSchema(): TSchema {
+  return { $schema: 'http://json-schema.org/draft-07/schema#', $id: 'https://swarmcard.invalid/profile.schema.json', ...JSON.parse(JSON.stringify(Profile)) };
+}
