@@ -26,7 +26,7 @@ commands:
   plan PROFILE [--nodes N] [--json]            every node's values and edits; no image touched
   validate PROFILE                             check a profile; every problem with its YAML line
   inspect IMAGE [--json]                       release, architecture, partitions, identity, network
-  demo [--out DIR]                             clone and edit a node from the built-in demo base
+  demo [--out DIR]                             build the pizero-otg cluster from the built-in demo base
   fixture FLAVOUR OUT [--booted]               write a small Raspberry Pi OS-shaped test image
   schema                                       print the profile JSON Schema
 
@@ -101,7 +101,7 @@ async function main(argv: string[]): Promise<void> {
       return inspectCommand(rest[0]!, { json: values.json });
     case 'demo':
       needs(0, 'no arguments');
-      return demoCommand({ out: values.out, ext4Backend: ext4Backend(values['ext4-backend']) });
+      return demoCommand({ out: values.out, ext4Backend: ext4Backend(values['ext4-backend']), version: version() });
     case 'fixture':
       needs(2, 'a FLAVOUR and an OUT path');
       return fixtureCommand(rest[0]!, rest[1]!, { booted: values.booted });

@@ -63,13 +63,16 @@ function schemaProblems(schema: Parameters<typeof Value.Errors>[0], value: unkno
   const problems: Problem[] = [];
   for (const error of Value.Errors(schema, value)) {
     const path = [...at, ...toPath(error.path)];
-    const field = formatPath(path);
     if (error.message === 'Expected required property') problems.push({ path, message: `is missing; add ${String(path.at(-1))}` });
     else if (error.message === 'Unexpected property') problems.push({ path, message: `is not a known field; remove it or fix its spelling (see profiles/schema.json)` });
     else if (/^Expected union value/.test(error.message)) {
       const allowed = (error.schema as { anyOf?: { const?: unknown }[] }).anyOf?.map((s) => s.const).filter((c) => c !== undefined);
       problems.push({ path, message: allowed?.length ? `must be one of ${allowed.join(', ')}, not ${JSON.stringify(error.value)}` : error.message });
-    } else problems.push({ path, message: `${error.message.replace(/^Expected/, 'expected')}${field ? '' : ''}, got ${JSON.stringify(error.value)}` });
+    } else {
+      // A field may carry a `hint` in the schema that says the rule in words.
+      const hint = (error.schema as { hint?: string }).hint;
+      problems.push({ path, message: `${hint ?? error.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(error.value)}` });
+    }
   }
   // Nested union mismatches repeat the same field; keep the first word on each field.
   const seen = new Set<string>();
@@ -86,13 +89,17 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
     throw new UserError(error.code === 'ENOENT' ? `${file} does not exist; give the path of a profile such as profiles/pizero-otg.yaml.` : `${file} cannot be read: ${error.message}.`);
   });
   const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ProfileError(file, doc.errors.map((e) => ({ line: e.linePos?.[0].line, path: [], message: `${e.message.split('\n')[0]} (YAML syntax)` })));
+    throw new ProfileError(file, doc.errors.map((e) => ({ line: e.linePos?.[0].line, path: [], message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}` })));
   }
   const data: unknown = doc.toJS();
   const problems: Problem[] = [];
-  const fail = () => new ProfileError(file, problems.map((p) => ({ ...p, line: lineOf(doc, counter, p.path) })));
+  const fail = () => {
+    // A pattern group repeats its problem for every node it makes: report each one once.
+    const unique = [...new Map(problems.map((p) => [`${formatPath(p.path)}\0${p.message}`, p])).values()];
+    return new ProfileError(file, unique.map((p) => ({ ...p, line: lineOf(doc, counter, p.path) })));
+  };
 
   // The top level first, with nodes checked one by one against their own kind for exact messages.
   const { nodes: _nodes, ...topLevel } = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;

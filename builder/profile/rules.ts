@@ -35,7 +35,7 @@ const uniqueHostnames: Rule = (nodes) => {
   return nodes.flatMap((n) => {
     const other = seen.get(n.hostname);
     seen.set(n.hostname, n);
-    return other ? [{ path: [...n.source], message: `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; host names must be unique` }] : [];
+    return other ? [{ path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'], message: `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; host names must be unique` }] : [];
   });
 };
 

@@ -16,7 +16,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 const Hostname = Type.String({ description: 'RFC 1123 host name (a-z, 0-9, -), or in a pattern group a template with {k}.', minLength: 1 });
-const Sha256 = Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'sha256 of the image file as downloaded (hex).' });
+const Sha256 = Type.String({ pattern: '^[0-9a-fA-F]{64}$', hint: 'must be 64 hex digits (sha256sum of the image file)', description: 'sha256 of the image file as downloaded (hex).' });
 
 export const Base = Type.Object(
   {
@@ -31,7 +31,7 @@ export const roles = ['host', 'manager', 'worker'] as const;
 
 export const Interface = Type.Object(
   {
-    name: Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,14}$', description: 'Interface name as the node sees it: usb0, eth0, wlan0.' }),
+    name: Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,14}$', hint: 'must be an interface name such as eth0 or usb0', description: 'Interface name as the node sees it: usb0, eth0, wlan0.' }),
     kind: Type.Union([Type.Literal('usb-gadget'), Type.Literal('ethernet')], {
       description: 'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port.',
     }),
@@ -44,7 +44,7 @@ export const Interface = Type.Object(
 
 export const OverlayUse = Type.Object(
   {
-    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$', description: 'Directory name under overlays/.' }),
+    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$', hint: 'must be an overlay directory name such as otg-gadget', description: 'Directory name under overlays/.' }),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "Values for the overlay's declared parameters." })),
   },
   { additionalProperties: false },
@@ -76,7 +76,7 @@ export const PatternGroup = Type.Object(
 export const Profile = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
-    cluster: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', description: 'Cluster name: the dist/<cluster>/ folder and the seed of every derived identifier.' }),
+    cluster: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', hint: 'must be lower-case letters, digits and hyphens, such as my-cluster', description: 'Cluster name: the dist/<cluster>/ folder and the seed of every derived identifier.' }),
     description: Type.Optional(Type.String()),
     sourceDateEpoch: Type.Integer({ minimum: 0, description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.' }),
     base: Type.Optional(Base),

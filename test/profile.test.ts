@@ -1,0 +1,134 @@
+/** Profiles, rules and plans: pure, fast; the CLI is run for exit codes and messages. */
+import test from 'ava';
+import { readFile, writeFile, readdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { schemaText } from '../builder/commands/schema.js';
+import { gadgetMacs } from '../builder/plan/gadget-mac.js';
+import { planCluster, parseOnly } from '../builder/plan/plan.js';
+import { evaluate, interpolate } from '../builder/profile/expr.js';
+import { loadProfile } from '../builder/profile/load-profile.js';
+import { swarmcard } from './helpers/cli.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const pizero = 'profiles/pizero-otg.yaml';
+const inRoot = async <T>(body: () => Promise<T>): Promise<T> => {
+  const cwd = process.cwd();
+  process.chdir(root);
+  try {
+    return await body();
+  } finally {
+    process.chdir(cwd);
+  }
+};
+
+test.serial('the pizero-otg plan matches its golden file', async (t) => {
+  const result = await swarmcard(['plan', pizero, '--json'], { cwd: root });
+  t.is(result.exitCode, 0, result.stderr);
+  const golden = fileURLToPath(new URL('../../test/golden/pizero-otg.plan.json', import.meta.url));
+  if (process.env.UPDATE_GOLDEN) await writeFile(golden, result.stdout);
+  t.deepEqual(JSON.parse(result.stdout), JSON.parse(await readFile(golden, 'utf8')));
+});
+
+test.serial('pizero-otg: workers follow the guide, the host gets one link per worker', async (t) => {
+  const plan = await inRoot(async () => planCluster(await loadProfile(pizero)));
+  t.deepEqual(plan.nodes.map((n) => n.file), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img']);
+  const otg3 = plan.nodes[3]!;
+  t.deepEqual(otg3.gadget, { hostMac: '00:22:82:ff:ff:03', devMac: '00:22:82:ff:ff:13' });
+  t.like(otg3.interfaces[0], { name: 'usb0', address: '10.0.13.2/24', gateway: '10.0.13.1', dns: ['8.8.8.8'] });
+  const host = plan.nodes[0]!;
+  t.deepEqual(host.interfaces.map((i) => [i.name, i.address, i.mac]), [1, 2, 3, 4].map((k) => [`ethusb${k}`, `10.0.${10 + k}.1/24`, `00:22:82:ff:ff:0${k}`]));
+});
+
+test.serial('a node plan depends only on the profile and its index: --nodes changes only the host', async (t) => {
+  const four = await inRoot(async () => planCluster(await loadProfile(pizero)));
+  const five = await inRoot(async () => planCluster(await loadProfile(pizero, { nodes: 5 })));
+  t.is(five.nodes.length, 6);
+  for (const k of [1, 2, 3, 4]) t.deepEqual(five.nodes[k], four.nodes[k], `worker ${k}`);
+  t.notDeepEqual(five.nodes[0], four.nodes[0], 'the host lists the new worker');
+  const wide = await inRoot(async () => planCluster(await loadProfile(pizero, { nodes: 120 })));
+  t.is(wide.nodes.at(-1)!.file, '120-otg120.img', 'wider numbers when the cluster needs them');
+  t.is(wide.nodes[1]!.file, '001-otg1.img');
+});
+
+test('gadget MACs: the guide scheme up to 9, collision-free beyond', (t) => {
+  t.deepEqual(gadgetMacs(1), { hostMac: '00:22:82:ff:ff:01', devMac: '00:22:82:ff:ff:11' });
+  t.deepEqual(gadgetMacs(9), { hostMac: '00:22:82:ff:ff:09', devMac: '00:22:82:ff:ff:19' });
+  t.deepEqual(gadgetMacs(10), { hostMac: '00:22:82:fe:00:0a', devMac: '00:22:82:fd:00:0a' });
+  t.deepEqual(gadgetMacs(300), { hostMac: '00:22:82:fe:01:2c', devMac: '00:22:82:fd:01:2c' });
+  const all = Array.from({ length: 2000 }, (_, k) => gadgetMacs(k + 1)).flatMap((m) => [m.hostMac, m.devMac]);
+  t.is(new Set(all).size, all.length);
+  t.throws(() => gadgetMacs(70000), { instanceOf: RangeError });
+});
+
+test('pattern expressions are integer arithmetic on k only', (t) => {
+  t.is(interpolate('10.0.{k+10}.2/24', 3), '10.0.13.2/24');
+  t.is(evaluate('2*(k-1)+1', 4), 7);
+  t.is(interpolate('node{k}', 12), 'node12');
+  t.throws(() => evaluate('k+', 1), { message: /unexpected "end" in \{k\+\}/ });
+  t.throws(() => evaluate('process.exit()', 1), { message: /unexpected/ });
+});
+
+test('--only parses lists and ranges and refuses unknown nodes', async (t) => {
+  const plan = await inRoot(async () => planCluster(await loadProfile(pizero)));
+  t.deepEqual([...parseOnly('0,2-3', plan)].sort(), [0, 2, 3]);
+  t.throws(() => parseOnly('7', plan), { message: /names node 7, which the plan does not have/ });
+  t.throws(() => parseOnly('3-1', plan), { message: /runs backwards/ });
+  t.throws(() => parseOnly('a', plan), { message: /not a list of node indices/ });
+});
+
+test('profiles/schema.json is the schema the code validates with', async (t) => {
+  t.is(await readFile(new URL('../../profiles/schema.json', import.meta.url), 'utf8'), schemaText(), 'run: node build/builder/cli.js schema > profiles/schema.json');
+});
+
+test('every profile under profiles/ validates', async (t) => {
+  const files = (await readdir(new URL('../../profiles/', import.meta.url))).filter((f) => f.endsWith('.yaml'));
+  t.true(files.length > 0);
+  for (const f of files) {
+    const result = await swarmcard(['validate', `profiles/${f}`], { cwd: root });
+    t.is(result.exitCode, 0, `${f}: ${result.stderr}`);
+  }
+});
+
+/** Each invalid fixture is named for the rule it breaks: [line, field, message]. */
+const invalid: Record<string, [number, string, RegExp][]> = {
+  'invalid-duplicate-hostname': [[7, 'nodes[1].hostname', /host name node1 is used by nodes 1 and 2; host names must be unique/]],
+  'invalid-duplicate-index': [[7, 'nodes[1].index', /node index 1 is used twice/]],
+  'invalid-hostname-rfc1123': [[7, 'nodes[0].hostname', /"Node_1" is not a valid host name \(RFC 1123.*use e\.g\. node-1/]],
+  'invalid-gateway-outside-subnet': [[14, 'nodes[0].interfaces[0].gateway', /192\.168\.2\.1 is outside 192\.168\.1\.0\/24/]],
+  'invalid-overlapping-subnets': [[17, 'nodes[1].interfaces[0].address', /192\.168\.0\.0\/16 of node2 eth0 overlaps 192\.168\.1\.0\/24/]],
+  'invalid-duplicate-address': [[17, 'nodes[1].interfaces[0].address', /192\.168\.1\.10 is given to both node1 eth0 and node2 eth0/]],
+  'invalid-unknown-field': [[10, 'nodes[0].colour', /is not a known field; remove it or fix its spelling/]],
+  'invalid-missing-role': [[6, 'nodes[0].role', /is missing; add role/]],
+  'invalid-unknown-board': [[9, 'nodes[0].board', /must be one of pi0, .* not "pi9"/]],
+  'invalid-yaml-syntax': [[9, '(top level)', /YAML syntax/]],
+  'invalid-unknown-overlay': [[11, 'nodes[0].overlays[0].id', /no overlay "no-such-overlay"/]],
+  'invalid-overlay-param': [[13, 'nodes[0].overlays[0].params.gpuMem', /gpuMem must be at least 16/]],
+  'invalid-gadget-without-otg': [[12, 'nodes[1].interfaces[0].kind', /node1 is a pi3, which has no USB OTG port/]],
+  'invalid-address-out-of-range': [[12, 'nodes[1].interfaces[0].address', /"10\.0\.256\.2\/24" \(node node6\) is not an IPv4 address/]],
+  'invalid-pattern-expression': [[6, 'nodes[0].pattern', /unexpected "end" in \{k\+\}/]],
+  'invalid-several-problems': [
+    [1, 'cluster', /must be lower-case letters, digits and hyphens/],
+    [2, 'sourceDateEpoch', /greater or equal to 0, got -5/],
+    [5, 'nodes[1].role', /must be one of host, manager, worker, not "boss"/],
+  ],
+};
+
+for (const [name, expected] of Object.entries(invalid)) {
+  test(`${name}: validate and build exit 1 with the YAML line, and build writes nothing`, async (t) => {
+    const file = `test/profiles/${name}.yaml`;
+    const validate = await swarmcard(['validate', file], { cwd: root });
+    t.is(validate.exitCode, 1);
+    t.is(validate.stdout, '');
+    const lines = validate.stderr.trim().split('\n').map((l) => l.replace(/^error: /, ''));
+    t.is(lines.length, expected.length, validate.stderr);
+    expected.forEach(([line, field, message], i) => {
+      t.true(lines[i]!.startsWith(`${file}:${line}: ${field}: `), lines[i]);
+      t.regex(lines[i]!, message);
+    });
+    const out = `${root}build/test-dist-${name}`;
+    const build = await swarmcard(['build', file, '--out', out], { cwd: root });
+    t.is(build.exitCode, 1);
+    t.is(build.stderr, validate.stderr);
+    await t.throwsAsync(readdir(out), { code: 'ENOENT' }, 'nothing created');
+  });
+}
