@@ -1,0 +1,198 @@
+/**
+ * `swarmcard build` of the pizero-otg profile against bullseye-, bookworm- and trixie-flavoured
+ * fixtures; every promised item is read back from the images with mtools, debugfs, sfdisk and tar.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FlavourName } from '../builder/fixture/flavours.js';
+import type { Manifest } from '../builder/output/manifest.js';
+import { swarmcard } from './helpers/cli.js';
+import { fixture, scratchDir } from './helpers/fixtures.js';
+import { debugfsCat, debugfsStat, e2fsckClean, mdir, mtype, sfdisk, sha256File } from './helpers/independent.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const profile = join(root, 'profiles/pizero-otg.yaml');
+
+async function build(t: ExecutionContext, base: string, extra: string[] = [], out?: string) {
+  const dir = out ?? join(await scratchDir(t), 'dist');
+  const result = await swarmcard(['build', profile, '--base', base, '--out', dir, ...extra], { env: { SWARMCARD_CACHE_DIR: join(dir, '..', 'cache') } });
+  return { ...result, dir: join(dir, 'pizero-otg') };
+}
+
+const tokensOf = (line: string) => line.trim().split(' ');
+
+for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as FlavourName[]) {
+  test(`${flavour}: every item of the pizero-otg profile is in the images`, async (t) => {
+    const base = await fixture(flavour);
+    const { exitCode, stderr, stdout, dir } = await build(t, base, ['--nodes', '2']);
+    t.is(exitCode, 0, stderr);
+    t.regex(stderr, /\[1\/3\] 00-otghost1\.img/, 'progress per node on stderr');
+    t.regex(stdout, /01-otg1\.img/);
+    t.deepEqual((await readdir(dir)).sort(), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', 'SHA256SUMS', 'host-kit.tar', 'manifest.json']);
+    const nm = flavour !== 'bullseye-armhf';
+    const trixie = flavour === 'trixie-armhf';
+    const baseCmdline = tokensOf(await mtype(base, '/cmdline.txt'));
+    const baseConfig = await mtype(base, '/config.txt');
+    const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+
+    for (const k of [1, 2]) {
+      const image = join(dir, `0${k}-otg${k}.img`);
+      const entry = manifest.nodes.find((n) => n.index === k)!;
+      // Identity: a node disk id in the MBR, root=PARTUUID and fstab.
+      const diskId = (await sfdisk(image)).id.replace(/^0x/, '');
+      t.is(diskId, entry.diskId);
+      // cmdline.txt: still one line, every original token kept, the guide's tokens added.
+      const cmdline = await mtype(image, '/cmdline.txt');
+      t.regex(cmdline, /^[^\n]+\n$/);
+      const tokens = tokensOf(cmdline);
+      for (const token of baseCmdline) t.true(tokens.includes(token.replace(/PARTUUID=[0-9a-f]{8}/, `PARTUUID=${diskId}`)), `kept ${token}`);
+      t.true(tokens.includes('modules-load=dwc2,g_ether'));
+      t.true(tokens.includes(`g_ether.host_addr=00:22:82:ff:ff:0${k}`));
+      t.true(tokens.includes(`g_ether.dev_addr=00:22:82:ff:ff:1${k}`));
+      if (!trixie) t.regex(tokens.at(-1)!, /^init=/, 'init= stays last');
+      t.regex(await debugfsCat(image, '/etc/fstab'), new RegExp(`^PARTUUID=${diskId}-02 `, 'm'));
+      // config.txt: the original kept, then a marked block under its own [all].
+      const config = await mtype(image, '/config.txt');
+      t.true(config.startsWith(baseConfig));
+      t.true(config.endsWith('# BEGIN swarmcard otg-gadget\n[all]\ndtoverlay=dwc2\ngpu_mem=16\n# END swarmcard otg-gadget\n'));
+      // Hostname.
+      t.is(await debugfsCat(image, '/etc/hostname'), `otg${k}\n`);
+      t.regex(await debugfsCat(image, '/etc/hosts'), new RegExp(`^127\\.0\\.1\\.1\\totg${k}$`, 'm'));
+      // usb0: 10.0.(10+k).2/24 via .1, DNS 8.8.8.8, by the release's own stack.
+      if (nm) {
+        const keyfile = `/etc/NetworkManager/system-connections/swarmcard-usb0.nmconnection`;
+        t.like(await debugfsStat(image, keyfile), { type: 'regular', mode: 0o600, uid: 0, gid: 0 });
+        const text = await debugfsCat(image, keyfile);
+        t.regex(text, /^interface-name=usb0$/m);
+        t.regex(text, new RegExp(`^address1=10\\.0\\.${10 + k}\\.2/24,10\\.0\\.${10 + k}\\.1$`, 'm'));
+        t.regex(text, /^dns=8\.8\.8\.8;$/m);
+        t.regex(text, /^uuid=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/m);
+        t.regex(await debugfsCat(image, '/etc/udev/rules.d/90-swarmcard-nm-gadget.rules'), /ENV\{DEVTYPE\}=="gadget", ENV\{NM_UNMANAGED\}="0"/);
+        t.like(await debugfsStat(image, '/etc/udev/rules.d/90-swarmcard-nm-gadget.rules'), { mode: 0o644, uid: 0 });
+      } else {
+        const dhcpcd = await debugfsCat(image, '/etc/dhcpcd.conf');
+        t.true(dhcpcd.startsWith(await debugfsCat(base, '/etc/dhcpcd.conf')), 'the stock dhcpcd.conf is kept');
+        t.regex(dhcpcd, new RegExp(`interface usb0\\nstatic ip_address=10\\.0\\.${10 + k}\\.2/24\\nstatic routers=10\\.0\\.${10 + k}\\.1\\nstatic domain_name_servers=8\\.8\\.8\\.8\\n`));
+        t.like(await debugfsStat(image, '/etc/dhcpcd.conf'), { mode: 0o664, uid: 0, gid: 108 }, 'mode and owner kept');
+        t.is(await debugfsStat(image, '/etc/NetworkManager/system-connections/swarmcard-usb0.nmconnection'), undefined);
+      }
+      if (trixie) {
+        const cloud = await debugfsCat(image, '/etc/cloud/cloud.cfg.d/90-swarmcard.cfg');
+        t.regex(cloud, /^preserve_hostname: true$/m);
+        t.regex(cloud, /^network:\n {2}config: disabled$/m);
+        t.is(await mtype(image, '/meta-data'), `instance-id: swarmcard-pizero-otg-${k}\nlocal-hostname: otg${k}\n`);
+      }
+      t.is(await debugfsStat(image, '/etc/motd'), undefined, 'motd removed (profile asks for it)');
+      const fsck = await e2fsckClean(image);
+      t.true(fsck.ok, fsck.output);
+    }
+
+    // The host: one link per worker, named by the gadget's host MAC, addressed .1, NAT at boot.
+    const host = join(dir, '00-otghost1.img');
+    const rules = await debugfsCat(host, '/etc/udev/rules.d/70-swarmcard-otg.rules');
+    for (const k of [1, 2]) t.regex(rules, new RegExp(`ATTR\\{address\\}=="00:22:82:ff:ff:0${k}", NAME="ethusb${k}"`));
+    if (nm) {
+      for (const k of [1, 2]) {
+        const keyfile = `/etc/NetworkManager/system-connections/swarmcard-ethusb${k}.nmconnection`;
+        t.like(await debugfsStat(host, keyfile), { mode: 0o600, uid: 0, gid: 0 });
+        const text = await debugfsCat(host, keyfile);
+        t.regex(text, new RegExp(`^address1=10\\.0\\.${10 + k}\\.1/24$`, 'm'));
+        t.regex(text, /^never-default=true$/m);
+      }
+    } else {
+      t.regex(await debugfsCat(host, '/etc/dhcpcd.conf'), /interface ethusb1\nstatic ip_address=10\.0\.11\.1\/24\n\ninterface ethusb2\nstatic ip_address=10\.0\.12\.1\/24\n/);
+    }
+    t.is(await debugfsCat(host, '/etc/sysctl.d/90-swarmcard-forward.conf'), '# swarmcard: route between the USB gadget links and the uplink.\nnet.ipv4.ip_forward=1\n');
+    t.like(await debugfsStat(host, '/usr/local/sbin/swarmcard-nat'), { type: 'regular', mode: 0o755, uid: 0, gid: 0 });
+    const nat = await debugfsCat(host, '/usr/local/sbin/swarmcard-nat');
+    t.regex(nat, /^uplink=eth0$/m);
+    t.regex(nat, /^subnets="10\.0\.11\.1\/24 10\.0\.12\.1\/24 "$/m);
+    t.regex(nat, /DOCKER-USER/);
+    t.regex(await debugfsCat(host, '/etc/systemd/system/swarmcard-nat.service'), /ExecStart=\/usr\/local\/sbin\/swarmcard-nat/);
+    t.like(await debugfsStat(host, '/etc/systemd/system/multi-user.target.wants/swarmcard-nat.service'), { type: 'symlink', linkTarget: '/etc/systemd/system/swarmcard-nat.service' });
+    t.is(await debugfsStat(host, '/etc/motd'), undefined);
+    t.false((await mtype(host, '/cmdline.txt')).includes('g_ether'), 'the host is not a gadget');
+
+    // Outputs: SHA256SUMS checks out, manifest matches the files, host kit has what it promises.
+    await t.notThrowsAsync(execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir }));
+    for (const n of manifest.nodes) t.is(n.sha256, await sha256File(join(dir, n.file)));
+    t.is(manifest.nodes.length, 3);
+    t.false(JSON.stringify(manifest).includes(base), 'no local paths in the manifest');
+    const { stdout: listing } = await execa('tar', ['-tvf', join(dir, 'host-kit.tar')]);
+    t.regex(listing, /^-rwxr-xr-x root\/root .* host-kit\/install\.sh$/m);
+    t.regex(listing, /^-rw------- root\/root .* host-kit\/files\/etc\/NetworkManager\/system-connections\/swarmcard-ethusb1\.nmconnection$/m);
+    t.regex(listing, /host-kit\/files\/etc\/udev\/rules\.d\/70-swarmcard-otg\.rules$/m);
+    t.regex(listing, /host-kit\/README\.md$/m);
+  });
+}
+
+test('rebuilding gives identical bytes; growing the cluster changes only the host', async (t) => {
+  const base = await fixture('bookworm-armhf');
+  const a = await build(t, base, ['--nodes', '2']);
+  const b = await build(t, base, ['--nodes', '2']);
+  const c = await build(t, base, ['--nodes', '3']);
+  t.is(a.exitCode + b.exitCode + c.exitCode, 0, a.stderr + b.stderr + c.stderr);
+  for (const file of ['00-otghost1.img', '01-otg1.img', '02-otg2.img', 'host-kit.tar', 'manifest.json', 'SHA256SUMS']) {
+    t.is(await sha256File(join(a.dir, file)), await sha256File(join(b.dir, file)), `${file} reproducible`);
+  }
+  t.is(await sha256File(join(a.dir, '01-otg1.img')), await sha256File(join(c.dir, '01-otg1.img')));
+  t.is(await sha256File(join(a.dir, '02-otg2.img')), await sha256File(join(c.dir, '02-otg2.img')));
+  t.not(await sha256File(join(a.dir, '00-otghost1.img')), await sha256File(join(c.dir, '00-otghost1.img')));
+  t.regex(await debugfsCat(join(c.dir, '00-otghost1.img'), '/etc/udev/rules.d/70-swarmcard-otg.rules'), /NAME="ethusb3"/);
+});
+
+test('--only rebuilds the named nodes and keeps the manifest whole', async (t) => {
+  const base = await fixture('bookworm-armhf');
+  const full = await build(t, base, ['--nodes', '2']);
+  t.is(full.exitCode, 0, full.stderr);
+  const before = await readFile(join(full.dir, 'manifest.json'), 'utf8');
+  const only = await build(t, base, ['--nodes', '2', '--only', '2', '--json'], join(full.dir, '..'));
+  t.is(only.exitCode, 0, only.stderr);
+  t.regex(only.stderr, /\[1\/1\] 02-otg2\.img/);
+  const printed = JSON.parse(only.stdout) as Manifest; // --json: exactly one JSON document on stdout
+  t.deepEqual(printed.nodes.map((n) => n.index), [0, 1, 2]);
+  t.is(await readFile(join(full.dir, 'manifest.json'), 'utf8'), before, 'same inputs, same manifest');
+});
+
+test('a Pi Zero cannot boot an arm64 image: refused before anything is written', async (t) => {
+  const { exitCode, stderr, dir } = await build(t, await fixture('bookworm-arm64'), ['--nodes', '2']);
+  t.is(exitCode, 1);
+  t.regex(stderr, /otg1 is a pi0, which cannot boot the arm64 image .* \(it needs a 32-bit armhf image\); give this group a base image it can boot\./);
+  await t.throwsAsync(readdir(dir), { code: 'ENOENT' });
+});
+
+test('a failure in the middle of a node leaves no .partial and no image for that node', async (t) => {
+  const work = await scratchDir(t);
+  // A profile-local overlay that writes where a directory is: the root session fails after cloning.
+  await mkdir(join(work, 'overlays', 'broken'), { recursive: true });
+  await writeFile(join(work, 'overlays', 'broken', 'overlay.yaml'), 'id: broken\ndescription: writes a file over /etc\noperations:\n  - file: { path: /etc, source: x }\n');
+  await writeFile(join(work, 'overlays', 'broken', 'x'), 'x');
+  await writeFile(join(work, 'p.yaml'), `cluster: broken\nsourceDateEpoch: 1700000000\nbase: { image: ${await fixture('bookworm-armhf')} }\nnodes:\n  - { index: 1, hostname: n1, role: worker, board: pi4, overlays: [{ id: broken }] }\n`);
+  const result = await swarmcard(['build', join(work, 'p.yaml'), '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  t.is(result.exitCode, 1, result.stderr);
+  t.regex(result.stderr, /cannot write the file \/etc: a directory is in the way/);
+  t.deepEqual(await readdir(join(work, 'dist', 'broken')), []);
+});
+
+test('the generated shell scripts pass shellcheck', async (t) => {
+  const { dir, exitCode, stderr } = await build(t, await fixture('bookworm-armhf'), ['--nodes', '1']);
+  t.is(exitCode, 0, stderr);
+  const work = await scratchDir(t);
+  await writeFile(join(work, 'swarmcard-nat'), await debugfsCat(join(dir, '00-otghost1.img'), '/usr/local/sbin/swarmcard-nat'));
+  await execa('tar', ['-xf', join(dir, 'host-kit.tar'), '-C', work]);
+  const check = await execa('shellcheck', ['--shell=sh', join(work, 'swarmcard-nat'), join(work, 'host-kit', 'install.sh')], { reject: false });
+  t.is(check.exitCode, 0, check.stdout);
+});
+
+test('the built-in demo (make demo) builds host + 4 workers', async (t) => {
+  const work = await scratchDir(t);
+  const result = await swarmcard(['demo', '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  t.is(result.exitCode, 0, result.stderr);
+  t.regex(result.stdout, /release\s+trixie/);
+  const dir = join(work, 'dist', 'pizero-otg');
+  t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.img')), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img']);
+  t.true((await mdir(join(dir, '04-otg4.img'))).includes('::/meta-data'));
+});
