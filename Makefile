@@ -67,6 +67,7 @@ test: test-deps build
 
 bench: setup
 	node build/bench/clone-edit.js
+	node build/bench/build-cluster.js
 
 clean:
 	rm -rf build dist

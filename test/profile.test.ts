@@ -63,6 +63,8 @@ test('gadget MACs: the guide scheme up to 9, collision-free beyond', (t) => {
 test('pattern expressions are integer arithmetic on k only', (t) => {
   t.is(interpolate('10.0.{k+10}.2/24', 3), '10.0.13.2/24');
   t.is(evaluate('2*(k-1)+1', 4), 7);
+  t.is(interpolate('10.1.{k/250}.{k%250+2}', 1000), '10.1.4.2');
+  t.throws(() => evaluate('k/0', 1), { message: /division by zero/ });
   t.is(interpolate('node{k}', 12), 'node12');
   t.throws(() => evaluate('k+', 1), { message: /unexpected "end" in \{k\+\}/ });
   t.throws(() => evaluate('process.exit()', 1), { message: /unexpected/ });

@@ -1,11 +1,12 @@
 /**
- * `{…}` interpolation in pattern groups: `otg{k}`, `10.0.{k+10}.2/24`. Expressions are integer
- * arithmetic over `k` (+ - * and parentheses) — data, not code, so nothing else can run.
+ * `{…}` interpolation in pattern groups: `otg{k}`, `10.0.{k+10}.2/24`, `10.1.{k/250}.{k%250+2}`.
+ * Expressions are integer arithmetic over `k` (+ - * / %, / rounding down, and parentheses) —
+ * data, not code, so nothing else can run.
  */
 export class ExpressionError extends Error {}
 
 export function evaluate(expression: string, k: number): number {
-  const tokens = expression.match(/\d+|k|[-+*()]|\S/g) ?? [];
+  const tokens = expression.match(/\d+|k|[-+*/%()]|\S/g) ?? [];
   let position = 0;
   const peek = () => tokens[position];
   const take = () => tokens[position++];
@@ -19,13 +20,15 @@ export function evaluate(expression: string, k: number): number {
       return value;
     }
     if (token === '-') return -primary();
-    throw new ExpressionError(`unexpected "${token ?? 'end'}" in {${expression}}; use k, whole numbers, + - * and parentheses`);
+    throw new ExpressionError(`unexpected "${token ?? 'end'}" in {${expression}}; use k, whole numbers, + - * / % and parentheses`);
   };
   const product = (): number => {
     let value = primary();
-    while (peek() === '*') {
-      take();
-      value *= primary();
+    while (peek() === '*' || peek() === '/' || peek() === '%') {
+      const operator = take();
+      const right = primary();
+      if (operator !== '*' && right === 0) throw new ExpressionError(`division by zero in {${expression}}`);
+      value = operator === '*' ? value * right : operator === '/' ? Math.floor(value / right) : value % right;
     }
     return value;
   };

@@ -11,7 +11,7 @@
  *     - { index: 0, hostname: otghost1, role: host, board: pi3, overlays: [{ id: otg-host }] }
  *     - { pattern: "otg{k}", first: 1, count: 4, role: worker, board: pi0,
  *         interfaces: [{ name: usb0, kind: usb-gadget, address: "10.0.{k+10}.2/24", gateway: "10.0.{k+10}.1" }] }
- * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{2*k}`).
+ * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{k/250}`, `{k%250}`).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 

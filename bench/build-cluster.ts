@@ -1,0 +1,90 @@
+/**
+ * Benchmarks for `swarmcard build` and `plan`:
+ * 1. building 8 nodes (the pizero-otg profile: host + 7 workers) of a ~2.7 GiB Lite-shaped image,
+ *    divided by 8 copies of the same image (target ≤ 1.10). The build hashes every image for
+ *    SHA256SUMS and the manifest and makes each durable before its rename; both baselines are shown.
+ * 2. planning a 1000-node profile (target < 2 s).
+ *   node build/bench/build-cluster.js [--runs N]
+ */
+import { execa } from 'execa';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
+import { planCluster } from '../builder/plan/plan.js';
+import { loadProfile } from '../builder/profile/load-profile.js';
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, dir: { type: 'string' } } });
+const runs = Number(values.runs);
+const work = values.dir ?? join(tmpdir(), 'swarmcard-bench');
+const cli = fileURLToPath(new URL('../builder/cli.js', import.meta.url));
+const profile = fileURLToPath(new URL('../../profiles/pizero-otg.yaml', import.meta.url));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
+
+await mkdir(work, { recursive: true });
+const base = join(work, 'lite-shaped-armhf.img');
+if (!(await stat(base).then((s) => s.isFile(), () => false))) {
+  process.stderr.write(`generating ${base}…\n`);
+  await makeFixtureImage('trixie-armhf', base, { bootMiB: 512, rootMiB: 2250, payloadBytes: 1900 * 1024 * 1024 });
+}
+
+const copies = join(work, 'copies');
+const out = join(work, 'dist');
+const plain: number[] = [];
+const durable: number[] = [];
+const builds: number[] = [];
+for (let run = 0; run < runs; run++) {
+  for (const durableCopy of [false, true]) {
+    await rm(copies, { recursive: true, force: true });
+    await mkdir(copies);
+    await execa('sync');
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < 8; i++) {
+      await execa('cp', [base, join(copies, `${i}.img`)]);
+      if (durableCopy) await execa('sync', [join(copies, `${i}.img`)]);
+    }
+    (durableCopy ? durable : plain).push(seconds(start));
+  }
+  await rm(copies, { recursive: true, force: true });
+  await rm(out, { recursive: true, force: true });
+  await execa('sync');
+  const start = process.hrtime.bigint();
+  await execa('node', [cli, 'build', profile, '--base', base, '--nodes', '7', '--out', out], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  builds.push(seconds(start));
+}
+await rm(out, { recursive: true, force: true });
+
+// Planning 1000 nodes: an Ethernet cluster whose addresses spread over 10.1.0.0/16.
+const big = join(work, 'thousand.yaml');
+await writeFile(big, [
+  'cluster: thousand',
+  'sourceDateEpoch: 1700000000',
+  'base: { image: https://downloads.raspberrypi.com/raspios_lite_arm64_latest }',
+  'nodes:',
+  '  - { index: 0, hostname: manager0, role: manager, board: pi4, interfaces: [{ name: eth0, kind: ethernet, address: 10.1.255.1/16, gateway: 10.1.255.254 }] }',
+  '  - pattern: "node{k}"',
+  '    count: 999',
+  '    role: worker',
+  '    board: pi4',
+  '    interfaces: [{ name: eth0, kind: ethernet, address: "10.1.{k/250}.{k%250+2}/16", gateway: 10.1.255.254, dns: [10.1.255.254] }]',
+  '',
+].join('\n'));
+const plans: number[] = [];
+for (let i = 0; i < 5; i++) {
+  const start = process.hrtime.bigint();
+  const plan = planCluster(await loadProfile(big));
+  if (plan.nodes.length !== 1000) throw new Error(`planned ${plan.nodes.length} nodes`);
+  plans.push(seconds(start));
+}
+
+const [p, d, b] = [median(plain), median(durable), median(builds)];
+console.log(`base: ${((await stat(base)).size / 2 ** 30).toFixed(2)} GiB Lite-shaped armhf image; runs: ${runs} (medians)`);
+console.log(`8 plain copies (left dirty in the page cache): ${p.toFixed(2)} s`);
+console.log(`8 durable copies (cp + sync FILE):            ${d.toFixed(2)} s`);
+console.log(`build of 8 nodes (host + 7 workers):          ${b.toFixed(2)} s (incl. sha256 of every image, manifest, host kit)`);
+console.log(`ratio build / 8 durable copies: ${(b / d).toFixed(3)} (target <= 1.10) ${b / d <= 1.1 ? 'OK' : 'MISSED'}`);
+console.log(`ratio build / 8 plain copies:   ${(b / p).toFixed(3)}`);
+console.log(`plan of 1000 nodes: ${median(plans).toFixed(3)} s (target < 2 s) ${median(plans) < 2 ? 'OK' : 'MISSED'}`);
