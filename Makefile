@@ -7,8 +7,11 @@ SHELL := /bin/bash
 # tool:Debian package — what swarmcard runs (see builder/exec/tools.ts).
 SYSTEM_TOOLS := mcopy:mtools mtype:mtools debugfs:e2fsprogs mkfs.ext4:e2fsprogs sfdisk:fdisk \
                 mkfs.vfat:dosfstools xz:xz-utils zstd:zstd unzip:unzip gzip:gzip losetup:mount
-# Only the test suite needs these.
-TEST_TOOLS := zip:zip fsck.vfat:dosfstools
+SYSTEM_TOOLS += ssh-keygen:openssh-client
+# Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
+# (one Docker engine and one sshd per node, in network namespaces).
+TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
+              ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux
 
 .PHONY: help setup system-deps test-deps node-deps build demo test bench clean
 
@@ -54,7 +57,9 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 node-deps: node_modules/.package-lock.json
 
+# From scratch: tsc never deletes the output of a source file that was removed.
 build: node-deps
+	rm -rf build
 	npx tsc -p tsconfig.json
 
 setup: system-deps build

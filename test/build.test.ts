@@ -4,7 +4,8 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FlavourName } from '../builder/fixture/flavours.js';
@@ -18,11 +19,14 @@ const profile = join(root, 'profiles/pizero-otg.yaml');
 
 async function build(t: ExecutionContext, base: string, extra: string[] = [], out?: string) {
   const dir = out ?? join(await scratchDir(t), 'dist');
-  const result = await swarmcard(['build', profile, '--base', base, '--out', dir, ...extra], { env: { SWARMCARD_CACHE_DIR: join(dir, '..', 'cache') } });
+  const result = await swarmcard(['build', profile, '--base', base, '--out', dir, ...extra], { env: { SWARMCARD_CACHE_DIR: join(dir, '..', 'cache'), SWARMCARD_SECRETS_DIR: secretsDir } });
   return { ...result, dir: join(dir, 'pizero-otg') };
 }
 
 const tokensOf = (line: string) => line.trim().split(' ');
+// One cluster key for the whole file, as a user keeps one beside the profile: rebuilds reuse it.
+const secretsDir = join(tmpdir(), `swarmcard-test-secrets-${process.pid}`);
+test.after.always(() => rm(secretsDir, { recursive: true, force: true }));
 
 for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as FlavourName[]) {
   test(`${flavour}: every item of the pizero-otg profile is in the images`, async (t) => {
@@ -86,6 +90,19 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
         t.is(await mtype(image, '/meta-data'), `instance-id: swarmcard-pizero-otg-${k}\nlocal-hostname: otg${k}\n`);
       }
       t.is(await debugfsStat(image, '/etc/motd'), undefined, 'motd removed (profile asks for it)');
+      // Swarm: the first-boot unit enabled, sshd enabled, only the restricted public key.
+      t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service'), { type: 'symlink', linkTarget: '/etc/systemd/system/swarmcard-firstboot.service' });
+      t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/ssh.service'), { type: 'symlink', linkTarget: '/lib/systemd/system/ssh.service' });
+      t.like(await debugfsStat(image, '/usr/local/lib/swarmcard/join'), { mode: 0o755, uid: 0 });
+      t.like(await debugfsStat(image, '/root/.ssh'), { type: 'directory', mode: 0o700, uid: 0 });
+      t.like(await debugfsStat(image, '/root/.ssh/authorized_keys'), { mode: 0o600, uid: 0, gid: 0 });
+      t.regex(await debugfsCat(image, '/root/.ssh/authorized_keys'), /^restrict,command="\/usr\/local\/lib\/swarmcard\/join" ssh-ed25519 \S+ swarmcard@pizero-otg\n$/);
+      const env = await debugfsCat(image, '/etc/swarmcard/swarm.env');
+      t.regex(env, /^ROLE=worker$/m);
+      t.regex(env, new RegExp(`^SELF_ADDRESS=10\\.0\\.${10 + k}\\.2$`, 'm'));
+      t.regex(env, /^MANAGER_ADDRESS=10\.0\.11\.1$/m);
+      t.regex(env, /^DOCKER_METHOD=apt$/m);
+      t.is(await debugfsStat(image, '/etc/swarmcard/cluster_key'), undefined, 'no private key in a worker image');
       const fsck = await e2fsckClean(image);
       t.true(fsck.ok, fsck.output);
     }
@@ -115,6 +132,16 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
     t.like(await debugfsStat(host, '/etc/systemd/system/multi-user.target.wants/swarmcard-nat.service'), { type: 'symlink', linkTarget: '/etc/systemd/system/swarmcard-nat.service' });
     t.is(await debugfsStat(host, '/etc/motd'), undefined);
     t.false((await mtype(host, '/cmdline.txt')).includes('g_ether'), 'the host is not a gadget');
+    t.like(await debugfsStat(host, '/etc/swarmcard/cluster_key'), { mode: 0o600, uid: 0, gid: 0 });
+    t.regex(await debugfsCat(host, '/etc/swarmcard/cluster_key'), /BEGIN OPENSSH PRIVATE KEY/);
+    t.regex(await debugfsCat(host, '/etc/swarmcard/swarm.env'), /^ROLE=manager$/m);
+    t.is(await debugfsCat(host, '/etc/swarmcard/nodes'), '# hostname ssh-address joins-as labels\notghost1 10.0.11.1 worker board=pi3,role=host\notg1 10.0.11.2 worker board=pi0,link=usb-otg,role=worker\notg2 10.0.12.2 worker board=pi0,link=usb-otg,role=worker\n');
+    t.is(await debugfsCat(host, '/etc/swarmcard/networks'), 'armnet\n');
+    t.regex(await debugfsCat(host, '/etc/swarmcard/stacks/guid.yml'), /replicas: 5/);
+    t.is(await debugfsCat(host, '/etc/swarmcard/stacks/guid.env'), 'GUID_IMAGE=alexellis2/guid-generator-arm:0.1\n');
+    t.deepEqual(manifest.nodes.filter((n) => n.secrets).map((n) => [n.file, n.secrets]), [['00-otghost1.img', ['the cluster SSH private key']]]);
+    t.regex(stderr, /00-otghost1\.img holds the cluster SSH private key: keep the image .* private/);
+    t.false(JSON.stringify(manifest).includes('PRIVATE KEY'));
 
     // Outputs: SHA256SUMS checks out, manifest matches the files, host kit has what it promises.
     await t.notThrowsAsync(execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir }));
@@ -126,6 +153,7 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
     t.regex(listing, /^-rw------- root\/root .* host-kit\/files\/etc\/NetworkManager\/system-connections\/swarmcard-ethusb1\.nmconnection$/m);
     t.regex(listing, /host-kit\/files\/etc\/udev\/rules\.d\/70-swarmcard-otg\.rules$/m);
     t.regex(listing, /host-kit\/README\.md$/m);
+    t.notRegex(listing, /swarmcard\/cluster_key|swarm\.env/, 'the host kit carries only networking');
   });
 }
 
@@ -181,15 +209,16 @@ test('the generated shell scripts pass shellcheck', async (t) => {
   const { dir, exitCode, stderr } = await build(t, await fixture('bookworm-armhf'), ['--nodes', '1']);
   t.is(exitCode, 0, stderr);
   const work = await scratchDir(t);
-  await writeFile(join(work, 'swarmcard-nat'), await debugfsCat(join(dir, '00-otghost1.img'), '/usr/local/sbin/swarmcard-nat'));
+  const scripts = { 'swarmcard-nat': '/usr/local/sbin/swarmcard-nat', firstboot: '/usr/local/lib/swarmcard/firstboot', join: '/usr/local/lib/swarmcard/join' };
+  for (const [name, path] of Object.entries(scripts)) await writeFile(join(work, name), await debugfsCat(join(dir, '00-otghost1.img'), path));
   await execa('tar', ['-xf', join(dir, 'host-kit.tar'), '-C', work]);
-  const check = await execa('shellcheck', ['--shell=sh', join(work, 'swarmcard-nat'), join(work, 'host-kit', 'install.sh')], { reject: false });
+  const check = await execa('shellcheck', ['--shell=sh', ...Object.keys(scripts).map((n) => join(work, n)), join(work, 'host-kit', 'install.sh')], { reject: false });
   t.is(check.exitCode, 0, check.stdout);
 });
 
 test('the built-in demo (make demo) builds host + 4 workers', async (t) => {
   const work = await scratchDir(t);
-  const result = await swarmcard(['demo', '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  const result = await swarmcard(['demo', '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache'), SWARMCARD_SECRETS_DIR: work } });
   t.is(result.exitCode, 0, result.stderr);
   t.regex(result.stdout, /release\s+trixie/);
   const dir = join(work, 'dist', 'pizero-otg');

@@ -23,12 +23,14 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   const profile = await loadProfile(profileFile, { nodes: options.nodes });
   // --base replaces every node's base image (e.g. a real Raspberry Pi OS Lite download).
   if (options.base) for (const node of profile.nodes) if (node.board !== 'pc') node.base = { image: options.base };
-  const plan = planCluster(profile);
+  const epoch = buildEpoch(profile.sourceDateEpoch);
+  const plan = planCluster(profile, { epoch });
   const only = options.only ? parseOnly(options.only, plan) : undefined;
   const manifest = await buildCluster(plan, {
     out: options.out,
     only,
-    epoch: buildEpoch(profile.sourceDateEpoch),
+    epoch,
+    secrets: { profileFile, joinTokenFile: profile.swarm?.join?.tokenFile },
     ext4Backend: options.ext4Backend,
     toolVersion: options.version,
   });
@@ -37,7 +39,7 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     return;
   }
   const dir = `${options.out}/${plan.cluster}`;
-  for (const n of manifest.nodes) process.stdout.write(`${dir}/${n.file}  ${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}\n`);
+  for (const n of manifest.nodes) process.stdout.write(`${dir}/${n.file}  ${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}${n.secrets ? `  holds ${n.secrets.join(', ')}` : ''}\n`);
   if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
   process.stdout.write(`${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
   log.step(`built ${manifest.nodes.length} image(s) in ${dir}; flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")`);

@@ -25,13 +25,14 @@ export const tools = {
   gzip: 'gzip',
   unzip: 'unzip',
   losetup: 'mount',
+  ssh_keygen: 'openssh-client',
   mount: 'mount',
   umount: 'mount',
 } as const;
 
 export type Tool = keyof typeof tools;
 
-const binaryNames: Partial<Record<Tool, string>> = { mkfs_ext4: 'mkfs.ext4', mkfs_vfat: 'mkfs.vfat' };
+const binaryNames: Partial<Record<Tool, string>> = { mkfs_ext4: 'mkfs.ext4', mkfs_vfat: 'mkfs.vfat', ssh_keygen: 'ssh-keygen' };
 
 const found = new Map<Tool, string>();
 

@@ -20,6 +20,8 @@ export interface ManifestNode {
   interfaces: { name: string; address: string; gateway?: string; mac?: string }[];
   gadget?: { hostMac: string; devMac: string };
   overlays: string[];
+  /** What secrets the image holds, by name (never their values). */
+  secrets?: string[];
 }
 
 export interface Manifest {

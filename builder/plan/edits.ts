@@ -5,6 +5,13 @@
  */
 export type Partition = 'boot' | 'root';
 
+export type SecretKind = 'cluster-key' | 'authorized-key' | 'join-token';
+export const secretNames: Record<SecretKind, string> = {
+  'cluster-key': 'the cluster SSH private key',
+  'authorized-key': 'the cluster public key (not a secret)',
+  'join-token': 'the swarm join token',
+};
+
 export interface PlannedInterface {
   name: string;
   kind: 'usb-gadget' | 'ethernet' | 'usb-host-link';
@@ -30,8 +37,11 @@ export type Edit = Base &
     | { op: 'configTxt'; block: string; section: string; lines: string[] }
     | { op: 'block'; partition: Partition; path: string; block: string; lines: string[]; comment: string; mode?: number }
     | { op: 'symlink'; partition: 'root'; path: string; target: string }
+    | { op: 'mkdir'; path: string; mode: number }
     | { op: 'remove'; partition: Partition; path: string; recursive: boolean }
     | { op: 'hostname'; hostname: string }
+    /** A file whose content is a secret: filled in at build time from the secrets file, never planned. */
+    | { op: 'secret'; partition: 'root'; path: string; secret: SecretKind; mode: number }
     | { op: 'network'; interfaces: PlannedInterface[] }
   );
 
@@ -49,10 +59,14 @@ export function describeEdit(edit: Edit): string {
       return `${edit.partition}: block ${edit.block} in ${edit.path}`;
     case 'symlink':
       return `root: link ${edit.path} -> ${edit.target}`;
+    case 'mkdir':
+      return `root: directory ${edit.path}${mode(edit.mode)}`;
     case 'remove':
       return `${edit.partition}: remove ${edit.path}${edit.recursive ? ' (recursive)' : ''}`;
     case 'hostname':
-      return `root: hostname ${edit.hostname} (/etc/hostname, /etc/hosts${''})`;
+      return `root: hostname ${edit.hostname} (/etc/hostname, /etc/hosts)`;
+    case 'secret':
+      return `root: write ${edit.path}${mode(edit.mode)} with ${secretNames[edit.secret]}, filled in at build`;
     case 'network':
       return `root: network ${edit.interfaces.map((i) => `${i.name} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}`).join(', ')} (dhcpcd or NetworkManager by release)`;
   }

@@ -13,6 +13,7 @@ import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';
 import type { BaseData, Board, Role } from '../profile/schema.js';
 import type { Edit, PlannedInterface } from './edits.js';
 import { gadgetMacs, type GadgetMacs } from './gadget-mac.js';
+import { managerAddressOf, managerEdits, managerOf, memberEdits, nodeSwarm, type NodeSwarm } from './swarm-plan.js';
 
 export interface NodePlan {
   index: number;
@@ -27,6 +28,7 @@ export interface NodePlan {
   gadget?: GadgetMacs;
   interfaces: PlannedInterface[];
   overlays: { id: string; params: Record<string, unknown> }[];
+  swarm?: NodeSwarm;
   edits: Edit[];
 }
 
@@ -103,13 +105,20 @@ function overlayEdits(overlay: Overlay, op: OperationData, context: { params: Re
   return [{ origin, op: 'remove', partition: o.partition ?? 'root', path: t(o.path), recursive: o.recursive ?? false }];
 }
 
-export function planCluster(profile: LoadedProfile): ClusterPlan {
+export function planCluster(profile: LoadedProfile, options: { epoch?: number } = {}): ClusterPlan {
+  const epoch = options.epoch ?? profile.sourceDateEpoch;
+  const swarm = profile.swarm;
+  const manager = managerOf(profile);
+  const managerAddress = swarm ? managerAddressOf(swarm, manager && interfacesOf(manager, undefined, profile.nodes)) : '';
+  const members = swarm ? profile.nodes.filter((n) => n.board !== 'pc') : [];
+  const swarmOf = (spec: NodeSpec, interfaces: PlannedInterface[]) => (swarm && spec.board !== 'pc' ? nodeSwarm(spec, interfaces, swarm, managerAddress, epoch) : undefined);
   const maxIndex = Math.max(...profile.nodes.map((n) => n.index));
   const width = Math.max(2, String(maxIndex).length);
   const summary = profile.nodes.map((n) => ({ index: n.index, hostname: n.hostname, role: n.role, board: n.board }));
   const nodes = profile.nodes.map((spec): NodePlan => {
     const gadget = spec.interfaces.some((i) => i.kind === 'usb-gadget') ? gadgetMacs(spec.index) : undefined;
     const interfaces = interfacesOf(spec, gadget, profile.nodes);
+    const nodeSwarmPlan = swarmOf(spec, interfaces);
     const node = {
       index: spec.index,
       hostname: spec.hostname,
@@ -121,6 +130,7 @@ export function planCluster(profile: LoadedProfile): ClusterPlan {
       ...(gadget ? { gadget } : {}),
       interfaces,
       overlays: spec.overlays,
+      ...(nodeSwarmPlan ? { swarm: nodeSwarmPlan } : {}),
     };
     const edits: Edit[] = [{ origin: 'core', op: 'hostname', hostname: spec.hostname }];
     if (interfaces.length > 0) edits.push({ origin: 'core', op: 'network', interfaces });
@@ -133,9 +143,17 @@ export function planCluster(profile: LoadedProfile): ClusterPlan {
         throw new UserError(`overlay ${use.id} failed to render for ${spec.hostname}: ${(error as Error).message}`);
       }
     }
+    if (swarm && nodeSwarmPlan) {
+      if (nodeSwarmPlan.role === 'manager') {
+        const all = members.map((m) => ({ hostname: m.hostname, swarm: swarmOf(m, interfacesOf(m, undefined, profile.nodes))! }));
+        edits.push(...managerEdits(swarm, all));
+      } else {
+        edits.push(...memberEdits(swarm));
+      }
+    }
     return { ...node, edits };
   });
-  return { cluster: profile.cluster, ...(profile.description ? { description: profile.description } : {}), profile: profile.file, sourceDateEpoch: profile.sourceDateEpoch, nodes };
+  return { cluster: profile.cluster, ...(profile.description ? { description: profile.description } : {}), profile: profile.file, sourceDateEpoch: epoch, nodes };
 }
 
 /** `--only 2,4-6`: the indices to build; every one must be in the plan. */

@@ -14,7 +14,8 @@ import { checkParam, loadOverlay, type Overlay } from '../overlay/manifest.js';
 import { ExpressionError, interpolate } from './expr.js';
 import { ProfileError, formatPath, type FieldPath, type Problem } from './problems.js';
 import { checkRules } from './rules.js';
-import { ExplicitNode, PatternGroup, Profile, type BaseData, type Board, type InterfaceData, type ProfileData, type Role } from './schema.js';
+import { ExplicitNode, PatternGroup, Profile, type BaseData, type Board, type InterfaceData, type ProfileData, type Role, type SwarmData } from './schema.js';
+import { checkSwarm } from './swarm-rules.js';
 
 export interface NodeSpec {
   index: number;
@@ -27,6 +28,13 @@ export interface NodeSpec {
   /** Where the node (or its pattern group) is in the YAML, for error messages. */
   source: FieldPath;
   fromPattern: boolean;
+  labels: Record<string, string>;
+}
+
+export interface LoadedSwarm extends Omit<SwarmData, 'stacks' | 'join'> {
+  stacks: { name: string; compose: string; env: Record<string, string> }[];
+  /** Join mode: the existing manager and the absolute path of the token file (read at build). */
+  join?: { manager: string; tokenFile: string };
 }
 
 export interface LoadedProfile {
@@ -36,6 +44,7 @@ export interface LoadedProfile {
   sourceDateEpoch: number;
   nodes: NodeSpec[];
   overlays: Map<string, Overlay>;
+  swarm?: LoadedSwarm;
 }
 
 export interface LoadOptions {
@@ -120,7 +129,7 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
     base && { ...base, image: /^[a-z]+:\/\//i.test(base.image) || isAbsolute(base.image) ? base.image : resolve(profileDir, base.image) };
   const nodes: NodeSpec[] = [];
   for (const [i, group] of profile.nodes.entries()) {
-    const common = { role: group.role, board: group.board, base: resolveBase(group.base ?? profile.base), source: ['nodes', i] as FieldPath };
+    const common = { role: group.role, board: group.board, base: resolveBase(group.base ?? profile.base), source: ['nodes', i] as FieldPath, labels: group.labels ?? {} };
     const overlaysOf = () => (group.overlays ?? []).map((o) => ({ id: o.id, params: { ...(o.params ?? {}) } }));
     if (!('pattern' in group)) {
       nodes.push({ ...common, fromPattern: false, index: group.index, hostname: group.hostname, interfaces: group.interfaces ?? [], overlays: overlaysOf() });
@@ -154,6 +163,9 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
   }
   if (problems.length > 0) throw fail();
   problems.push(...checkRules(nodes));
+
+  // Every node of a swarm gets the first-boot programs.
+  if (profile.swarm) for (const node of nodes) if (node.board !== 'pc' && !node.overlays.some((o) => o.id === 'swarm-node')) node.overlays.push({ id: 'swarm-node', params: {} });
 
   // Overlays: each must exist and get valid parameters; defaults are filled in.
   const overlays = new Map<string, Overlay>();
@@ -189,6 +201,22 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
       }
     }
   }
+  // The swarm: stacks are read now (they go into the manager's image), the join token at build.
+  let swarm: LoadedSwarm | undefined;
+  if (profile.swarm) {
+    problems.push(...checkSwarm(profile.swarm, nodes));
+    const stacks: LoadedSwarm['stacks'] = [];
+    for (const [j, stack] of (profile.swarm.stacks ?? []).entries()) {
+      const compose = await readFile(resolve(profileDir, stack.compose), 'utf8').catch(() => undefined);
+      if (compose === undefined) problems.push({ path: ['swarm', 'stacks', j, 'compose'], message: `${stack.compose} does not exist next to the profile; give the path of a compose file` });
+      else stacks.push({ name: stack.name, compose, env: stack.env ?? {} });
+    }
+    const join = profile.swarm.join && { manager: profile.swarm.join.manager, tokenFile: resolve(profileDir, profile.swarm.join.tokenFile) };
+    if (join && !(await readFile(join.tokenFile).then(() => true, () => false))) {
+      problems.push({ path: ['swarm', 'join', 'tokenFile'], message: `${profile.swarm.join!.tokenFile} does not exist next to the profile; put the worker join token (docker swarm join-token -q worker) in it` });
+    }
+    swarm = { ...profile.swarm, stacks, ...(join ? { join } : {}) };
+  }
   if (problems.length > 0) throw fail();
-  return { file, cluster: profile.cluster, description: profile.description, sourceDateEpoch: profile.sourceDateEpoch, nodes: nodes.sort((a, b) => a.index - b.index), overlays };
+  return { file, cluster: profile.cluster, ...(swarm ? { swarm } : {}), description: profile.description, sourceDateEpoch: profile.sourceDateEpoch, nodes: nodes.sort((a, b) => a.index - b.index), overlays };
 }

@@ -50,12 +50,56 @@ export const OverlayUse = Type.Object(
   { additionalProperties: false },
 );
 
+export const Docker = Type.Object(
+  {
+    method: Type.Union([Type.Literal('apt'), Type.Literal('convenience'), Type.Literal('preinstalled')], {
+      description: "How Docker gets onto a node that lacks it at first boot: apt (the release's docker.io), convenience (Docker's get.docker.com script), preinstalled (the base has it).",
+    }),
+    version: Type.Optional(Type.String({ pattern: '^\\d+(\\.\\d+){0,2}$', hint: 'must be a Docker version such as 28.5', description: "convenience: the Docker version to install (the script's VERSION); required on ARMv6 boards (Pi 1, Zero, Zero W), where Docker 29 and later do not run." })),
+  },
+  { additionalProperties: false },
+);
+
+export const Swarm = Type.Object(
+  {
+    manager: Type.Optional(Type.String({ description: 'Host name of the node that runs `docker swarm init` and pushes the join token to every other node.' })),
+    advertise: Type.Optional(Type.String({ description: "The manager's cluster address (default: its first address)." })),
+    join: Type.Optional(
+      Type.Object(
+        {
+          manager: Type.String({ description: 'Address (host or host:port) of a manager of an existing swarm.' }),
+          tokenFile: Type.String({ description: 'File (relative to the profile) holding the worker join token. The token is then a secret inside every image.' }),
+        },
+        { additionalProperties: false, description: 'Join an existing swarm instead of creating one.' },
+      ),
+    ),
+    docker: Docker,
+    networks: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }) }, { additionalProperties: false }), { description: 'Attachable overlay networks the manager creates once every planned node is Ready.' })),
+    stacks: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_-]*$' }),
+            compose: Type.String({ description: 'Compose file, relative to the profile.' }),
+            env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$' }), Type.String(), { description: 'Variables for ${VAR} in the compose file.' })),
+          },
+          { additionalProperties: false },
+        ),
+        { description: 'Stacks the manager deploys once every planned node is Ready.' },
+      ),
+    ),
+    interval: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'Seconds between manager rounds (retries, re-pushes, labels). Default 30.' })),
+  },
+  { additionalProperties: false, description: 'Docker Swarm formation at first boot.' },
+);
+
 const nodeFields = {
   role: Type.Union(roles.map((r) => Type.Literal(r)), { description: 'host: the machine the others hang off (USB hub host); manager/worker: swarm roles.' }),
   board: Type.Union(boards.map((b) => Type.Literal(b)), { description: 'Raspberry Pi model; decides which image architecture can boot it (pi0/pi0w/pi1 need 32-bit armhf). "pc" means a laptop or PC host: no image, a host kit instead.' }),
   base: Type.Optional(Base),
   interfaces: Type.Optional(Type.Array(Interface)),
   overlays: Type.Optional(Type.Array(OverlayUse)),
+  labels: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }), Type.String(), { description: 'Swarm node labels (role and board are added by themselves), e.g. gpio: "true".' })),
 };
 
 export const ExplicitNode = Type.Object(
@@ -80,6 +124,7 @@ export const Profile = Type.Object(
     description: Type.Optional(Type.String()),
     sourceDateEpoch: Type.Integer({ minimum: 0, description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.' }),
     base: Type.Optional(Base),
+    swarm: Type.Optional(Swarm),
     nodes: Type.Array(Type.Union([ExplicitNode, PatternGroup]), { minItems: 1 }),
   },
   { additionalProperties: false, title: 'swarmcard cluster profile' },
@@ -91,6 +136,7 @@ export type InterfaceData = Static<typeof Interface>;
 export type BaseData = Static<typeof Base>;
 export type Role = (typeof roles)[number];
 export type Board = (typeof boards)[number];
+export type SwarmData = Static<typeof Swarm>;
 
 /** The JSON Schema document written to profiles/schema.json. */
 export function profileJsonSchema(): TSchema {

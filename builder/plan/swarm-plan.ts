@@ -1,0 +1,81 @@
+/**
+ * Who does what in the swarm (pure): the manager inits and advertises its cluster address; every
+ * other node waits for the manager to push the token over SSH (or, in join mode, joins an existing
+ * swarm itself). A worker's part depends only on the profile and its own index.
+ */
+import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
+import type { Edit } from './edits.js';
+import type { PlannedInterface } from './edits.js';
+
+export interface NodeSwarm {
+  /** manager: runs swarm init; worker: joins when the manager pushes; join: joins an existing swarm. */
+  role: 'manager' | 'worker' | 'join';
+  /** What it joins as. */
+  joinAs: 'manager' | 'worker';
+  /** --advertise-addr: its cluster address, or an interface name when it has no static address. */
+  address: string;
+  /** Where the manager reaches it over SSH. */
+  sshAddress: string;
+  /** The manager's cluster address (host[:port]). */
+  manager: string;
+  labels: Record<string, string>;
+  epoch: number;
+  docker: { method: string; version: string };
+  interval: number;
+}
+
+export function managerOf(profile: LoadedProfile): NodeSpec | undefined {
+  return profile.swarm?.manager ? profile.nodes.find((n) => n.hostname === profile.swarm!.manager) : undefined;
+}
+
+const firstAddress = (interfaces: PlannedInterface[]) => interfaces[0]?.address.split('/')[0];
+
+export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm: LoadedSwarm, managerAddress: string, epoch: number): NodeSwarm {
+  const isManager = swarm.manager === spec.hostname;
+  const own = isManager ? managerAddress : firstAddress(interfaces);
+  return {
+    role: swarm.join ? 'join' : isManager ? 'manager' : 'worker',
+    joinAs: spec.role === 'manager' ? 'manager' : 'worker',
+    address: own ?? 'eth0',
+    // Without a static address, Raspberry Pi OS announces <hostname>.local over mDNS (avahi).
+    sshAddress: own ?? `${spec.hostname}.local`,
+    manager: swarm.join ? swarm.join.manager : managerAddress,
+    labels: Object.fromEntries(Object.entries({ role: spec.role, board: spec.board, ...spec.labels }).sort(([a], [b]) => a.localeCompare(b))),
+    epoch,
+    docker: { method: swarm.docker.method, version: swarm.docker.version ?? '' },
+    interval: swarm.interval ?? 30,
+  };
+}
+
+/** The manager's address: `advertise`, else its first address (a host: its first gadget link). */
+export function managerAddressOf(swarm: LoadedSwarm, managerInterfaces: PlannedInterface[] | undefined): string {
+  return swarm.advertise ?? (managerInterfaces ? firstAddress(managerInterfaces) : undefined) ?? '';
+}
+
+/** Files only the manager carries: the planned nodes, networks, stacks and the cluster key. */
+export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; swarm: NodeSwarm }[]): Edit[] {
+  const origin = 'swarm';
+  const nodes = members.map((m) => `${m.hostname} ${m.swarm.sshAddress} ${m.swarm.joinAs} ${Object.entries(m.swarm.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
+  const edits: Edit[] = [
+    { origin, op: 'write', partition: 'root', path: '/etc/swarmcard/nodes', content: `# hostname ssh-address joins-as labels\n${nodes.join('\n')}\n`, mode: 0o644 },
+    { origin, op: 'secret', partition: 'root', path: '/etc/swarmcard/cluster_key', secret: 'cluster-key', mode: 0o600 },
+  ];
+  if (swarm.networks?.length) edits.push({ origin, op: 'write', partition: 'root', path: '/etc/swarmcard/networks', content: `${swarm.networks.map((n) => n.name).join('\n')}\n`, mode: 0o644 });
+  for (const stack of swarm.stacks) {
+    edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.yml`, content: stack.compose, mode: 0o644 });
+    const env = Object.entries(stack.env);
+    if (env.length > 0) edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.env`, content: env.map(([k, v]) => `${k}=${shellWord(v)}\n`).join(''), mode: 0o644 });
+  }
+  return edits;
+}
+
+/** Quote a value for a shell-sourced env file. */
+function shellWord(value: string): string {
+  return /^[\w@%+=:,./-]*$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+export function memberEdits(swarm: LoadedSwarm): Edit[] {
+  const origin = 'swarm';
+  if (swarm.join) return [{ origin, op: 'secret', partition: 'root', path: '/etc/swarmcard/join-token', secret: 'join-token', mode: 0o600 }];
+  return [{ origin, op: 'secret', partition: 'root', path: '/root/.ssh/authorized_keys', secret: 'authorized-key', mode: 0o600 }];
+}

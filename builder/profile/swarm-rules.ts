@@ -1,0 +1,40 @@
+/** Rules for the swarm section: who inits, who joins, and whether Docker can run on each board. */
+import { parseIpv4 } from './ipv4.js';
+import type { NodeSpec } from './load-profile.js';
+import type { Problem } from './problems.js';
+import type { SwarmData } from './schema.js';
+
+/** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (raspios-facts.md #7). */
+export const armv6Boards = new Set(['pi0', 'pi0w', 'pi1']);
+
+export function managerAddress(manager: NodeSpec): string | undefined {
+  return manager.interfaces[0]?.address.split('/')[0];
+}
+
+export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
+  const problems: Problem[] = [];
+  if (swarm.join && swarm.manager) problems.push({ path: ['swarm', 'join'], message: 'a profile either creates a swarm (manager) or joins an existing one (join), not both; remove one' });
+  if (!swarm.join && !swarm.manager) problems.push({ path: ['swarm'], message: 'manager is missing: name the node that runs docker swarm init, or give join: { manager, tokenFile } to join an existing swarm' });
+  if (swarm.manager) {
+    const manager = nodes.find((n) => n.hostname === swarm.manager);
+    if (!manager) problems.push({ path: ['swarm', 'manager'], message: `no node is called ${swarm.manager}; use one of ${nodes.slice(0, 5).map((n) => n.hostname).join(', ')}${nodes.length > 5 ? ', …' : ''}` });
+    else if (manager.role === 'worker') problems.push({ path: ['swarm', 'manager'], message: `${swarm.manager} has role worker; the swarm manager must be a node with role manager or host` });
+    else if (manager.board === 'pc') problems.push({ path: ['swarm', 'manager'], message: `${swarm.manager} is a pc without an image; the manager must be a Raspberry Pi node` });
+    const derived = manager?.role === 'host' && manager.interfaces.length === 0;
+    if (manager && !swarm.advertise && !managerAddress(manager) && !derived) {
+      problems.push({ path: ['swarm'], message: `advertise is missing: ${swarm.manager} has no static address to advertise; add advertise: <its cluster address>` });
+    }
+  }
+  if (swarm.advertise !== undefined && parseIpv4(swarm.advertise) === undefined) problems.push({ path: ['swarm', 'advertise'], message: `"${swarm.advertise}" is not an IPv4 address` });
+  if (swarm.join && !/^[\w.-]+(:\d{1,5})?$/.test(swarm.join.manager)) problems.push({ path: ['swarm', 'join', 'manager'], message: `"${swarm.join.manager}" is not an address such as 192.168.1.10 or 192.168.1.10:2377` });
+  const { method, version } = swarm.docker;
+  const major = version === undefined ? undefined : Number(version.split('.')[0]);
+  const armv6 = nodes.filter((n) => armv6Boards.has(n.board));
+  if (armv6.length > 0 && method === 'convenience' && (major === undefined || major >= 29)) {
+    problems.push({
+      path: ['swarm', 'docker', version === undefined ? 'method' : 'version'],
+      message: `${armv6[0]!.hostname} is a ${armv6[0]!.board} (ARMv6), which Docker ${version ?? 'latest'} no longer supports (29 and later need ARMv7); use method: apt, or the convenience script with version: "28.5"`,
+    });
+  }
+  return problems;
+}

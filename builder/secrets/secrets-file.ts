@@ -1,0 +1,60 @@
+/**
+ * The cluster's secrets file, beside the profile: `<profile dir>/<cluster>.secrets.yaml`, mode 0600
+ * (or in $SWARMCARD_SECRETS_DIR, e.g. where a CI system mounts its secrets).
+ * It holds the cluster SSH key, generated (with ssh-keygen, the one fresh-randomness step of a
+ * build) the first time a profile with a swarm is built and reused by every rebuild, so images stay
+ * reproducible. Its content never reaches logs or the manifest.
+ */
+import { chmod, link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { UserError } from '../errors.js';
+import { run } from '../exec/run.js';
+import { log } from '../log.js';
+import { withScope } from '../util/scope.js';
+
+export interface ClusterSecrets {
+  clusterKey: { private: string; public: string };
+}
+
+export function secretsPath(profileFile: string, cluster: string): string {
+  return join(process.env.SWARMCARD_SECRETS_DIR || dirname(resolve(profileFile)), `${cluster}.secrets.yaml`);
+}
+
+async function generate(cluster: string): Promise<ClusterSecrets> {
+  return withScope(async (scope) => {
+    const dir = await scope.tempDir('swarmcard-key-');
+    const key = join(dir, 'cluster_key');
+    await run('ssh_keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `swarmcard@${cluster}`, '-f', key]);
+    return { clusterKey: { private: await readFile(key, 'utf8'), public: (await readFile(`${key}.pub`, 'utf8')).trim() } };
+  });
+}
+
+export async function loadOrCreateSecrets(profileFile: string, cluster: string): Promise<ClusterSecrets> {
+  const file = secretsPath(profileFile, cluster);
+  if (!(await stat(file).catch(() => undefined))) {
+    const secrets = await generate(cluster);
+    const text = `# swarmcard secrets of the ${cluster} cluster: keep this file private and keep it — rebuilds reuse it.\n${stringify(secrets)}`;
+    await mkdir(dirname(file), { recursive: true });
+    const temp = `${file}.${process.pid}.partial`;
+    await writeFile(temp, text, { mode: 0o600 });
+    await chmod(temp, 0o600);
+    try {
+      // link() is atomic and refuses to replace: when two builds race, the first key wins.
+      await link(temp, file);
+      log.info(`generated the cluster SSH key into ${file} (mode 0600); keep it: rebuilds reuse it`);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+  const info = await stat(file);
+  if ((info.mode & 0o077) !== 0) throw new UserError(`${file} holds secrets but others can read it (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
+  const data = parse(await readFile(file, 'utf8')) as Partial<ClusterSecrets> | null;
+  const key = data?.clusterKey;
+  if (!key || typeof key.private !== 'string' || !key.private.includes('PRIVATE KEY') || typeof key.public !== 'string' || !key.public.startsWith('ssh-')) {
+    throw new UserError(`${file} has no valid clusterKey (private and public); restore it from a backup, or delete it to generate a new key (then rebuild every image).`);
+  }
+  return { clusterKey: key };
+}
