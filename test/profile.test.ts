@@ -108,6 +108,8 @@ const invalid: Record<string, [number, string, RegExp][]> = {
   'invalid-gadget-without-otg': [[12, 'nodes[1].interfaces[0].kind', /node1 is a pi3, which has no USB OTG port/]],
   'invalid-address-out-of-range': [[12, 'nodes[1].interfaces[0].address', /"10\.0\.256\.2\/24" \(node node6\) is not an IPv4 address/]],
   'invalid-pattern-expression': [[6, 'nodes[0].pattern', /unexpected "end" in \{k\+\}/]],
+  'invalid-docker-armv6': [[7, 'swarm.docker.method', /zero1 is a pi0w \(ARMv6\), which Docker latest no longer supports .* use method: apt, or the convenience script with version: "28\.5"/]],
+  'invalid-swarm-manager-unknown': [[5, 'swarm.manager', /no node is called boss; use one of manager1/]],
   'invalid-several-problems': [
     [1, 'cluster', /must be lower-case letters, digits and hyphens/],
     [2, 'sourceDateEpoch', /greater or equal to 0, got -5/],

@@ -1,0 +1,171 @@
+/**
+ * A lab of cluster nodes on this machine for the swarm end-to-end test: each node is a network
+ * namespace with the node's planned addresses, plus a private mount and UTS namespace (its own
+ * hostname, /run, cgroups, and the files extracted from its image bind-mounted where the image has
+ * them), running one Docker engine and one sshd. Everything started is recorded and torn down.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { mkdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface LabNode {
+  name: string;
+  netns: string;
+  dir: string;
+  /** PID of the process holding the node's mount and UTS namespaces. */
+  holder: number;
+}
+
+/** Where the image keeps the files the first-boot programs use. */
+export const imageDirs = ['/etc/swarmcard', '/usr/local/lib/swarmcard', '/var/lib/swarmcard', '/root/.ssh'];
+
+const holderScript = `
+set -eu
+hostname "$1"
+mount -t tmpfs tmpfs /sys/fs/cgroup
+for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
+  mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
+done
+mkdir -p /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+mount -t tmpfs tmpfs /run
+mkdir -p /run/sshd
+shift
+while [ $# -gt 1 ]; do mount --bind "$1" "$2"; shift 2; done
+echo ready
+exec sleep 100000
+`;
+
+export class SwarmLab {
+  readonly nodes = new Map<string, LabNode>();
+  private readonly processes: ResultPromise[] = [];
+  private readonly createdDirs: string[] = [];
+  private readonly links: string[] = [];
+
+  constructor(private readonly root: string, private readonly prefix: string) {}
+
+  async addNode(name: string, mounts: Record<string, string>): Promise<LabNode> {
+    const netns = `${this.prefix}${name}`;
+    const dir = join(this.root, name);
+    await mkdir(dir, { recursive: true });
+    await execa('ip', ['netns', 'add', netns]);
+    await execa('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+    for (const target of Object.values(mounts)) {
+      if (!(await stat(target).then(() => true, () => false))) {
+        await mkdir(target, { recursive: true });
+        this.createdDirs.push(target);
+      }
+    }
+    const holder = this.spawn(
+      'ip',
+      ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', holderScript, 'holder', name, ...Object.entries(mounts).flat()],
+      join(dir, 'holder.log'),
+    );
+    await waitFor(async () => (await readText(join(dir, 'holder.log'))).includes('ready'), 10_000, `${name}'s namespaces`);
+    // The holder is the `sleep` that the shell exec'd into: find it inside the network namespace.
+    const { stdout } = await execa('ip', ['netns', 'pids', netns]);
+    const node = { name, netns, dir, holder: Number(stdout.trim().split('\n')[0]) };
+    this.nodes.set(name, node);
+    return node;
+  }
+
+  /** A point-to-point link: a veth pair with one end in each node, named and addressed. */
+  async link(a: string, aName: string, aAddress: string, b: string, bName: string, bAddress: string): Promise<void> {
+    const [x, y] = [`${this.prefix}${this.links.length}a`, `${this.prefix}${this.links.length}b`];
+    this.links.push(x);
+    await execa('ip', ['link', 'add', x, 'type', 'veth', 'peer', 'name', y]);
+    for (const [end, node, name, address] of [[x, a, aName, aAddress], [y, b, bName, bAddress]] as const) {
+      const ns = this.nodes.get(node)!.netns;
+      await execa('ip', ['link', 'set', end, 'netns', ns]);
+      await execa('ip', ['-n', ns, 'link', 'set', end, 'name', name]);
+      await execa('ip', ['-n', ns, 'addr', 'add', address, 'dev', name]);
+      await execa('ip', ['-n', ns, 'link', 'set', name, 'up']);
+    }
+  }
+
+  /** Run a command inside a node (its network, mount and UTS namespaces). */
+  exec(node: string, argv: string[], options: { input?: string; env?: Record<string, string> } = {}) {
+    const n = this.nodes.get(node)!;
+    return execa('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', ...argv], { reject: false, input: options.input, env: options.env });
+  }
+
+  /** Start a long-running process inside a node, its output in a log file; stopped at teardown. */
+  start(node: string, argv: string[], log: string, env?: Record<string, string>): ResultPromise {
+    const n = this.nodes.get(node)!;
+    return this.spawn('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', ...argv], join(n.dir, log), env);
+  }
+
+  private spawn(file: string, args: string[], log: string, env?: Record<string, string>): ResultPromise {
+    const child = execa(file, args, { reject: false, detached: true, stdin: 'ignore', stdout: { file: log }, stderr: { file: log }, env, cleanup: true });
+    this.processes.push(child);
+    return child;
+  }
+
+  // Returns nothing: an execa child is itself a promise, and returning it would await its exit.
+  async startDocker(node: string): Promise<void> {
+    const n = this.nodes.get(node)!;
+    this.start(node, ['dockerd', '--data-root', join(n.dir, 'docker'), '--exec-root', '/run/d', '--pidfile', '/run/docker.pid',
+      '-H', 'unix:///run/docker.sock', '--bridge=none', '--iptables=false', '--ip-forward=false'], 'dockerd.log');
+    await waitFor(async () => (await this.exec(node, ['docker', 'info'])).exitCode === 0, 30_000, `${node}'s Docker engine`);
+  }
+
+  /** Kill a node's Docker engine at once (as a power cut would), leaving its state on disk. */
+  async killDocker(node: string): Promise<void> {
+    // dockerd and the containerd it started, and /run (a tmpfs), as a power cut would take them.
+    await this.exec(node, ['sh', '-c', 'pid=$(cat /run/docker.pid); pkill -9 -P "$pid"; kill -9 "$pid"; sleep 0.2; rm -rf /run/d /run/docker.pid /run/docker.sock']);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+
+  async startSshd(node: string, listen: string): Promise<void> {
+    const n = this.nodes.get(node)!;
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(n.dir, 'host_key')]);
+    await writeFile(join(n.dir, 'sshd_config'), [
+      'Port 22', `ListenAddress ${listen}`, `HostKey ${join(n.dir, 'host_key')}`, 'PidFile /run/sshd.pid',
+      'PermitRootLogin prohibit-password', 'PubkeyAuthentication yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+      'UsePAM no', 'AuthorizedKeysFile .ssh/authorized_keys', 'StrictModes no', '',
+    ].join('\n'));
+    this.start(node, ['/usr/sbin/sshd', '-D', '-e', '-f', join(n.dir, 'sshd_config')], 'sshd.log');
+    await waitFor(async () => (await this.exec(node, ['sh', '-c', `exec 3<>/dev/tcp/${listen}/22`])).exitCode === 0 || (await readText(join(n.dir, 'sshd.log'))).includes('listening'), 10_000, `${node}'s sshd`);
+  }
+
+  /** The last lines of every node's logs, for a failed test's report. */
+  async logTails(): Promise<string> {
+    const out: string[] = [];
+    for (const n of this.nodes.values()) {
+      for (const log of ['firstboot.log', 'dockerd.log', 'sshd.log']) {
+        const text = (await readText(join(n.dir, log))).trim().split('\n').slice(-15).join('\n');
+        if (text) out.push(`--- ${n.name} ${log}\n${text}`);
+      }
+    }
+    return out.join('\n');
+  }
+
+  /** Stop everything, also after a failure: every process in every namespace, then the namespaces. */
+  async teardown(): Promise<void> {
+    for (const n of this.nodes.values()) {
+      const { stdout } = await execa('ip', ['netns', 'pids', n.netns], { reject: false });
+      for (const pid of stdout.split('\n').filter(Boolean)) await execa('kill', ['-9', pid], { reject: false });
+    }
+    for (const child of this.processes) child.kill('SIGKILL');
+    await Promise.all(this.processes.map((c) => c.catch(() => undefined)));
+    for (const n of this.nodes.values()) {
+      // Engine state may hold mounts (overlay layers) created inside the node's namespace; they go with it.
+      await execa('ip', ['netns', 'del', n.netns], { reject: false });
+    }
+    for (const dir of this.createdDirs.reverse()) await rmdir(dir).catch(() => undefined);
+    await rm(this.root, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+export async function readText(path: string): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  return readFile(path, 'utf8').catch(() => '');
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

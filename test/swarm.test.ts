@@ -1,0 +1,203 @@
+/**
+ * The swarm forms by itself: images are built from a fixture, the exact first-boot files are
+ * extracted from each image (debugfs), and run on this machine with one real Docker engine and one
+ * sshd per node, each in its own network namespace with the node's planned addresses — the
+ * pizero-otg topology: a host with one point-to-point link per worker.
+ */
+import test from 'ava';
+import { execa } from 'execa';
+import { createReadStream } from 'node:fs';
+import { cp, mkdir, mkdtemp, readFile, readdir, writeFile, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { swarmcard } from './helpers/cli.js';
+import { fixture } from './helpers/fixtures.js';
+import { partitionOffsets } from './helpers/independent.js';
+import { SwarmLab, readText, waitFor } from './helpers/swarm-lab.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+async function available(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return 'needs root (network namespaces, mounts)';
+  for (const tool of ['dockerd', 'sshd', 'ip', 'nsenter', 'busybox', 'curl']) {
+    if ((await execa('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`], { reject: false })).exitCode !== 0) return `needs ${tool} (make test installs it)`;
+  }
+  return undefined;
+}
+
+/** The test's profile: pizero-otg's shape, 2 workers, a local image, and a fast manager loop. */
+async function writeProfile(dir: string): Promise<string> {
+  await mkdir(join(dir, 'stacks'));
+  await writeFile(join(dir, 'stacks', 'guid.yml'), [
+    'version: "3.8"',
+    'services:',
+    '  guid:',
+    '    image: ${GUID_IMAGE}',
+    '    networks: [armnet]',
+    // This kernel has no IPVS: no service VIPs or ingress mesh, so DNS round robin and host ports.
+    '    ports:',
+    '      - { target: 9000, published: 9000, mode: host }',
+    '    deploy:',
+    '      endpoint_mode: dnsrr',
+    '      replicas: 3',
+    '      placement: { max_replicas_per_node: 1 }',
+    'networks:',
+    '  armnet:',
+    '    external: true',
+    '',
+  ].join('\n'));
+  const profile = (await readFile(join(root, 'profiles', 'pizero-otg.yaml'), 'utf8'))
+    .replace('compose: stacks/pizero-guid.yml', 'compose: stacks/guid.yml')
+    .replace('GUID_IMAGE: alexellis2/guid-generator-arm:0.1', 'GUID_IMAGE: swarmcard-test/httpd:1')
+    .replace('  docker:\n', '  interval: 2\n  docker:\n')
+    .replace('    count: 4\n', '    count: 2\n')
+    .replace('    method: apt ', '    method: preinstalled ');
+  const file = join(dir, 'swarm-e2e.yaml');
+  await writeFile(file, profile);
+  return file;
+}
+
+/** Does the file contain the text anywhere? (streamed: images are large) */
+async function fileContains(path: string, needle: string): Promise<boolean> {
+  const pattern = Buffer.from(needle);
+  let tail = Buffer.alloc(0);
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) {
+    const window = Buffer.concat([tail, chunk as Buffer]);
+    if (window.includes(pattern)) return true;
+    tail = window.subarray(Math.max(0, window.length - pattern.length));
+  }
+  return false;
+}
+
+const why = await available();
+
+(why ? test.skip : test.serial)('a manager and two workers form a swarm by themselves and deploy the stack', async (t) => {
+  t.timeout(600_000);
+  const work = await mkdtemp(join(tmpdir(), 'swarmcard-swarm-'));
+  const lab = new SwarmLab(join(work, 'lab'), `sct${process.pid % 1000}-`);
+  let passed = false;
+  t.teardown(async () => {
+    if (!passed) console.error(await lab.logTails());
+    await lab.teardown();
+    // Nothing left behind: no namespace, no engine of ours.
+    const { stdout: ns } = await execa('ip', ['netns', 'list']);
+    if (ns.includes(`sct${process.pid % 1000}-`)) throw new Error(`network namespaces left behind: ${ns}`);
+    const { stdout: ps } = await execa('ps', ['-eo', 'args']);
+    if (ps.includes(join(work, 'lab'))) throw new Error('processes left behind');
+    await execa('rm', ['-rf', work]);
+  });
+
+  // 1. Build the images.
+  const profile = await writeProfile(work);
+  const dist = join(work, 'dist');
+  const built = await swarmcard(['build', profile, '--base', await fixture('trixie-armhf'), '--out', dist], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  t.is(built.exitCode, 0, built.stderr);
+  const images = { otghost1: '00-otghost1.img', otg1: '01-otg1.img', otg2: '02-otg2.img' } as const;
+
+  // 2. Extract the exact first-boot files from each image with debugfs.
+  const extracted: Record<string, Record<string, string>> = {};
+  for (const [name, file] of Object.entries(images)) {
+    const image = join(dist, 'pizero-otg', file);
+    const { root: offset } = await partitionOffsets(image);
+    const dir = join(work, 'files', name);
+    const mounts: Record<string, string> = {};
+    for (const [inImage, local] of [['/etc/swarmcard', 'etc-swarmcard'], ['/usr/local/lib/swarmcard', 'lib-swarmcard'], ['/root/.ssh', 'root-ssh']] as const) {
+      await mkdir(join(dir, local), { recursive: true });
+      const result = await execa('debugfs', ['-R', `rdump ${inImage} ${join(dir, local)}`, `${image}?offset=${offset}`], { reject: false });
+      const dumped = join(dir, local, inImage.split('/').at(-1)!);
+      if ((await readdir(join(dir, local))).length === 0) continue; // not in this image (the manager has no authorized_keys)
+      t.is(result.exitCode, 0);
+      mounts[dumped] = inImage;
+    }
+    await mkdir(join(dir, 'state'));
+    mounts[join(dir, 'state')] = '/var/lib/swarmcard';
+    extracted[name] = mounts;
+  }
+  const unit = (await execa('debugfs', ['-R', 'cat /etc/systemd/system/swarmcard-firstboot.service', `${join(dist, 'pizero-otg', images.otg1)}?offset=${(await partitionOffsets(join(dist, 'pizero-otg', images.otg1))).root}`])).stdout;
+  t.regex(unit, /^ExecStart=\/usr\/local\/lib\/swarmcard\/firstboot$/m);
+  t.regex(unit, /^After=network-online\.target/m);
+
+  // 3. The nodes, wired as the plan says: otg k ↔ host over 10.0.(10+k).0/24.
+  for (const name of Object.keys(images)) await lab.addNode(name, extracted[name]!);
+  await lab.link('otghost1', 'ethusb1', '10.0.11.1/24', 'otg1', 'usb0', '10.0.11.2/24');
+  await lab.link('otghost1', 'ethusb2', '10.0.12.1/24', 'otg2', 'usb0', '10.0.12.2/24');
+  await execa('ip', ['-n', lab.nodes.get('otg1')!.netns, 'route', 'add', 'default', 'via', '10.0.11.1']);
+  await execa('ip', ['-n', lab.nodes.get('otg2')!.netns, 'route', 'add', 'default', 'via', '10.0.12.1']);
+  await execa('ip', ['netns', 'exec', lab.nodes.get('otghost1')!.netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+
+  // A tiny local image for the stack (no registry here): busybox httpd.
+  const rootfs = join(work, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await mkdir(join(rootfs, 'www'));
+  await cp('/usr/bin/busybox', join(rootfs, 'bin', 'busybox'));
+  await symlink('busybox', join(rootfs, 'bin', 'sh'));
+  await writeFile(join(rootfs, 'www', 'index.html'), 'guid answers\n');
+  await execa('tar', ['-C', rootfs, '-cf', join(work, 'rootfs.tar'), '.']);
+  for (const name of Object.keys(images)) {
+    await lab.startDocker(name);
+    const imported = await lab.exec(name, ['sh', '-c', `docker import -c 'CMD ["/bin/busybox","httpd","-f","-p","9000","-h","/www"]' ${join(work, 'rootfs.tar')} swarmcard-test/httpd:1`]);
+    t.is(imported.exitCode, 0, imported.stderr);
+  }
+  await lab.startSshd('otg1', '10.0.11.2');
+  await lab.startSshd('otg2', '10.0.12.2');
+
+  // 4. Workers boot first: Docker runs, they wait for the manager.
+  for (const worker of ['otg1', 'otg2']) {
+    const boot = await lab.exec(worker, ['/usr/local/lib/swarmcard/firstboot']);
+    t.is(boot.exitCode, 0, boot.stderr + boot.stdout);
+    t.regex(boot.stdout, /the manager at 10\.0\.11\.1 pushes the join token over SSH/);
+  }
+  t.is((await lab.exec('otg1', ['docker', 'info', '--format', '{{.Swarm.LocalNodeState}}'])).stdout, 'inactive');
+
+  // 5. The manager comes up; otg2's engine dies the moment it starts joining, then comes back.
+  lab.start('otghost1', ['/usr/local/lib/swarmcard/firstboot'], 'firstboot.log');
+  await waitFor(async () => ['pending', 'active'].includes((await lab.exec('otg2', ['docker', 'info', '--format', '{{.Swarm.LocalNodeState}}'])).stdout), 60_000, 'otg2 to start joining');
+  await lab.killDocker('otg2');
+  await lab.startDocker('otg2');
+
+  const nodeList = async () => (await lab.exec('otghost1', ['docker', 'node', 'ls', '--format', '{{.Hostname}} {{.Status}}'])).stdout.split('\n').filter(Boolean).sort();
+  await waitFor(async () => (await nodeList()).join() === 'otg1 Ready,otg2 Ready,otghost1 Ready', 120_000, 'every node Ready exactly once');
+  t.deepEqual(await nodeList(), ['otg1 Ready', 'otg2 Ready', 'otghost1 Ready'], 'otg2 joined exactly once');
+  for (const [name, labels] of [['otg1', { board: 'pi0', link: 'usb-otg', role: 'worker' }], ['otg2', { board: 'pi0', link: 'usb-otg', role: 'worker' }], ['otghost1', { board: 'pi3', role: 'host' }]] as const) {
+    await waitFor(async () => (await lab.exec('otghost1', ['docker', 'node', 'inspect', name, '--format', '{{json .Spec.Labels}}'])).stdout === JSON.stringify(labels), 30_000, `${name}'s labels`);
+  }
+
+  // 6. The stack is deployed after the last join, and its tasks answer.
+  await waitFor(async () => (await readText(join(lab.nodes.get('otghost1')!.dir, 'firstboot.log'))).includes('stack guid deployed'), 60_000, 'the stack');
+  const log = await readText(join(lab.nodes.get('otghost1')!.dir, 'firstboot.log'));
+  t.true(log.indexOf('network armnet ready') < log.indexOf('stack guid deployed'));
+  for (const address of ['10.0.11.1', '10.0.11.2', '10.0.12.2']) {
+    await waitFor(async () => (await lab.exec('otghost1', ['curl', '-s', '-m', '2', `http://${address}:9000/`])).stdout === 'guid answers', 90_000, `a task answering on ${address}:9000`);
+  }
+  t.is((await lab.exec('otghost1', ['docker', 'network', 'inspect', 'armnet', '--format', '{{.Driver}} {{.Attachable}}'])).stdout, 'overlay true');
+
+  // 7. Running the first-boot programs again changes nothing.
+  const snapshot = async () => [
+    (await lab.exec('otghost1', ['docker', 'node', 'ls', '--format', '{{.ID}} {{.Hostname}} {{.Status}}'])).stdout,
+    (await lab.exec('otghost1', ['docker', 'service', 'inspect', 'guid_guid', '--format', '{{.Version.Index}}'])).stdout,
+    (await lab.exec('otghost1', ['docker', 'network', 'inspect', 'armnet', '--format', '{{.ID}}'])).stdout,
+  ];
+  const before = await snapshot();
+  for (const worker of ['otg1', 'otg2']) t.is((await lab.exec(worker, ['/usr/local/lib/swarmcard/firstboot'])).exitCode, 0);
+  const again = await lab.exec('otghost1', ['/usr/local/lib/swarmcard/firstboot'], { env: { SWARMCARD_ONCE: '1' } });
+  t.is(again.exitCode, 0, again.stderr);
+  t.deepEqual(await snapshot(), before);
+  const rejoin = await lab.exec('otghost1', ['sh', '-c', `printf 'token %s\\nmanager 10.0.11.1\\n' "$(docker swarm join-token -q worker)" | ssh -i /etc/swarmcard/cluster_key -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@10.0.11.2 'ignored: the key only runs the join script'`]);
+  t.is(rejoin.stdout.trim(), 'already in the swarm');
+
+  // 8. No secret in any log, in the manifest, or in a worker image.
+  const logs = (await Promise.all(['otghost1', 'otg1', 'otg2'].flatMap((n) => ['firstboot.log', 'sshd.log', 'dockerd.log'].map((f) => readText(join(lab.nodes.get(n)!.dir, f)))))).join('\n');
+  const token = (await lab.exec('otghost1', ['docker', 'swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+  t.regex(token, /^SWMTKN-1-/);
+  for (const text of [logs, built.stdout, built.stderr, again.stdout, await readFile(join(dist, 'pizero-otg', 'manifest.json'), 'utf8')]) {
+    t.false(text.includes(token), 'no join token');
+    t.false(text.includes('PRIVATE KEY'), 'no private key');
+  }
+  const secrets = await readFile(join(work, 'pizero-otg.secrets.yaml'), 'utf8');
+  const privateLine = secrets.split('\n').find((l) => /^\s+[A-Za-z0-9+/]{60,}$/.test(l))!.trim();
+  for (const worker of [images.otg1, images.otg2]) t.false(await fileContains(join(dist, 'pizero-otg', worker), privateLine), `${worker} holds no private key`);
+  for (const image of Object.values(images)) t.false(await fileContains(join(dist, 'pizero-otg', image), token), `${image} holds no join token`);
+  t.true(await fileContains(join(dist, 'pizero-otg', images.otghost1), privateLine), 'the scan finds the key where it is');
+  passed = true;
+});
