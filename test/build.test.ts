@@ -225,3 +225,41 @@ test('the built-in demo (make demo) builds host + 4 workers', async (t) => {
   t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.img')), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img']);
   t.true((await mdir(join(dir, '04-otg4.img'))).includes('::/meta-data'));
 });
+
+test('join mode: every image joins an existing swarm; the token is a secret in each, and the build says so', async (t) => {
+  const work = await scratchDir(t);
+  await writeFile(join(work, 'worker.token'), 'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx\n');
+  await writeFile(join(work, 'join.yaml'), [
+    'cluster: extra-workers',
+    'sourceDateEpoch: 1700000000',
+    `base: { image: ${await fixture('bookworm-arm64')} }`,
+    'swarm:',
+    '  join: { manager: 192.168.1.200, tokenFile: worker.token }',
+    '  docker: { method: convenience, version: "28.5" }',
+    'nodes:',
+    '  - pattern: extra{k}',
+    '    count: 2',
+    '    role: worker',
+    '    board: pi4',
+    '    interfaces: [{ name: eth0, kind: ethernet, address: "192.168.1.{k+210}/24", gateway: 192.168.1.1 }]',
+    '',
+  ].join('\n'));
+  const plan = await swarmcard(['plan', join(work, 'join.yaml')]);
+  t.regex(plan.stdout, /swarm: joins the existing swarm at 192\.168\.1\.200 as worker/);
+  t.regex(plan.stdout, /write \/etc\/swarmcard\/join-token \(0600\) with the swarm join token, filled in at build/);
+  t.false(plan.stdout.includes('SWMTKN'), 'the plan never shows the token');
+  const result = await swarmcard(['build', join(work, 'join.yaml'), '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  t.is(result.exitCode, 0, result.stderr);
+  const dir = join(work, 'dist', 'extra-workers');
+  for (const file of ['01-extra1.img', '02-extra2.img']) {
+    t.regex(result.stderr, new RegExp(`${file.replace('.', '\\.')} holds the swarm join token`));
+    t.like(await debugfsStat(join(dir, file), '/etc/swarmcard/join-token'), { mode: 0o600, uid: 0, gid: 0 });
+    t.regex(await debugfsCat(join(dir, file), '/etc/swarmcard/join-token'), /^SWMTKN-1-/);
+    t.regex(await debugfsCat(join(dir, file), '/etc/swarmcard/swarm.env'), /^ROLE=join\nNODE_NAME=extra\d\nSELF_ADDRESS=192\.168\.1\.21\d\nMANAGER_ADDRESS=192\.168\.1\.200\n/m);
+    t.is(await debugfsStat(join(dir, file), '/root/.ssh/authorized_keys'), undefined, 'no cluster key in join mode');
+  }
+  const manifest = await readFile(join(dir, 'manifest.json'), 'utf8');
+  t.false(manifest.includes('SWMTKN'));
+  t.deepEqual((JSON.parse(manifest) as Manifest).nodes.map((n) => n.secrets), [['the swarm join token'], ['the swarm join token']]);
+  t.regex(result.stdout, /01-extra1\.img .* holds the swarm join token/);
+});
