@@ -12,7 +12,7 @@ import type { FlavourName } from '../builder/fixture/flavours.js';
 import type { Manifest } from '../builder/output/manifest.js';
 import { swarmcard } from './helpers/cli.js';
 import { fixture, scratchDir } from './helpers/fixtures.js';
-import { debugfsCat, debugfsStat, e2fsckClean, mdir, mtype, sfdisk, sha256File } from './helpers/independent.js';
+import { debugfs, debugfsCat, debugfsStat, e2fsckClean, mdir, mtype, partitionOffsets, sfdisk, sha256File } from './helpers/independent.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const profile = join(root, 'profiles/pizero-otg.yaml');
@@ -262,4 +262,46 @@ test('join mode: every image joins an existing swarm; the token is a secret in e
   t.false(manifest.includes('SWMTKN'));
   t.deepEqual((JSON.parse(manifest) as Manifest).nodes.map((n) => n.secrets), [['the swarm join token'], ['the swarm join token']]);
   t.regex(result.stdout, /01-extra1\.img .* holds the swarm join token/);
+});
+
+for (const flavour of ['bookworm-armhf', 'trixie-armhf'] as FlavourName[]) {
+  test(`${flavour}: clones of a booted base are clean: ids, host keys, Docker and cloud-init state`, async (t) => {
+    const base = await fixture(flavour, { booted: true });
+    const before = await swarmcard(['inspect', base, '--json']);
+    t.true((JSON.parse(before.stdout) as { warnings: string[] }).warnings.length >= 6, 'the base has the problems');
+    const { exitCode, stderr, dir } = await build(t, base, ['--nodes', '1']);
+    t.is(exitCode, 0, stderr);
+    for (const file of ['00-otghost1.img', '01-otg1.img']) {
+      const image = join(dir, file);
+      const report = JSON.parse((await swarmcard(['inspect', image, '--json'])).stdout) as { warnings: string[] };
+      t.deepEqual(report.warnings, [], `${file} is clean`);
+      t.is(await debugfsCat(image, '/etc/machine-id'), flavour.startsWith('trixie') ? 'uninitialized\n' : '');
+      t.is(await debugfsStat(image, '/var/lib/dbus/machine-id'), undefined);
+      t.is(await debugfsStat(image, '/etc/ssh/ssh_host_ed25519_key'), undefined);
+      t.is(await debugfsStat(image, '/var/lib/docker/engine-id'), undefined);
+      t.is(await debugfsStat(image, '/etc/docker/key.json'), undefined);
+      t.is(await debugfsStat(image, '/var/lib/docker/swarm'), undefined);
+      const cloud = (await debugfs(image, 'ls -p /var/lib/cloud')).stdout.split('\n').map((l) => l.split('/')[5]).filter((n) => n && n !== '.' && n !== '..');
+      t.deepEqual(cloud, [], 'empty /var/lib/cloud');
+    }
+    // Node-specific identity: every disk id differs from the base's and from each other's.
+    const ids = await Promise.all([base, join(dir, '00-otghost1.img'), join(dir, '01-otg1.img')].map(async (i) => (await sfdisk(i)).id));
+    t.is(new Set(ids).size, 3);
+  });
+}
+
+test('a base where nothing recreates SSH host keys gets a unit that does', async (t) => {
+  const work = await scratchDir(t);
+  const base = join(work, 'jessie-no-regen.img');
+  await execa('cp', [await fixture('jessie-armhf'), base]);
+  const { root } = await partitionOffsets(base);
+  await execa('debugfs', ['-w', '-R', 'rm /etc/systemd/system/multi-user.target.wants/regenerate_ssh_host_keys.service', `${base}?offset=${root}`]);
+  const report = JSON.parse((await swarmcard(['inspect', base, '--json'])).stdout) as { warnings: string[] };
+  t.true(report.warnings.some((w) => /nothing in the image regenerates SSH host keys/.test(w)));
+  const { exitCode, stderr, dir } = await build(t, base, ['--nodes', '1']);
+  t.is(exitCode, 0, stderr);
+  const image = join(dir, '01-otg1.img');
+  t.regex(await debugfsCat(image, '/etc/systemd/system/swarmcard-ssh-keygen.service'), /ExecStart=\/usr\/bin\/ssh-keygen -A/);
+  t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-ssh-keygen.service'), { type: 'symlink' });
+  t.deepEqual((JSON.parse((await swarmcard(['inspect', image, '--json'])).stdout) as { warnings: string[] }).warnings, []);
 });

@@ -20,6 +20,7 @@ import { secretNames, type Edit, type SecretKind } from '../plan/edits.js';
 import { loadOrCreateSecrets } from '../secrets/secrets-file.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import type { BaseData } from '../profile/schema.js';
+import { hygieneEdits } from '../render/hygiene.js';
 import { renderCloudInit, renderNetwork, type NetworkStack } from '../render/network.js';
 import { resolveBaseImage } from '../source/base-image.js';
 import { applyEdits } from './apply-edits.js';
@@ -143,7 +144,8 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
   const out = join(ctx.dir, node.file);
   const started = Date.now(); // progress display only; never written into an image
   log.info(`${position} ${node.file}: cloning, editing and verifying`);
-  const edits = renderForRelease(ctx.plan, node, base.report, ctx.secrets);
+  // Clean clone first, so nothing a profile adds is removed by it.
+  const edits = [...hygieneEdits(base.report), ...renderForRelease(ctx.plan, node, base.report, ctx.secrets)];
   const diskId = Number.parseInt(node.diskId, 16);
   await cloneImage(base.path, out, async (partial) => {
     const layout = await readLayout(partial);

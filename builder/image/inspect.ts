@@ -141,7 +141,8 @@ async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
       installed: await anyExists('/usr/sbin/sshd'),
       serviceEnabled: enabled('ssh.service') || enabled('sshd.service'),
       hostKeys: sshFiles.filter((n) => n.startsWith('ssh_host_')),
-      regenerationUnit: enabled('regenerate_ssh_host_keys.service') ? 'regenerate_ssh_host_keys.service' : undefined,
+      // Raspberry Pi OS's own unit, swarmcard's fallback, or the common sshd-keygen unit.
+      regenerationUnit: ['regenerate_ssh_host_keys.service', 'swarmcard-ssh-keygen.service', 'sshd-keygen.service'].find(enabled),
     },
     passwd,
     identity: {
