@@ -55,7 +55,7 @@ export class SwarmLab {
         this.createdDirs.push(target);
       }
     }
-    const holder = this.spawn(
+    this.spawn(
       'ip',
       ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', holderScript, 'holder', name, ...Object.entries(mounts).flat()],
       join(dir, 'holder.log'),
