@@ -158,6 +158,7 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
   });
   log.info(`${position} ${node.file}: written and verified in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const size = (await stat(out)).size;
+  const secrets = secretsIn(node);
   const hashing = sha256Of(out);
   hashing.catch(() => undefined); // awaited by the caller; avoid an unhandled rejection meanwhile
   return async () => ({
@@ -174,7 +175,7 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
     interfaces: node.interfaces.map((i) => ({ name: i.name, address: i.address, ...(i.gateway ? { gateway: i.gateway } : {}), ...(i.mac ? { mac: i.mac } : {}) })),
     ...(node.gadget ? { gadget: node.gadget } : {}),
     overlays: node.overlays.map((o) => o.id),
-    ...(secretsIn(node).length > 0 ? { secrets: secretsIn(node) } : {}),
+    ...(secrets.length > 0 ? { secrets } : {}),
   });
 }
 

@@ -108,17 +108,25 @@ function overlayEdits(overlay: Overlay, op: OperationData, context: { params: Re
 export function planCluster(profile: LoadedProfile, options: { epoch?: number } = {}): ClusterPlan {
   const epoch = options.epoch ?? profile.sourceDateEpoch;
   const swarm = profile.swarm;
-  const manager = managerOf(profile);
-  const managerAddress = swarm ? managerAddressOf(swarm, manager && interfacesOf(manager, undefined, profile.nodes)) : '';
-  const members = swarm ? profile.nodes.filter((n) => n.board !== 'pc') : [];
-  const swarmOf = (spec: NodeSpec, interfaces: PlannedInterface[]) => (swarm && spec.board !== 'pc' ? nodeSwarm(spec, interfaces, swarm, managerAddress, epoch) : undefined);
+  // Derived once per node: its gadget MACs, its interfaces and then (needing the manager's
+  // address) its part in the swarm; the manager's node list reuses them.
+  const derived = new Map(
+    profile.nodes.map((spec) => {
+      const gadget = spec.interfaces.some((i) => i.kind === 'usb-gadget') ? gadgetMacs(spec.index) : undefined;
+      return [spec, { gadget, interfaces: interfacesOf(spec, gadget, profile.nodes), swarm: undefined as NodeSwarm | undefined }];
+    }),
+  );
+  if (swarm) {
+    const manager = managerOf(profile);
+    const managerAddress = managerAddressOf(swarm, manager && derived.get(manager)!.interfaces);
+    for (const [spec, d] of derived) if (spec.board !== 'pc') d.swarm = nodeSwarm(spec, d.interfaces, swarm, managerAddress, epoch);
+  }
+  const members = [...derived].flatMap(([spec, d]) => (d.swarm ? [{ hostname: spec.hostname, swarm: d.swarm }] : []));
   const maxIndex = Math.max(...profile.nodes.map((n) => n.index));
   const width = Math.max(2, String(maxIndex).length);
   const summary = profile.nodes.map((n) => ({ index: n.index, hostname: n.hostname, role: n.role, board: n.board }));
   const nodes = profile.nodes.map((spec): NodePlan => {
-    const gadget = spec.interfaces.some((i) => i.kind === 'usb-gadget') ? gadgetMacs(spec.index) : undefined;
-    const interfaces = interfacesOf(spec, gadget, profile.nodes);
-    const nodeSwarmPlan = swarmOf(spec, interfaces);
+    const { gadget, interfaces, swarm: nodeSwarmPlan } = derived.get(spec)!;
     const node = {
       index: spec.index,
       hostname: spec.hostname,
@@ -145,8 +153,7 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
     }
     if (swarm && nodeSwarmPlan) {
       if (nodeSwarmPlan.role === 'manager') {
-        const all = members.map((m) => ({ hostname: m.hostname, swarm: swarmOf(m, interfacesOf(m, undefined, profile.nodes))! }));
-        edits.push(...managerEdits(swarm, all));
+        edits.push(...managerEdits(swarm, members));
       } else {
         edits.push(...memberEdits(swarm));
       }

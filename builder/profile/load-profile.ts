@@ -170,8 +170,12 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
   // Overlays: each must exist and get valid parameters; defaults are filled in.
   const overlays = new Map<string, Overlay>();
   const search = overlaySearchPath(file);
-  for (const [n, node] of nodes.entries()) {
-    const firstOfGroup = nodes.findIndex((other) => other.source.join() === node.source.join()) === n;
+  // A pattern group's nodes share their overlay uses: report a problem once, for its first node.
+  const groupsSeen = new Set<string>();
+  for (const node of nodes) {
+    const group = node.source.join();
+    const firstOfGroup = !groupsSeen.has(group);
+    groupsSeen.add(group);
     for (const [j, use] of node.overlays.entries()) {
       const path: FieldPath = [...node.source, 'overlays', j];
       let overlay = overlays.get(use.id);

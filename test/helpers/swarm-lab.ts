@@ -5,7 +5,7 @@
  * them), running one Docker engine and one sshd. Everything started is recorded and torn down.
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface LabNode {
@@ -157,7 +157,6 @@ export class SwarmLab {
 }
 
 export async function readText(path: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
   return readFile(path, 'utf8').catch(() => '');
 }
 
