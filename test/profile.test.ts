@@ -21,12 +21,34 @@ const inRoot = async <T>(body: () => Promise<T>): Promise<T> => {
   }
 };
 
-test.serial('the pizero-otg plan matches its golden file', async (t) => {
-  const result = await swarmcard(['plan', pizero, '--json'], { cwd: root });
-  t.is(result.exitCode, 0, result.stderr);
-  const golden = fileURLToPath(new URL('../../test/golden/pizero-otg.plan.json', import.meta.url));
-  if (process.env.UPDATE_GOLDEN) await writeFile(golden, result.stdout);
-  t.deepEqual(JSON.parse(result.stdout), JSON.parse(await readFile(golden, 'utf8')));
+for (const name of ['pizero-otg', 'pi4-ethernet', 'clustered-pi', 'iot-leds']) {
+  test.serial(`the ${name} plan matches its golden file`, async (t) => {
+    const result = await swarmcard(['plan', `profiles/${name}.yaml`, '--json'], { cwd: root });
+    t.is(result.exitCode, 0, result.stderr);
+    const golden = fileURLToPath(new URL(`../../test/golden/${name}.plan.json`, import.meta.url));
+    if (process.env.UPDATE_GOLDEN) await writeFile(golden, result.stdout);
+    t.deepEqual(JSON.parse(result.stdout), JSON.parse(await readFile(golden, 'utf8')));
+  });
+}
+
+test.serial('growing a cluster: without etcHosts only the manager changes; with it, only the hosts block too', async (t) => {
+  const plans = async (file: string, more: number) => inRoot(async () => [planCluster(await loadProfile(file)), planCluster(await loadProfile(file, { nodes: more }))] as const);
+  const [four, five] = await plans('profiles/clustered-pi.yaml', 4);
+  for (const k of [1, 2, 3]) t.deepEqual(five.nodes[k], four.nodes[k], `node ${k + 1}`);
+  t.notDeepEqual(five.nodes[0], four.nodes[0], 'the manager lists the new node');
+  const [seven, eight] = await plans('profiles/pi4-ethernet.yaml', 8);
+  const hostsBlock = (e: { op: string; path?: string }) => e.op === 'block' && e.path === '/etc/hosts';
+  for (const k of [1, 2, 3, 4, 5, 6, 7]) {
+    t.deepEqual({ ...eight.nodes[k]!, edits: eight.nodes[k]!.edits.filter((e) => !hostsBlock(e)) }, { ...seven.nodes[k]!, edits: seven.nodes[k]!.edits.filter((e) => !hostsBlock(e)) }, `worker ${k}`);
+    t.true(JSON.stringify(eight.nodes[k]!.edits.find(hostsBlock)).includes('192.168.1.208\\tworker8'));
+  }
+});
+
+test('no secret reaches a plan: hash, keys and Wi-Fi stay abstract until the build', async (t) => {
+  for (const name of ['pi4-ethernet', 'iot-leds']) {
+    const result = await swarmcard(['plan', `profiles/${name}.yaml`, '--json'], { cwd: root });
+    t.notRegex(result.stdout, /\$6\$|PRIVATE KEY|passphrase|psk=/);
+  }
 });
 
 test.serial('pizero-otg: workers follow the guide, the host gets one link per worker', async (t) => {
@@ -111,6 +133,13 @@ const invalid: Record<string, [number, string, RegExp][]> = {
   'invalid-pattern-expression': [[6, 'nodes[0].pattern', /unexpected "end" in \{k\+\}/]],
   'invalid-docker-armv6': [[7, 'swarm.docker.method', /zero1 is a pi0w \(ARMv6\), which Docker latest no longer supports .* use method: apt, or the convenience script with version: "28\.5"/]],
   'invalid-swarm-manager-unknown': [[5, 'swarm.manager', /no node is called boss; use one of manager1/]],
+  'invalid-wifi-without-country': [[11, 'nodes[0].interfaces[0]', /country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB/]],
+  'invalid-dhcp-with-gateway': [[14, 'nodes[0].interfaces[0].gateway', /node1 eth0 takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns/]],
+  'invalid-admin-two-passwords': [[8, 'admin.passwordFile', /give either passwordHash or passwordFile, not both/]],
+  // The value is not echoed: it may be a plain password.
+  'invalid-admin-password-hash': [[7, 'admin.passwordHash', /must be a SHA-512 crypt hash \(\$6\$salt\$…, as made by "openssl passwd -6"\); or give passwordFile instead$/]],
+  'invalid-nfs-shared-outside': [[10, 'nfs.shared', /\/srv\/data is not on any NFS mount; use one of \/mnt\/cluster/]],
+  'invalid-registry-in-join-mode': [[9, 'swarm.registry', /runs on the manager of a swarm swarmcard creates; in join mode/]],
   'invalid-several-problems': [
     [1, 'cluster', /must be lower-case letters, digits and hyphens/],
     [2, 'sourceDateEpoch', /greater or equal to 0, got -5/],

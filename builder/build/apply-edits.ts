@@ -2,6 +2,7 @@
  * Apply a node's edits to its image: one session per partition (so each partition's edits go to
  * disk in one debugfs/mtools batch and are read back together), one handler per edit kind.
  */
+import { UserError } from '../errors.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
 import { withPartition, type Ext4Backend } from '../fs/partition.js';
 import type { ImageLayout } from '../image/layout.js';
@@ -76,8 +77,25 @@ const handlers: ByOp = {
     const updated = /^127\.0\.1\.1\s.*$/m.test(hosts) ? hosts.replace(/^127\.0\.1\.1\s.*$/m, line) : `${hosts.replace(/\n?$/, '\n')}${line}\n`;
     await fs.write('/etc/hosts', updated);
   },
+  async json(fs, e) {
+    await ensureParent(fs, e.path);
+    const text = await readOr(fs, e.path, '{}');
+    let data: Record<string, unknown>;
+    try {
+      data = JSON.parse(text) as Record<string, unknown>;
+    } catch (error) {
+      throw new UserError(`${e.path} in the base image is not valid JSON (${(error as Error).message}), so swarmcard cannot add ${Object.keys(e.set).join(', ')} to it; fix or remove it in the base image.`);
+    }
+    await fs.write(e.path, `${JSON.stringify({ ...data, ...e.set }, null, 2)}\n`, { mode: e.mode });
+  },
   async network() {
     throw new Error('network edits must be rendered for the image release before they are applied');
+  },
+  async admin() {
+    throw new Error('admin edits must be rendered for the image release before they are applied');
+  },
+  async waitOnline() {
+    throw new Error('waitOnline edits must be rendered for the image release before they are applied');
   },
   async secret() {
     throw new Error('secret edits must be filled in from the secrets file before they are applied');
@@ -86,7 +104,8 @@ const handlers: ByOp = {
 
 export function partitionOf(edit: Edit): Partition {
   if (edit.op === 'cmdline' || edit.op === 'configTxt') return 'boot';
-  if (edit.op === 'hostname' || edit.op === 'network' || edit.op === 'secret' || edit.op === 'mkdir') return 'root';
+  if (edit.op === 'hostname' || edit.op === 'network' || edit.op === 'secret' || edit.op === 'mkdir' || edit.op === 'waitOnline') return 'root';
+  if (edit.op === 'admin') return 'boot';
   return edit.partition;
 }
 

@@ -16,19 +16,22 @@ import { readLayout } from '../image/layout.js';
 import { log } from '../log.js';
 import { hostKitFiles, writeHostKit } from '../output/host-kit.js';
 import { sha256Of, writeManifest, type Manifest, type ManifestNode } from '../output/manifest.js';
-import { secretNames, type Edit, type SecretKind } from '../plan/edits.js';
-import { loadOrCreateSecrets } from '../secrets/secrets-file.js';
+import { secretNames, type Edit, type FileSecret, type SecretKind } from '../plan/edits.js';
+import { adminPasswordHash, checkWifi } from '../secrets/admin-wifi.js';
+import { loadOrCreateSecrets, secretsPath } from '../secrets/secrets-file.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
+import type { LoadedAdmin } from '../profile/load-profile.js';
 import type { BaseData } from '../profile/schema.js';
 import { hygieneEdits } from '../render/hygiene.js';
-import { renderCloudInit, renderNetwork, type NetworkStack } from '../render/network.js';
+import { renderCloudInit, renderNetwork, renderWaitOnline, type NetworkStack, type WifiSecret } from '../render/network.js';
+import { renderAdmin } from '../render/users.js';
 import { resolveBaseImage } from '../source/base-image.js';
 import { applyEdits } from './apply-edits.js';
 
 export interface BuildOptions {
   out: string;
   /** Where the profile's secrets file lives and, in join mode, the token file. */
-  secrets?: { profileFile: string; joinTokenFile?: string };
+  secrets?: { profileFile: string; joinTokenFile?: string; admin?: LoadedAdmin };
   /** Indices to build (`--only`); all when undefined. */
   only?: Set<number>;
   epoch: number;
@@ -53,8 +56,8 @@ interface BuildContext {
   secrets: SecretValues;
 }
 
-/** Secret file contents by kind, loaded only when a target needs them. */
-export type SecretValues = Partial<Record<SecretKind, string>>;
+/** Secret values by kind, loaded only when a target needs them. */
+export type SecretValues = Partial<Record<FileSecret | 'admin-password', string>> & { wifi?: WifiSecret };
 
 const baseKey = (b: BaseData) => `${b.image}\0${b.sha256 ?? ''}`;
 
@@ -88,6 +91,9 @@ function verifyNodes(ctx: BuildContext): void {
       );
     }
     if (report.ext4.unsupported.length > 0 || report.ext4.needsRecovery) problems.push(...report.warnings.filter((w) => /e2fsprogs|journal recovery/.test(w)).map((w) => `${node.base!.image}: ${w}`));
+    if (node.edits.some((e) => e.op === 'admin') && userMechanism(report) === undefined) {
+      problems.push(`${node.base!.image} is Raspberry Pi OS ${report.release.codename}, which creates no user from userconf.txt or cloud-init (that came with bullseye images from 2022-04); use a newer image or remove admin from the profile.`);
+    }
     if (node.interfaces.length > 0 && !networkStack(report)) {
       problems.push(`${node.base!.image} has neither NetworkManager nor dhcpcd enabled, so ${node.hostname}'s static addresses cannot be configured; use a Raspberry Pi OS Lite image.`);
     }
@@ -95,13 +101,28 @@ function verifyNodes(ctx: BuildContext): void {
   if (problems.length > 0) throw new UserError([...new Set(problems)].join('\n'));
 }
 
-/** Load the secrets the targets' edits need: the cluster key (created on first use), the join token. */
+/** Every secret a node's edits need, by kind. */
+function secretKinds(node: NodePlan): SecretKind[] {
+  return node.edits.flatMap((e): SecretKind[] => {
+    if (e.op === 'secret') return [e.secret];
+    if (e.op === 'admin') return ['admin-password'];
+    if (e.op === 'network' && e.interfaces.some((i) => i.kind === 'wifi')) return ['wifi'];
+    return [];
+  });
+}
+
+/** Load the secrets the targets' edits need: the cluster key (created on first use), the join token, the admin's password hash, the Wi-Fi. */
 async function loadSecrets(ctx: BuildContext): Promise<void> {
-  const kinds = new Set(ctx.targets.flatMap((n) => n.edits.flatMap((e) => (e.op === 'secret' ? [e.secret] : []))));
+  const kinds = new Set(ctx.targets.flatMap(secretKinds));
   if (kinds.size === 0) return;
   if (!ctx.options.secrets) throw new Error('the plan needs secrets but the build has no profile to find them beside');
-  if (kinds.has('cluster-key') || kinds.has('authorized-key')) {
-    const { clusterKey } = await loadOrCreateSecrets(ctx.options.secrets.profileFile, ctx.plan.cluster);
+  const { profileFile, admin } = ctx.options.secrets;
+  if (kinds.has('cluster-key') || kinds.has('authorized-key') || kinds.has('cluster-public-key') || kinds.has('admin-password') || kinds.has('wifi')) {
+    const stored = await loadOrCreateSecrets(profileFile, ctx.plan.cluster);
+    const { clusterKey } = stored;
+    if (kinds.has('admin-password')) ctx.secrets['admin-password'] = await adminPasswordHash(admin!, stored, profileFile, ctx.plan.cluster);
+    if (kinds.has('wifi')) ctx.secrets.wifi = checkWifi(stored.wifi, secretsPath(profileFile, ctx.plan.cluster));
+    ctx.secrets['cluster-public-key'] = `${clusterKey.public}\n`;
     ctx.secrets['cluster-key'] = clusterKey.private;
     // Worker images carry only the public key, restricted to running the join script.
     ctx.secrets['authorized-key'] = `restrict,command="/usr/local/lib/swarmcard/join" ${clusterKey.public}\n`;
@@ -115,14 +136,26 @@ async function loadSecrets(ctx: BuildContext): Promise<void> {
 
 /** What a node's image holds that must be kept private (the public key is not a secret). */
 function secretsIn(node: NodePlan): string[] {
-  return node.edits.flatMap((e) => (e.op === 'secret' && e.secret !== 'authorized-key' ? [secretNames[e.secret]] : []));
+  return [...new Set(secretKinds(node).filter((k) => k !== 'authorized-key' && k !== 'cluster-public-key').map((k) => secretNames[k]))];
+}
+
+/** How the image's release creates a user: cloud-init (trixie), userconf.txt (bullseye 2022-04+, bookworm). */
+function userMechanism(report: ImageReport): 'userconf' | 'cloud-init' | undefined {
+  if (report.network.cloudInit.enabled) return 'cloud-init';
+  return ['bullseye', 'bookworm', 'trixie'].includes(report.release.codename) ? 'userconf' : undefined;
 }
 
 /** Turn the plan's abstract edits into concrete ones for the image's release. */
 export function renderForRelease(ctx: { cluster: string }, node: NodePlan, report: ImageReport, secrets: SecretValues = {}): Edit[] {
   const stack = networkStack(report) ?? 'networkmanager';
   return node.edits.flatMap((edit): Edit[] => {
-    if (edit.op === 'network') return renderNetwork(stack, edit.interfaces, { cluster: ctx.cluster, index: node.index });
+    if (edit.op === 'network') return renderNetwork(stack, edit.interfaces, { cluster: ctx.cluster, index: node.index }, secrets.wifi);
+    if (edit.op === 'waitOnline') return renderWaitOnline(stack);
+    if (edit.op === 'admin') {
+      const hash = secrets['admin-password'];
+      if (hash === undefined) throw new Error('no value for admin-password');
+      return renderAdmin(userMechanism(report) ?? 'userconf', edit, hash);
+    }
     if (edit.op === 'secret') {
       const content = secrets[edit.secret];
       if (content === undefined) throw new Error(`no value for ${edit.secret}`);

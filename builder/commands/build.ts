@@ -30,7 +30,7 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     out: options.out,
     only,
     epoch,
-    secrets: { profileFile, joinTokenFile: profile.swarm?.join?.tokenFile },
+    secrets: { profileFile, joinTokenFile: profile.swarm?.join?.tokenFile, admin: profile.admin },
     ext4Backend: options.ext4Backend,
     toolVersion: options.version,
   });

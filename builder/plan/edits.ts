@@ -5,18 +5,26 @@
  */
 export type Partition = 'boot' | 'root';
 
-export type SecretKind = 'cluster-key' | 'authorized-key' | 'join-token';
+export type SecretKind = 'cluster-key' | 'cluster-public-key' | 'authorized-key' | 'join-token' | 'admin-password' | 'wifi';
 export const secretNames: Record<SecretKind, string> = {
   'cluster-key': 'the cluster SSH private key',
+  'cluster-public-key': 'the cluster public key (not a secret)',
   'authorized-key': 'the cluster public key (not a secret)',
   'join-token': 'the swarm join token',
+  'admin-password': "the admin's password hash",
+  wifi: 'the Wi-Fi passphrase',
 };
+
+/** Secrets that fill a whole file (the others are rendered into files: password hash, Wi-Fi). */
+export type FileSecret = Exclude<SecretKind, 'admin-password' | 'wifi'>;
 
 export interface PlannedInterface {
   name: string;
-  kind: 'usb-gadget' | 'ethernet' | 'usb-host-link';
-  /** Address with prefix, e.g. 10.0.11.2/24. */
+  kind: 'usb-gadget' | 'ethernet' | 'wifi' | 'usb-host-link';
+  /** Address with prefix, e.g. 10.0.11.2/24, or dhcp. */
   address: string;
+  /** wifi: the regulatory country (ISO 3166 alpha-2). */
+  country?: string;
   gateway?: string;
   dns: string[];
   /** usb-host-link: the gadget's host-side MAC, which names the interface on the host. */
@@ -41,8 +49,14 @@ export type Edit = Base &
     | { op: 'remove'; partition: Partition; path: string; recursive: boolean }
     | { op: 'hostname'; hostname: string }
     /** A file whose content is a secret: filled in at build time from the secrets file, never planned. */
-    | { op: 'secret'; partition: 'root'; path: string; secret: SecretKind; mode: number }
+    | { op: 'secret'; partition: 'root'; path: string; secret: FileSecret; mode: number }
     | { op: 'network'; interfaces: PlannedInterface[] }
+    /** The admin user: userconf.txt, or cloud-init user-data on trixie; the hash is a secret. */
+    | { op: 'admin'; user: string; authorizedKeys: string[] }
+    /** Boot waits for the network (network-online.target means online), for NFS mounts. */
+    | { op: 'waitOnline' }
+    /** Set top-level keys of a JSON file, keeping the others (e.g. /etc/docker/daemon.json). */
+    | { op: 'json'; partition: 'root'; path: string; set: Record<string, unknown>; mode: number }
   );
 
 /** One line per edit, for `swarmcard plan` and build logs. */
@@ -68,6 +82,12 @@ export function describeEdit(edit: Edit): string {
     case 'secret':
       return `root: write ${edit.path}${mode(edit.mode)} with ${secretNames[edit.secret]}, filled in at build`;
     case 'network':
-      return `root: network ${edit.interfaces.map((i) => `${i.name} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}`).join(', ')} (dhcpcd or NetworkManager by release)`;
+      return `root: network ${edit.interfaces.map((i) => `${i.name}${i.kind === 'wifi' ? ` (Wi-Fi, ${i.country})` : ''} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}`).join(', ')} (dhcpcd or NetworkManager by release)`;
+    case 'admin':
+      return `user ${edit.user} with sudo, password hash from the profile or secrets file, ${edit.authorizedKeys.length} authorized key(s) (userconf.txt, or cloud-init user-data on trixie)`;
+    case 'waitOnline':
+      return 'root: boot waits for the network (NetworkManager-wait-online, or dhcpcd -w)';
+    case 'json':
+      return `root: set ${Object.keys(edit.set).join(', ')} in ${edit.path}${mode(edit.mode)}`;
   }
 }

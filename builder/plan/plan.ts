@@ -13,6 +13,7 @@ import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';
 import type { BaseData, Board, Role } from '../profile/schema.js';
 import type { Edit, PlannedInterface } from './edits.js';
 import { gadgetMacs, type GadgetMacs } from './gadget-mac.js';
+import { adminEdits, daemonJsonEdits, gpioEdits, hostsEdits, nfsEdits } from './system-plan.js';
 import { managerAddressOf, managerEdits, managerOf, memberEdits, nodeSwarm, type NodeSwarm } from './swarm-plan.js';
 
 export interface NodePlan {
@@ -105,6 +106,18 @@ function overlayEdits(overlay: Overlay, op: OperationData, context: { params: Re
   return [{ origin, op: 'remove', partition: o.partition ?? 'root', path: t(o.path), recursive: o.recursive ?? false }];
 }
 
+/** Two overlays may ask for the same thing (both enable ssh.service): keep the first. */
+function withoutRepeats(edits: Edit[]): Edit[] {
+  const seen = new Set<string>();
+  return edits.filter((e) => {
+    const { origin: _origin, ...what } = e;
+    const key = JSON.stringify(what);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 export function planCluster(profile: LoadedProfile, options: { epoch?: number } = {}): ClusterPlan {
   const epoch = options.epoch ?? profile.sourceDateEpoch;
   const swarm = profile.swarm;
@@ -116,11 +129,13 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
       return [spec, { gadget, interfaces: interfacesOf(spec, gadget, profile.nodes), swarm: undefined as NodeSwarm | undefined }];
     }),
   );
+  let managerAddress = '';
   if (swarm) {
     const manager = managerOf(profile);
-    const managerAddress = managerAddressOf(swarm, manager && derived.get(manager)!.interfaces);
+    managerAddress = managerAddressOf(swarm, manager && { hostname: manager.hostname, interfaces: derived.get(manager)!.interfaces });
     for (const [spec, d] of derived) if (spec.board !== 'pc') d.swarm = nodeSwarm(spec, d.interfaces, swarm, managerAddress, epoch);
   }
+  const hostEntries = profile.etcHosts ? [...derived].map(([spec, d]) => ({ hostname: spec.hostname, interfaces: d.interfaces })) : [];
   const members = [...derived].flatMap(([spec, d]) => (d.swarm ? [{ hostname: spec.hostname, swarm: d.swarm }] : []));
   const maxIndex = Math.max(...profile.nodes.map((n) => n.index));
   const width = Math.max(2, String(maxIndex).length);
@@ -158,7 +173,12 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
         edits.push(...memberEdits(swarm));
       }
     }
-    return { ...node, edits };
+    if (swarm && nodeSwarmPlan) edits.push(...daemonJsonEdits(swarm, managerAddress));
+    if (profile.admin) edits.push(...adminEdits(profile.admin));
+    if (profile.etcHosts) edits.push(...hostsEdits(hostEntries));
+    if (profile.nfs) edits.push(...nfsEdits(profile.nfs));
+    if (spec.gpio) edits.push(...gpioEdits());
+    return { ...node, edits: withoutRepeats(edits) };
   });
   return { cluster: profile.cluster, ...(profile.description ? { description: profile.description } : {}), profile: profile.file, sourceDateEpoch: epoch, nodes };
 }

@@ -5,6 +5,7 @@
  */
 import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
 import type { Edit } from './edits.js';
+import { builtInStacks } from './system-plan.js';
 import type { PlannedInterface } from './edits.js';
 
 export interface NodeSwarm {
@@ -28,28 +29,34 @@ export function managerOf(profile: LoadedProfile): NodeSpec | undefined {
   return profile.swarm?.manager ? profile.nodes.find((n) => n.hostname === profile.swarm!.manager) : undefined;
 }
 
-const firstAddress = (interfaces: PlannedInterface[]) => interfaces[0]?.address.split('/')[0];
+/** The first static address; undefined when every interface uses DHCP. */
+const firstAddress = (interfaces: PlannedInterface[]) => interfaces.find((i) => i.address !== 'dhcp')?.address.split('/')[0];
 
 export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm: LoadedSwarm, managerAddress: string, epoch: number): NodeSwarm {
   const isManager = swarm.manager === spec.hostname;
-  const own = isManager ? managerAddress : firstAddress(interfaces);
+  const own = (isManager ? swarm.advertise : undefined) ?? firstAddress(interfaces);
   return {
     role: swarm.join ? 'join' : isManager ? 'manager' : 'worker',
     joinAs: spec.role === 'manager' ? 'manager' : 'worker',
-    address: own ?? 'eth0',
+    // Without a static address Docker takes the interface's address when it starts (DHCP).
+    address: own ?? interfaces[0]?.name ?? 'eth0',
     // Without a static address, Raspberry Pi OS announces <hostname>.local over mDNS (avahi).
     sshAddress: own ?? `${spec.hostname}.local`,
     manager: swarm.join ? swarm.join.manager : managerAddress,
-    labels: Object.fromEntries(Object.entries({ role: spec.role, board: spec.board, ...spec.labels }).sort(([a], [b]) => a.localeCompare(b))),
+    labels: Object.fromEntries(Object.entries({ role: spec.role, board: spec.board, ...(spec.gpio ? { gpio: 'true' } : {}), ...spec.labels }).sort(([a], [b]) => a.localeCompare(b))),
     epoch,
     docker: { method: swarm.docker.method, version: swarm.docker.version ?? '' },
     interval: swarm.interval ?? 30,
   };
 }
 
-/** The manager's address: `advertise`, else its first address (a host: its first gadget link). */
-export function managerAddressOf(swarm: LoadedSwarm, managerInterfaces: PlannedInterface[] | undefined): string {
-  return swarm.advertise ?? (managerInterfaces ? firstAddress(managerInterfaces) : undefined) ?? '';
+/**
+ * The manager's address as the others know it: `advertise`, else its first static address (a
+ * host: its first gadget link), else its mDNS name (DHCP; the manager then tells each worker its
+ * real address when it pushes the token).
+ */
+export function managerAddressOf(swarm: LoadedSwarm, manager: { hostname: string; interfaces: PlannedInterface[] } | undefined): string {
+  return swarm.advertise ?? (manager && (firstAddress(manager.interfaces) ?? `${manager.hostname}.local`)) ?? '';
 }
 
 /** Files only the manager carries: the planned nodes, networks, stacks and the cluster key. */
@@ -61,8 +68,11 @@ export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; sw
     { origin, op: 'secret', partition: 'root', path: '/etc/swarmcard/cluster_key', secret: 'cluster-key', mode: 0o600 },
   ];
   if (swarm.networks?.length) edits.push({ origin, op: 'write', partition: 'root', path: '/etc/swarmcard/networks', content: `${swarm.networks.map((n) => n.name).join('\n')}\n`, mode: 0o644 });
-  for (const stack of swarm.stacks) {
+  // Built-in stacks first: user stacks may push to the registry.
+  for (const stack of [...builtInStacks(swarm), ...swarm.stacks.map((st) => ({ ...st, dirs: [] as string[] }))]) {
     edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.yml`, content: stack.compose, mode: 0o644 });
+    // Bind-mount sources a stack needs (swarm refuses a missing one).
+    if (stack.dirs.length > 0) edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.dirs`, content: stack.dirs.map((d) => `${d}\n`).join(''), mode: 0o644 });
     const env = Object.entries(stack.env);
     if (env.length > 0) edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.env`, content: env.map(([k, v]) => `${k}=${shellWord(v)}\n`).join(''), mode: 0o644 });
   }

@@ -13,8 +13,8 @@ import { UserError } from '../errors.js';
 import { checkParam, loadOverlay, type Overlay } from '../overlay/manifest.js';
 import { ExpressionError, interpolate } from './expr.js';
 import { ProfileError, formatPath, type FieldPath, type Problem } from './problems.js';
-import { checkRules } from './rules.js';
-import { ExplicitNode, PatternGroup, Profile, type BaseData, type Board, type InterfaceData, type ProfileData, type Role, type SwarmData } from './schema.js';
+import { checkCluster, checkRules } from './rules.js';
+import { ExplicitNode, PatternGroup, Profile, type BaseData, type Board, type InterfaceData, type ProfileData, type Role, type SwarmData, type AdminData, type NfsData } from './schema.js';
 import { checkSwarm } from './swarm-rules.js';
 
 export interface NodeSpec {
@@ -29,6 +29,12 @@ export interface NodeSpec {
   source: FieldPath;
   fromPattern: boolean;
   labels: Record<string, string>;
+  gpio: boolean;
+}
+
+export interface LoadedAdmin extends Omit<AdminData, 'passwordFile'> {
+  /** Absolute path of the plain password file (read and hashed at build). */
+  passwordFile?: string;
 }
 
 export interface LoadedSwarm extends Omit<SwarmData, 'stacks' | 'join'> {
@@ -45,6 +51,9 @@ export interface LoadedProfile {
   nodes: NodeSpec[];
   overlays: Map<string, Overlay>;
   swarm?: LoadedSwarm;
+  admin?: LoadedAdmin;
+  etcHosts: boolean;
+  nfs?: NfsData;
 }
 
 export interface LoadOptions {
@@ -79,8 +88,9 @@ function schemaProblems(schema: Parameters<typeof Value.Errors>[0], value: unkno
       problems.push({ path, message: allowed?.length ? `must be one of ${allowed.join(', ')}, not ${JSON.stringify(error.value)}` : error.message });
     } else {
       // A field may carry a `hint` in the schema that says the rule in words.
-      const hint = (error.schema as { hint?: string }).hint;
-      problems.push({ path, message: `${hint ?? error.message.replace(/^Expected/, 'expected')}, got ${JSON.stringify(error.value)}` });
+      const { hint, secret } = error.schema as { hint?: string; secret?: boolean };
+      // A secret field's value is never echoed (it may be a plain password put in the wrong place).
+      problems.push({ path, message: `${hint ?? error.message.replace(/^Expected/, 'expected')}${secret ? '' : `, got ${JSON.stringify(error.value)}`}` });
     }
   }
   // Nested union mismatches repeat the same field; keep the first word on each field.
@@ -129,7 +139,7 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
     base && { ...base, image: /^[a-z]+:\/\//i.test(base.image) || isAbsolute(base.image) ? base.image : resolve(profileDir, base.image) };
   const nodes: NodeSpec[] = [];
   for (const [i, group] of profile.nodes.entries()) {
-    const common = { role: group.role, board: group.board, base: resolveBase(group.base ?? profile.base), source: ['nodes', i] as FieldPath, labels: group.labels ?? {} };
+    const common = { role: group.role, board: group.board, base: resolveBase(group.base ?? profile.base), source: ['nodes', i] as FieldPath, labels: group.labels ?? {}, gpio: group.gpio ?? false };
     const overlaysOf = () => (group.overlays ?? []).map((o) => ({ id: o.id, params: { ...(o.params ?? {}) } }));
     if (!('pattern' in group)) {
       nodes.push({ ...common, fromPattern: false, index: group.index, hostname: group.hostname, interfaces: group.interfaces ?? [], overlays: overlaysOf() });
@@ -162,10 +172,12 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
     }
   }
   if (problems.length > 0) throw fail();
-  problems.push(...checkRules(nodes));
+  problems.push(...checkRules(nodes), ...checkCluster(profile, nodes));
 
   // Every node of a swarm gets the first-boot programs.
   if (profile.swarm) for (const node of nodes) if (node.board !== 'pc' && !node.overlays.some((o) => o.id === 'swarm-node')) node.overlays.push({ id: 'swarm-node', params: {} });
+  // …and with an admin, the unit that installs the admin's keys.
+  if (profile.admin) for (const node of nodes) if (node.board !== 'pc' && !node.overlays.some((o) => o.id === 'admin-user')) node.overlays.push({ id: 'admin-user', params: { user: profile.admin.user } });
 
   // Overlays: each must exist and get valid parameters; defaults are filled in.
   const overlays = new Map<string, Overlay>();
@@ -221,6 +233,23 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
     }
     swarm = { ...profile.swarm, stacks, ...(join ? { join } : {}) };
   }
+  let admin: LoadedAdmin | undefined;
+  if (profile.admin) {
+    // A missing password file is made at the first build, with a fresh random password.
+    const passwordFile = profile.admin.passwordFile && resolve(profileDir, profile.admin.passwordFile);
+    admin = { ...profile.admin, ...(passwordFile ? { passwordFile } : {}) };
+  }
   if (problems.length > 0) throw fail();
-  return { file, cluster: profile.cluster, ...(swarm ? { swarm } : {}), description: profile.description, sourceDateEpoch: profile.sourceDateEpoch, nodes: nodes.sort((a, b) => a.index - b.index), overlays };
+  return {
+    file,
+    cluster: profile.cluster,
+    ...(swarm ? { swarm } : {}),
+    ...(admin ? { admin } : {}),
+    etcHosts: profile.etcHosts ?? false,
+    ...(profile.nfs ? { nfs: profile.nfs } : {}),
+    description: profile.description,
+    sourceDateEpoch: profile.sourceDateEpoch,
+    nodes: nodes.sort((a, b) => a.index - b.index),
+    overlays,
+  };
 }

@@ -5,6 +5,7 @@
 import { contains, formatNetwork, overlaps, parseCidr, parseIpv4, type Cidr } from './ipv4.js';
 import type { NodeSpec } from './load-profile.js';
 import type { Problem } from './problems.js';
+import type { ProfileData } from './schema.js';
 
 /** Boards with a USB OTG port that can act as an Ethernet gadget. */
 export const gadgetBoards = new Set(['pi0', 'pi0w', 'pi0-2w', 'pi4', 'pi5', 'cm3', 'cm4', 'cm5']);
@@ -46,9 +47,13 @@ const addresses: Rule = (nodes) => {
   for (const n of nodes) {
     for (const [j, iface] of n.interfaces.entries()) {
       const path = [...n.source, 'interfaces', j];
+      if (iface.address === 'dhcp') {
+        if (iface.gateway !== undefined || iface.dns !== undefined) problems.push({ path: [...path, iface.gateway !== undefined ? 'gateway' : 'dns'], message: `${n.hostname} ${iface.name} takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns, or give a static address` });
+        continue;
+      }
       const cidr = parseCidr(iface.address);
       if (!cidr) {
-        problems.push({ path: [...path, 'address'], message: `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24` });
+        problems.push({ path: [...path, 'address'], message: `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp` });
         continue;
       }
       if (cidr.address === cidr.network || cidr.prefix < 31 && cidr.address === cidr.network + 2 ** (32 - cidr.prefix) - 1) {
@@ -99,7 +104,47 @@ const baseImages: Rule = (nodes) =>
     .filter((n) => n.board !== 'pc' && n.base === undefined)
     .map((n) => ({ path: [...n.source], message: `no base image for ${n.hostname}; add base: { image: … } at the top of the profile or to this group` }));
 
-export const rules: Rule[] = [uniqueIndices, validHostnames, uniqueHostnames, addresses, gadgets, baseImages];
+const interfaceNames: Rule = (nodes) =>
+  nodes.flatMap((n) => {
+    const seen = new Set<string>();
+    return n.interfaces.flatMap((iface, j) => {
+      const path = [...n.source, 'interfaces', j];
+      const problems: Problem[] = [];
+      if (seen.has(iface.name)) problems.push({ path: [...path, 'name'], message: `${n.hostname} lists the interface ${iface.name} twice; give each interface once` });
+      seen.add(iface.name);
+      if (iface.kind === 'wifi' && iface.country === undefined) problems.push({ path, message: `country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB (your ISO 3166 code)` });
+      if (iface.kind !== 'wifi' && iface.country !== undefined) problems.push({ path: [...path, 'country'], message: `applies only to wifi interfaces; remove it from ${iface.name}` });
+      return problems;
+    });
+  });
+
+export const rules: Rule[] = [uniqueIndices, validHostnames, uniqueHostnames, addresses, interfaceNames, gadgets, baseImages];
+
+/** Rules on the cluster-wide sections (admin, nfs) that need the node list. */
+export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[] {
+  const problems: Problem[] = [];
+  const { admin, nfs } = profile;
+  if (admin) {
+    if (admin.passwordHash !== undefined && admin.passwordFile !== undefined) problems.push({ path: ['admin', 'passwordFile'], message: 'give either passwordHash or passwordFile, not both; remove one' });
+    if (admin.passwordHash === undefined && admin.passwordFile === undefined) problems.push({ path: ['admin'], message: 'passwordHash or passwordFile is missing: Raspberry Pi OS creates no user without a password; add passwordFile: admin.password (a file holding the password) or passwordHash: $6$… (openssl passwd -6)' });
+    if (['root', 'daemon', 'bin', 'sys', 'nobody', 'docker'].includes(admin.user)) problems.push({ path: ['admin', 'user'], message: `${admin.user} is a system account; choose another name such as admin` });
+  }
+  if (nfs) {
+    const paths = new Set<string>();
+    for (const [j, mount] of nfs.mounts.entries()) {
+      if (paths.has(mount.path)) problems.push({ path: ['nfs', 'mounts', j, 'path'], message: `${mount.path} is mounted twice; give each mount its own path` });
+      paths.add(mount.path);
+      if (mount.path === '/shared') problems.push({ path: ['nfs', 'mounts', j, 'path'], message: '/shared is the link swarmcard makes to the cluster export; mount under /mnt (e.g. /mnt/cluster) and set shared to it' });
+    }
+    if (nfs.shared !== undefined && ![...paths].some((p) => nfs.shared === p || nfs.shared!.startsWith(`${p}/`))) {
+      problems.push({ path: ['nfs', 'shared'], message: `${nfs.shared} is not on any NFS mount; use one of ${[...paths].join(', ')} or a folder under one` });
+    }
+  }
+  if (profile.etcHosts && !nodes.some((n) => n.interfaces.some((i) => i.address !== 'dhcp'))) {
+    problems.push({ path: ['etcHosts'], message: 'no node has a static address to list in /etc/hosts; remove etcHosts (nodes find each other as <hostname>.local over mDNS)' });
+  }
+  return problems;
+}
 
 export function checkRules(nodes: NodeSpec[]): Problem[] {
   const problems = rules.flatMap((rule) => rule(nodes));

@@ -32,10 +32,11 @@ export const roles = ['host', 'manager', 'worker'] as const;
 export const Interface = Type.Object(
   {
     name: Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,14}$', hint: 'must be an interface name such as eth0 or usb0', description: 'Interface name as the node sees it: usb0, eth0, wlan0.' }),
-    kind: Type.Union([Type.Literal('usb-gadget'), Type.Literal('ethernet')], {
-      description: 'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port.',
+    kind: Type.Union([Type.Literal('usb-gadget'), Type.Literal('ethernet'), Type.Literal('wifi')], {
+      description: 'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port; wifi: the wireless LAN named in the secrets file.',
     }),
-    address: Type.String({ description: 'Static IPv4 address with prefix, e.g. 10.0.{k+10}.2/24.' }),
+    address: Type.String({ description: 'Static IPv4 address with prefix, e.g. 10.0.{k+10}.2/24, or dhcp.' }),
+    country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$', hint: 'must be a two-letter ISO 3166 country code in capitals, such as GB or US', description: 'wifi: the regulatory country (ISO 3166 alpha-2), required: without it the Pi keeps Wi-Fi blocked.' })),
     gateway: Type.Optional(Type.String({ description: 'Default router on this interface.' })),
     dns: Type.Optional(Type.Array(Type.String(), { description: 'Name servers.' })),
   },
@@ -88,9 +89,61 @@ export const Swarm = Type.Object(
         { description: 'Stacks the manager deploys once every planned node is Ready.' },
       ),
     ),
+    registry: Type.Optional(
+      Type.Object(
+        {
+          storage: Type.String({ pattern: '^/', hint: 'must be an absolute path such as /shared/registry', description: "Where the registry keeps its data on the manager, e.g. /shared/registry on the cluster's NFS export." }),
+          port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, default: 5000, description: 'Port on the manager (default 5000).' })),
+          image: Type.Optional(Type.String({ default: 'registry:2', description: 'Registry image (default registry:2).' })),
+        },
+        { additionalProperties: false, description: "A private registry stack on the manager; every node's /etc/docker/daemon.json lists it under insecure-registries." },
+      ),
+    ),
+    portainer: Type.Optional(
+      Type.Object(
+        {
+          image: Type.Optional(Type.String({ default: 'portainer/portainer-ce:lts', description: 'Portainer server image.' })),
+          agentImage: Type.Optional(Type.String({ default: 'portainer/agent:lts', description: 'Portainer agent image (one per node).' })),
+          port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, default: 9443, description: "HTTPS port of the UI on the manager (default 9443)." })),
+        },
+        { additionalProperties: false, description: 'The Portainer management UI on the manager with its agent on every node.' },
+      ),
+    ),
     interval: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'Seconds between manager rounds (retries, re-pushes, labels). Default 30.' })),
   },
   { additionalProperties: false, description: 'Docker Swarm formation at first boot.' },
+);
+
+const SshKey = Type.String({ pattern: '^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$', hint: 'must be one OpenSSH public key line such as "ssh-ed25519 AAAA… me@laptop"' });
+
+export const Admin = Type.Object(
+  {
+    user: Type.String({ pattern: '^[a-z_][a-z0-9_-]{0,31}$', hint: 'must be a Linux user name: lower-case letters, digits, _ and -, starting with a letter', description: 'The admin login created at first boot (with sudo).' }),
+    passwordHash: Type.Optional(Type.String({ secret: true, pattern: '^\\$6\\$(rounds=\\d+\\$)?[^:$\\s]{1,16}\\$[./0-9A-Za-z]{86}$', hint: 'must be a SHA-512 crypt hash ($6$salt$…, as made by "openssl passwd -6"); or give passwordFile instead', description: 'SHA-512 crypt hash of the password ($6$…).' })),
+    passwordFile: Type.Optional(Type.String({ description: 'File (relative to the profile) holding the plain password; swarmcard hashes it and keeps the hash in the secrets file. When it does not exist, the first build writes a random password into it (mode 0600).' })),
+    authorizedKeys: Type.Optional(Type.Array(SshKey, { description: "Public keys that may log in as the admin (the admin's ~/.ssh/authorized_keys)." })),
+    clusterKey: Type.Optional(Type.Boolean({ default: false, description: "Put the cluster SSH key in the admin's ~/.ssh on every node and authorize it: every node can then SSH to every other. Every image then holds the private key." })),
+  },
+  { additionalProperties: false, description: 'The admin user of every node (userconf.txt, or cloud-init user-data on trixie). SSH is enabled.' },
+);
+
+export const Nfs = Type.Object(
+  {
+    server: Type.String({ minLength: 1, description: 'The NAS: host name or IPv4 address.' }),
+    mounts: Type.Array(
+      Type.Object(
+        {
+          export: Type.String({ pattern: '^/', hint: 'must be an absolute path on the server such as /export/cluster', description: 'Exported path on the server.' }),
+          path: Type.String({ pattern: '^/[^\\s]*$', hint: 'must be an absolute path without spaces such as /mnt/cluster', description: 'Mount point on every node.' }),
+          options: Type.Optional(Type.String({ pattern: '^[^\\s]+$', hint: 'must be comma-separated mount options without spaces', description: 'Mount options (default rw,_netdev,x-systemd.mount-timeout=60).' })),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1 },
+    ),
+    shared: Type.Optional(Type.String({ pattern: '^/', description: 'Mount point (or a folder under one) that /shared links to on every node.' })),
+  },
+  { additionalProperties: false, description: 'NFS mounts from a NAS on every node (/etc/fstab, nfs4), with boot waiting for the network.' },
 );
 
 const nodeFields = {
@@ -99,7 +152,8 @@ const nodeFields = {
   base: Type.Optional(Base),
   interfaces: Type.Optional(Type.Array(Interface)),
   overlays: Type.Optional(Type.Array(OverlayUse)),
-  labels: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }), Type.String(), { description: 'Swarm node labels (role and board are added by themselves), e.g. gpio: "true".' })),
+  labels: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }), Type.String(), { description: 'Swarm node labels (role and board are added by themselves), e.g. leds: "true".' })),
+  gpio: Type.Optional(Type.Boolean({ description: 'Containers on this node drive GPIO: /dev/gpiomem belongs to the gpio group (mode 0660) and the node is labelled gpio=true.' })),
 };
 
 export const ExplicitNode = Type.Object(
@@ -124,6 +178,9 @@ export const Profile = Type.Object(
     description: Type.Optional(Type.String()),
     sourceDateEpoch: Type.Integer({ minimum: 0, description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.' }),
     base: Type.Optional(Base),
+    admin: Type.Optional(Admin),
+    etcHosts: Type.Optional(Type.Boolean({ default: false, description: "Every node's /etc/hosts lists every node with a static address. Growing the cluster then changes every image." })),
+    nfs: Type.Optional(Nfs),
     swarm: Type.Optional(Swarm),
     nodes: Type.Array(Type.Union([ExplicitNode, PatternGroup]), { minItems: 1 }),
   },
@@ -137,6 +194,8 @@ export type BaseData = Static<typeof Base>;
 export type Role = (typeof roles)[number];
 export type Board = (typeof boards)[number];
 export type SwarmData = Static<typeof Swarm>;
+export type AdminData = Static<typeof Admin>;
+export type NfsData = Static<typeof Nfs>;
 
 /** The JSON Schema document written to profiles/schema.json. */
 export function profileJsonSchema(): TSchema {

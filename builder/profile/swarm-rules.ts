@@ -7,8 +7,9 @@ import type { SwarmData } from './schema.js';
 /** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (raspios-facts.md #7). */
 export const armv6Boards = new Set(['pi0', 'pi0w', 'pi1']);
 
-export function managerAddress(manager: NodeSpec): string | undefined {
-  return manager.interfaces[0]?.address.split('/')[0];
+/** A node's first static address (without prefix); undefined when it has none (DHCP). */
+export function staticAddress(node: NodeSpec): string | undefined {
+  return node.interfaces.find((i) => i.address !== 'dhcp')?.address.split('/')[0];
 }
 
 export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
@@ -20,14 +21,16 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
     if (!manager) problems.push({ path: ['swarm', 'manager'], message: `no node is called ${swarm.manager}; use one of ${nodes.slice(0, 5).map((n) => n.hostname).join(', ')}${nodes.length > 5 ? ', …' : ''}` });
     else if (manager.role === 'worker') problems.push({ path: ['swarm', 'manager'], message: `${swarm.manager} has role worker; the swarm manager must be a node with role manager or host` });
     else if (manager.board === 'pc') problems.push({ path: ['swarm', 'manager'], message: `${swarm.manager} is a pc without an image; the manager must be a Raspberry Pi node` });
-    const derived = manager?.role === 'host' && manager.interfaces.length === 0;
-    if (manager && !swarm.advertise && !managerAddress(manager) && !derived) {
-      problems.push({ path: ['swarm'], message: `advertise is missing: ${swarm.manager} has no static address to advertise; add advertise: <its cluster address>` });
-    }
   }
+  if (swarm.join && (swarm.registry || swarm.portainer)) problems.push({ path: ['swarm', swarm.registry ? 'registry' : 'portainer'], message: 'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, or remove it' });
   if (swarm.advertise !== undefined && parseIpv4(swarm.advertise) === undefined) problems.push({ path: ['swarm', 'advertise'], message: `"${swarm.advertise}" is not an IPv4 address` });
   if (swarm.join && !/^[\w.-]+(:\d{1,5})?$/.test(swarm.join.manager)) problems.push({ path: ['swarm', 'join', 'manager'], message: `"${swarm.join.manager}" is not an address such as 192.168.1.10 or 192.168.1.10:2377` });
-  const { method, version } = swarm.docker;
+  for (const [j, stack] of (swarm.stacks ?? []).entries()) {
+    if ((stack.name === 'registry' && swarm.registry) || (stack.name === 'portainer' && swarm.portainer)) {
+      problems.push({ path: ['swarm', 'stacks', j, 'name'], message: `${stack.name} is the name of the stack swarm.${stack.name} makes; name this stack otherwise` });
+    }
+  }
+    const { method, version } = swarm.docker;
   const major = version === undefined ? undefined : Number(version.split('.')[0]);
   const armv6 = nodes.filter((n) => armv6Boards.has(n.board));
   if (armv6.length > 0 && method === 'convenience' && (major === undefined || major >= 29)) {

@@ -5,7 +5,7 @@
  * build) the first time a profile with a swarm is built and reused by every rebuild, so images stay
  * reproducible. Its content never reaches logs or the manifest.
  */
-import { chmod, link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { UserError } from '../errors.js';
@@ -15,7 +15,13 @@ import { withScope } from '../util/scope.js';
 
 export interface ClusterSecrets {
   clusterKey: { private: string; public: string };
+  /** SHA-512 crypt hash of the admin's password file, made (with a fresh salt) the first time. */
+  adminPassword?: { hash: string };
+  /** The wireless LAN of profiles with wifi interfaces: written here by the user. */
+  wifi?: { ssid: string; passphrase: string };
 }
+
+const HEADER = (cluster: string) => `# swarmcard secrets of the ${cluster} cluster: keep this file private and keep it — rebuilds reuse it.\n`;
 
 export function secretsPath(profileFile: string, cluster: string): string {
   return join(process.env.SWARMCARD_SECRETS_DIR || dirname(resolve(profileFile)), `${cluster}.secrets.yaml`);
@@ -34,7 +40,7 @@ export async function loadOrCreateSecrets(profileFile: string, cluster: string):
   const file = secretsPath(profileFile, cluster);
   if (!(await stat(file).catch(() => undefined))) {
     const secrets = await generate(cluster);
-    const text = `# swarmcard secrets of the ${cluster} cluster: keep this file private and keep it — rebuilds reuse it.\n${stringify(secrets)}`;
+    const text = `${HEADER(cluster)}${stringify(secrets)}`;
     await mkdir(dirname(file), { recursive: true });
     const temp = `${file}.${process.pid}.partial`;
     await writeFile(temp, text, { mode: 0o600 });
@@ -56,5 +62,24 @@ export async function loadOrCreateSecrets(profileFile: string, cluster: string):
   if (!key || typeof key.private !== 'string' || !key.private.includes('PRIVATE KEY') || typeof key.public !== 'string' || !key.public.startsWith('ssh-')) {
     throw new UserError(`${file} has no valid clusterKey (private and public); restore it from a backup, or delete it to generate a new key (then rebuild every image).`);
   }
-  return { clusterKey: key };
+  const wifi = data?.wifi;
+  if (wifi !== undefined && (typeof wifi?.ssid !== 'string' || typeof wifi.passphrase !== 'string')) {
+    throw new UserError(`${file}: wifi must hold ssid and passphrase, both strings (quote them); for example wifi: { ssid: "my-lan", passphrase: "…" }.`);
+  }
+  const hash = data?.adminPassword?.hash;
+  return { clusterKey: key, ...(typeof hash === 'string' ? { adminPassword: { hash } } : {}), ...(wifi ? { wifi } : {}) };
+}
+
+/** Add or replace top-level entries of the secrets file, atomically, keeping it 0600. */
+export async function updateSecrets(profileFile: string, cluster: string, patch: Partial<ClusterSecrets>): Promise<void> {
+  const file = secretsPath(profileFile, cluster);
+  const data = { ...(parse(await readFile(file, 'utf8')) as ClusterSecrets), ...patch };
+  const temp = `${file}.${process.pid}.partial`;
+  try {
+    await writeFile(temp, `${HEADER(cluster)}${stringify(data)}`, { mode: 0o600 });
+    await chmod(temp, 0o600);
+    await rename(temp, file);
+  } finally {
+    await rm(temp, { force: true });
+  }
 }

@@ -41,6 +41,20 @@ address_is_up() {
   esac
 }
 
+# Shared storage (NFS, listed in $CONF/mounts): mounted before anything uses it, so a registry
+# never writes to the SD card under an empty mount point. Installs the NFS client when missing.
+mounts_ready() {
+  [ -f "$CONF/mounts" ] || return 0
+  if ! command -v mount.nfs4 >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs4 ]; then
+    log "installing nfs-common for the shared mounts"
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common || return 1
+  fi
+  while read -r point; do
+    [ -n "$point" ] || continue
+    mountpoint -q "$point" || mount "$point" || return 1
+  done <"$CONF/mounts"
+}
+
 docker_runs() { docker info >/dev/null 2>&1; }
 
 install_docker() {
@@ -91,12 +105,20 @@ push_join() {
   if ! docker swarm join-token -q "$token_kind" >"$STATE/token" 2>/dev/null; then return 1; fi
   log "pushing the $token_kind join token to $name ($address)"
   # Host keys are new after every flash, so they cannot be known in advance.
-  printf 'token %s\nmanager %s\n' "$(cat "$STATE/token")" "$MANAGER_ADDRESS" |
+  printf 'token %s\nmanager %s\n' "$(cat "$STATE/token")" "$(reachable_address)" |
     ssh -i "$CONF/cluster_key" -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no \
       -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$address" 2>&1 | sed "s/^/swarmcard: $name: /"
   rc=$?
   rm -f "$STATE/token"
   return "$rc"
+}
+
+# The address workers join: the planned one, or (DHCP) the one the swarm advertises now.
+reachable_address() {
+  case $MANAGER_ADDRESS in
+    *[!0-9.]*) docker info --format '{{.Swarm.NodeAddr}}' 2>/dev/null ;;
+    *) echo "$MANAGER_ADDRESS" ;;
+  esac
 }
 
 label_node() {
@@ -130,6 +152,9 @@ deploy_once() {
   for compose in "$CONF"/stacks/*.yml; do
     [ -f "$compose" ] || continue
     stack=$(basename "$compose" .yml)
+    if [ -f "$CONF/stacks/$stack.dirs" ]; then
+      xargs mkdir -p <"$CONF/stacks/$stack.dirs" || return 1
+    fi
     # shellcheck source=/dev/null
     (set -a && if [ -f "$CONF/stacks/$stack.env" ]; then . "$CONF/stacks/$stack.env"; fi &&
       docker stack deploy --compose-file "$compose" "$stack" >/dev/null) || return 1
@@ -159,6 +184,7 @@ manage_round() {
 
 retry clock_is_sane
 retry address_is_up
+retry mounts_ready
 retry install_docker
 retry start_docker
 

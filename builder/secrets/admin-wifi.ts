@@ -1,0 +1,57 @@
+/**
+ * The secrets a profile names but the secrets file holds: the admin's password hash (made from a
+ * plain password file with a fresh salt the first time, then reused while the password is the
+ * same, so rebuilds stay byte-identical) and the Wi-Fi network.
+ */
+import { randomBytes } from 'node:crypto';
+import { link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { encrypt, verify } from 'unixcrypt';
+import { UserError } from '../errors.js';
+import { log } from '../log.js';
+import type { LoadedAdmin } from '../profile/load-profile.js';
+import type { WifiSecret } from '../render/network.js';
+import { secretsPath, updateSecrets, type ClusterSecrets } from './secrets-file.js';
+
+const CRYPT_ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+function freshSalt(): string {
+  return [...randomBytes(16)].map((b) => CRYPT_ALPHABET[b % 64]).join('');
+}
+
+/** No password file yet: write a fresh random password (0600, never replacing one a race made). */
+async function createPasswordFile(file: string): Promise<void> {
+  if (await stat(file).then(() => true, () => false)) return;
+  const temp = `${file}.${process.pid}.partial`;
+  try {
+    await writeFile(temp, `${randomBytes(15).toString('base64url')}\n`, { mode: 0o600 });
+    await link(temp, file);
+    log.info(`generated a random admin password into ${file} (mode 0600): read it there, and keep the file private`);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
+export async function adminPasswordHash(admin: LoadedAdmin, stored: ClusterSecrets, profileFile: string, cluster: string): Promise<string> {
+  if (admin.passwordHash) return admin.passwordHash;
+  const file = admin.passwordFile!;
+  await createPasswordFile(file);
+  const password = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+  if (password.length === 0 || password.includes('\n')) throw new UserError(`${file} must hold the admin's password on one line; it is ${password.length === 0 ? 'empty' : 'several lines'}.`);
+  const previous = stored.adminPassword?.hash;
+  if (previous && verify(password, previous)) return previous;
+  const hash = encrypt(password, `$6$${freshSalt()}`);
+  await updateSecrets(profileFile, cluster, { adminPassword: { hash } });
+  log.info(`hashed the admin password from ${file} (SHA-512 crypt, new salt); the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`);
+  return hash;
+}
+
+export function checkWifi(wifi: WifiSecret | undefined, file: string): WifiSecret {
+  const example = 'wifi: { ssid: "my-lan", passphrase: "8 to 63 characters" }';
+  if (!wifi) throw new UserError(`${file} has no Wi-Fi network, which the profile's wifi interfaces need; add ${example}.`);
+  const ssidBytes = Buffer.byteLength(wifi.ssid, 'utf8');
+  if (ssidBytes < 1 || ssidBytes > 32 || /[\x00-\x1f]/.test(wifi.ssid)) throw new UserError(`${file}: wifi.ssid must be 1 to 32 bytes without control characters; fix it (${example}).`);
+  if (wifi.passphrase.length < 8 || wifi.passphrase.length > 63 || !/^[\x20-\x7e]+$/.test(wifi.passphrase)) throw new UserError(`${file}: wifi.passphrase must be 8 to 63 printable ASCII characters (WPA2-PSK); fix it (${example}).`);
+  return wifi;
+}
