@@ -201,3 +201,121 @@ const why = await available();
   t.true(await fileContains(join(dist, 'pizero-otg', images.otghost1), privateLine), 'the scan finds the key where it is');
   passed = true;
 });
+
+/** pi4-ethernet, 2 workers: the shipped profile with Docker preinstalled, a fast loop, no Portainer. */
+async function writeEthernetProfile(dir: string): Promise<string> {
+  const profile = (await readFile(join(root, 'profiles', 'pi4-ethernet.yaml'), 'utf8'))
+    .replace('    method: convenience ', '    method: preinstalled ')
+    .replace('  docker:\n', '  interval: 2\n  docker:\n')
+    .replace('  portainer: {}\n', '')
+    .replace('    count: 7\n', '    count: 2\n');
+  const file = join(dir, 'pi4-ethernet.yaml');
+  await writeFile(file, profile);
+  return file;
+}
+
+/** A registry:2 stand-in from Debian's docker-registry (the same distribution registry, v2 API). */
+async function registryImageTar(work: string): Promise<string> {
+  const rootfs = join(work, 'registry-rootfs');
+  for (const dir of ['bin', 'etc', 'lib/x86_64-linux-gnu', 'lib64', 'var/lib/registry']) await mkdir(join(rootfs, dir), { recursive: true });
+  // The binary, its libc and its loader (these paths are links on Debian: copy what they point to).
+  await cp('/usr/bin/docker-registry', join(rootfs, 'bin', 'registry'), { dereference: true });
+  await cp('/lib/x86_64-linux-gnu/libc.so.6', join(rootfs, 'lib/x86_64-linux-gnu/libc.so.6'), { dereference: true });
+  await cp('/lib64/ld-linux-x86-64.so.2', join(rootfs, 'lib64/ld-linux-x86-64.so.2'), { dereference: true });
+  await writeFile(join(rootfs, 'etc', 'config.yml'), 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\nhttp:\n  addr: :5000\n');
+  const tar = join(work, 'registry.tar');
+  await execa('tar', ['-C', rootfs, '-cf', tar, '.']);
+  return tar;
+}
+
+(why ? test.skip : test.serial)('pi4-ethernet: a manager and two workers on one LAN, the registry on shared storage, a worker pulls what was pushed', async (t) => {
+  t.timeout(600_000);
+  const work = await mkdtemp(join(tmpdir(), 'swarmcard-lan-'));
+  const prefix = `scl${process.pid % 1000}-`;
+  const lab = new SwarmLab(join(work, 'lab'), prefix);
+  let passed = false;
+  t.teardown(async () => {
+    if (!passed) console.error(await lab.logTails());
+    await lab.teardown();
+    const { stdout: ns } = await execa('ip', ['netns', 'list']);
+    if (ns.includes(prefix)) throw new Error(`network namespaces left behind: ${ns}`);
+    await execa('rm', ['-rf', work]);
+  });
+
+  // 1. Build the images.
+  const profile = await writeEthernetProfile(work);
+  const dist = join(work, 'dist', 'pi4-ethernet');
+  const built = await swarmcard(['build', profile, '--base', await fixture('bookworm-arm64'), '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  t.is(built.exitCode, 0, built.stderr);
+  const nodes = [['manager1', '00-manager1.img', '192.168.1.200'], ['worker1', '01-worker1.img', '192.168.1.201'], ['worker2', '02-worker2.img', '192.168.1.202']] as const;
+
+  // 2. Each node's first-boot files and its /etc/docker from its image. The NAS export is a local
+  //    folder bind-mounted at /mnt/cluster, and /shared (a link to it in the image) the same folder.
+  const nas = join(work, 'nas');
+  await mkdir(nas);
+  const sharedLink = join(work, 'nas-link');
+  await symlink(nas, sharedLink);
+  for (const [name, file] of nodes) {
+    const image = join(dist, file);
+    const { root: offset } = await partitionOffsets(image);
+    const dir = join(work, 'files', name);
+    const mounts: Record<string, string> = {};
+    for (const [inImage, local] of [['/etc/swarmcard', 'etc-swarmcard'], ['/usr/local/lib/swarmcard', 'lib-swarmcard'], ['/root/.ssh', 'root-ssh'], ['/etc/docker', 'etc-docker']] as const) {
+      await mkdir(join(dir, local), { recursive: true });
+      await execa('debugfs', ['-R', `rdump ${inImage} ${join(dir, local)}`, `${image}?offset=${offset}`], { reject: false });
+      if ((await readdir(join(dir, local))).length > 0) mounts[join(dir, local, inImage.split('/').at(-1)!)] = inImage;
+    }
+    await mkdir(join(dir, 'state'));
+    mounts[join(dir, 'state')] = '/var/lib/swarmcard';
+    mounts[nas] = '/mnt/cluster';
+    // /shared, a link to /mnt/cluster in the image: the same folder bound there (through a link to it).
+    mounts[sharedLink] = '/shared';
+    await lab.addNode(name, mounts);
+  }
+  await lab.switch(nodes.map(([name, , address]) => [name, 'eth0', `${address}/24`]));
+
+  // Local images: the stack's registry:2 (on the manager) and something to push.
+  const registryTar = await registryImageTar(work);
+  const rootfs = join(work, 'rootfs');
+  await mkdir(join(rootfs, 'bin'), { recursive: true });
+  await cp('/usr/bin/busybox', join(rootfs, 'bin', 'busybox'));
+  await symlink('busybox', join(rootfs, 'bin', 'sh'));
+  await execa('tar', ['-C', rootfs, '-cf', join(work, 'app.tar'), '.']);
+  for (const [name] of nodes) {
+    await lab.startDocker(name, join(work, 'files', name, 'etc-docker', 'docker', 'daemon.json'));
+    if (name === 'manager1') {
+      t.is((await lab.exec(name, ['sh', '-c', `docker import -c 'CMD ["/bin/registry","serve","/etc/config.yml"]' ${registryTar} registry:2`])).exitCode, 0);
+      t.is((await lab.exec(name, ['sh', '-c', `docker import -c 'CMD ["/bin/sh"]' ${join(work, 'app.tar')} swarmcard-test/app:1`])).exitCode, 0);
+    }
+  }
+  await lab.startSshd('worker1', '192.168.1.201');
+  await lab.startSshd('worker2', '192.168.1.202');
+
+  // 3. Workers boot, then the manager: every node Ready, the registry stack deployed.
+  for (const worker of ['worker1', 'worker2']) {
+    const boot = await lab.exec(worker, ['/usr/local/lib/swarmcard/firstboot']);
+    t.is(boot.exitCode, 0, boot.stderr + boot.stdout);
+  }
+  lab.start('manager1', ['/usr/local/lib/swarmcard/firstboot'], 'firstboot.log');
+  const nodeList = async () => (await lab.exec('manager1', ['docker', 'node', 'ls', '--format', '{{.Hostname}} {{.Status}}'])).stdout.split('\n').filter(Boolean).sort();
+  await waitFor(async () => (await nodeList()).join() === 'manager1 Ready,worker1 Ready,worker2 Ready', 120_000, 'every node Ready');
+  await waitFor(async () => (await readText(join(lab.nodes.get('manager1')!.dir, 'firstboot.log'))).includes('stack registry deployed'), 60_000, 'the registry stack');
+  t.false((await readText(join(lab.nodes.get('manager1')!.dir, 'firstboot.log'))).includes('stack portainer'), 'Portainer is optional: this profile has none');
+  await waitFor(async () => (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0, 90_000, 'the registry answering on 192.168.1.200:5000').catch(async (error: unknown) => {
+    t.log((await lab.exec('manager1', ['docker', 'service', 'ps', '--no-trunc', 'registry_registry'])).stdout);
+    t.log((await lab.exec('manager1', ['sh', '-c', 'c=$(docker ps -aq --filter status=exited | head -1); docker logs $c 2>&1 | tail -5; docker inspect $c --format {{.State.Error}}'])).stdout);
+    throw error;
+  });
+
+  // 4. Push on the manager; a worker pulls through the insecure-registries its image lists.
+  const pushed = await lab.exec('manager1', ['sh', '-c', 'docker tag swarmcard-test/app:1 192.168.1.200:5000/app:1 && docker push 192.168.1.200:5000/app:1']);
+  t.is(pushed.exitCode, 0, pushed.stderr);
+  const pulled = await lab.exec('worker2', ['docker', 'pull', '192.168.1.200:5000/app:1']);
+  t.is(pulled.exitCode, 0, pulled.stderr);
+  t.is((await lab.exec('worker2', ['docker', 'image', 'inspect', '192.168.1.200:5000/app:1', '--format', '{{.Id}}'])).stdout, (await lab.exec('manager1', ['docker', 'image', 'inspect', 'swarmcard-test/app:1', '--format', '{{.Id}}'])).stdout);
+  // The registry's data is on the shared export, as the profile says.
+  t.true((await readdir(join(nas, 'registry', 'docker', 'registry', 'v2', 'repositories'))).includes('app'));
+  // The engines took the registry as insecure from the image's daemon.json (the pull needed it).
+  t.regex((await lab.exec('worker1', ['docker', 'info', '--format', '{{json .RegistryConfig.IndexConfigs}}'])).stdout, /192\.168\.1\.200:5000/);
+  passed = true;
+});

@@ -136,7 +136,8 @@ async function loadSecrets(ctx: BuildContext): Promise<void> {
 
 /** What a node's image holds that must be kept private (the public key is not a secret). */
 function secretsIn(node: NodePlan): string[] {
-  return [...new Set(secretKinds(node).filter((k) => k !== 'authorized-key' && k !== 'cluster-public-key').map((k) => secretNames[k]))];
+  const kinds = new Set(secretKinds(node));
+  return (Object.keys(secretNames) as SecretKind[]).filter((k) => kinds.has(k) && k !== 'authorized-key' && k !== 'cluster-public-key').map((k) => secretNames[k]);
 }
 
 /** How the image's release creates a user: cloud-init (trixie), userconf.txt (bullseye 2022-04+, bookworm). */

@@ -42,7 +42,7 @@ export interface ClusterPlan {
 }
 
 function interfacesOf(node: NodeSpec, gadget: GadgetMacs | undefined, all: NodeSpec[]): PlannedInterface[] {
-  const own: PlannedInterface[] = node.interfaces.map((i) => ({ name: i.name, kind: i.kind, address: i.address, ...(i.gateway ? { gateway: i.gateway } : {}), dns: i.dns ?? [], ...(i.kind === 'usb-gadget' && gadget ? { mac: gadget.devMac } : {}) }));
+  const own: PlannedInterface[] = node.interfaces.map((i) => ({ name: i.name, kind: i.kind, address: i.address, ...(i.gateway ? { gateway: i.gateway } : {}), dns: i.dns ?? [], ...(i.country ? { country: i.country } : {}), ...(i.kind === 'usb-gadget' && gadget ? { mac: gadget.devMac } : {}) }));
   if (node.role !== 'host') return own;
   // The host end of every gadget link: named ethusbK by the gadget's host MAC, addressed with the
   // worker's gateway.

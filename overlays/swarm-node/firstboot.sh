@@ -45,13 +45,14 @@ address_is_up() {
 # never writes to the SD card under an empty mount point. Installs the NFS client when missing.
 mounts_ready() {
   [ -f "$CONF/mounts" ] || return 0
-  if ! command -v mount.nfs4 >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs4 ]; then
-    log "installing nfs-common for the shared mounts"
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common || return 1
-  fi
   while read -r point; do
     [ -n "$point" ] || continue
-    mountpoint -q "$point" || mount "$point" || return 1
+    if mountpoint -q "$point"; then continue; fi
+    if ! command -v mount.nfs4 >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs4 ]; then
+      log "installing nfs-common for the shared mounts"
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common; } || return 1
+    fi
+    mount "$point" || return 1
   done <"$CONF/mounts"
 }
 

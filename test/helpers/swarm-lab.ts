@@ -40,6 +40,7 @@ export class SwarmLab {
   private readonly processes: ResultPromise[] = [];
   private readonly createdDirs: string[] = [];
   private readonly links: string[] = [];
+  private readonly switches: string[] = [];
 
   constructor(private readonly root: string, private readonly prefix: string) {}
 
@@ -82,6 +83,26 @@ export class SwarmLab {
     }
   }
 
+  /** One LAN: a bridge in a namespace of its own, with a port (veth) to each member. */
+  async switch(members: [node: string, ifname: string, address: string][]): Promise<void> {
+    const ns = `${this.prefix}sw`;
+    await execa('ip', ['netns', 'add', ns]);
+    this.switches.push(ns);
+    await execa('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+    await execa('ip', ['-n', ns, 'link', 'set', 'br0', 'up']);
+    for (const [i, [node, ifname, address]] of members.entries()) {
+      const [x, y] = [`${this.prefix}p${i}`, `${this.prefix}q${i}`];
+      await execa('ip', ['link', 'add', x, 'type', 'veth', 'peer', 'name', y]);
+      await execa('ip', ['link', 'set', x, 'netns', ns]);
+      await execa('ip', ['-n', ns, 'link', 'set', x, 'master', 'br0', 'up']);
+      const nodeNs = this.nodes.get(node)!.netns;
+      await execa('ip', ['link', 'set', y, 'netns', nodeNs]);
+      await execa('ip', ['-n', nodeNs, 'link', 'set', y, 'name', ifname]);
+      await execa('ip', ['-n', nodeNs, 'addr', 'add', address, 'dev', ifname]);
+      await execa('ip', ['-n', nodeNs, 'link', 'set', ifname, 'up']);
+    }
+  }
+
   /** Run a command inside a node (its network, mount and UTS namespaces). */
   exec(node: string, argv: string[], options: { input?: string; env?: Record<string, string> } = {}) {
     const n = this.nodes.get(node)!;
@@ -101,10 +122,11 @@ export class SwarmLab {
   }
 
   // Returns nothing: an execa child is itself a promise, and returning it would await its exit.
-  async startDocker(node: string): Promise<void> {
+  // configFile: the node's /etc/docker/daemon.json, as the image has it.
+  async startDocker(node: string, configFile?: string): Promise<void> {
     const n = this.nodes.get(node)!;
     this.start(node, ['dockerd', '--data-root', join(n.dir, 'docker'), '--exec-root', '/run/d', '--pidfile', '/run/docker.pid',
-      '-H', 'unix:///run/docker.sock', '--bridge=none', '--iptables=false', '--ip-forward=false'], 'dockerd.log');
+      '-H', 'unix:///run/docker.sock', '--bridge=none', '--iptables=false', '--ip-forward=false', ...(configFile ? ['--config-file', configFile] : [])], 'dockerd.log');
     await waitFor(async () => (await this.exec(node, ['docker', 'info'])).exitCode === 0, 30_000, `${node}'s Docker engine`);
   }
 
@@ -151,6 +173,7 @@ export class SwarmLab {
       // Engine state may hold mounts (overlay layers) created inside the node's namespace; they go with it.
       await execa('ip', ['netns', 'del', n.netns], { reject: false });
     }
+    for (const ns of this.switches) await execa('ip', ['netns', 'del', ns], { reject: false });
     for (const dir of this.createdDirs.reverse()) await rmdir(dir).catch(() => undefined);
     await rm(this.root, { recursive: true, force: true }).catch(() => undefined);
   }
