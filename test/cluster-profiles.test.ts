@@ -94,6 +94,7 @@ for (const flavour of ['bullseye-arm64', 'bookworm-arm64', 'trixie-arm64'] as Fl
       t.is(await debugfsCat(image, '/etc/swarmcard/admin/id_ed25519'), secrets.clusterKey.private);
       t.is(await debugfsCat(image, '/etc/swarmcard/admin/id_ed25519.pub'), `${secrets.clusterKey.public}\n`);
       t.like(await debugfsStat(image, '/usr/local/lib/swarmcard/admin-keys'), { mode: 0o755 });
+      t.is(await debugfsCat(image, '/usr/local/lib/swarmcard/admin-keys'), await readFile(join(root, 'overlays/admin-user/admin-keys.sh'), 'utf8'));
       t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-admin-keys.service'), { type: 'symlink' });
       // Every node by name.
       t.regex(await debugfsCat(image, '/etc/hosts'), /# BEGIN swarmcard cluster\n192\.168\.1\.200\tmanager1\n192\.168\.1\.201\tworker1\n192\.168\.1\.202\tworker2\n# END swarmcard cluster\n/);
@@ -237,3 +238,30 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
     t.truthy(await sha256File(join(out, '01-leds1.img')));
   });
 }
+
+(process.getuid?.() === 0 ? test : test.skip)('admin-keys installs the staged keys into the admin home once, owned by the admin, and keeps keys added by hand', async (t) => {
+  const dir = await scratchDir(t);
+  const conf = join(dir, 'conf');
+  await execa('mkdir', ['-p', join(conf, 'admin'), join(dir, 'home', 'admin')]);
+  await writeFile(join(conf, 'admin', 'admin.env'), 'ADMIN_USER=admin\n');
+  await writeFile(join(conf, 'admin', 'authorized_keys'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlaptop me@laptop\n');
+  await writeFile(join(conf, 'admin', 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\ncluster\n-----END OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
+  await writeFile(join(conf, 'admin', 'id_ed25519.pub'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcluster swarmcard@pi4-ethernet\n');
+  // The user as first boot makes it: an /etc/passwd line, seen only inside a private mount namespace.
+  await writeFile(join(dir, 'passwd'), `${await readFile('/etc/passwd', 'utf8')}admin:x:1000:1000::${join(dir, 'home', 'admin')}:/bin/bash\n`);
+  await execa('chown', ['1000:1000', join(dir, 'home', 'admin')]);
+  const script = join(root, 'overlays', 'admin-user', 'admin-keys.sh');
+  const run = () => execa('unshare', ['--mount', 'sh', '-c', `mount --bind ${join(dir, 'passwd')} /etc/passwd && exec sh ${script}`], { env: { SWARMCARD_CONF: conf }, reject: false });
+  t.is((await run()).exitCode, 0);
+  const ssh = join(dir, 'home', 'admin', '.ssh');
+  await writeFile(join(ssh, 'authorized_keys'), `${await readFile(join(ssh, 'authorized_keys'), 'utf8')}ssh-rsa AAAAhand added@by-hand\n`);
+  const second = await run();
+  t.is(second.exitCode, 0, second.stderr);
+  t.is(await readFile(join(ssh, 'authorized_keys'), 'utf8'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIlaptop me@laptop\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIcluster swarmcard@pi4-ethernet\nssh-rsa AAAAhand added@by-hand\n');
+  for (const [file, mode] of [['.', 0o700], ['authorized_keys', 0o600], ['id_ed25519', 0o600], ['id_ed25519.pub', 0o644]] as const) {
+    const info = await stat(join(ssh, file));
+    t.deepEqual([info.mode & 0o777, info.uid, info.gid], [mode, 1000, 1000], file);
+  }
+  t.is(await readFile(join(ssh, 'id_ed25519'), 'utf8'), await readFile(join(conf, 'admin', 'id_ed25519'), 'utf8'));
+  t.notRegex(second.stdout + second.stderr, /PRIVATE KEY/);
+});
