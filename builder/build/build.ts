@@ -218,8 +218,10 @@ async function buildHostKit(ctx: BuildContext): Promise<Manifest['hostKit']> {
   if (!host) return undefined;
   // A laptop or PC host runs NetworkManager; render for it, without cloud-init.
   const asPc = { network: { networkManager: { enabled: true }, dhcpcd: { enabled: false }, cloudInit: { enabled: false } } } as ImageReport;
-  // Only the host side of the links: the swarm's files (and its key) stay in the image.
-  const networkOnly = { ...host, edits: host.edits.filter((e) => e.origin !== 'swarm' && e.origin !== 'swarm-node' && e.op !== 'secret') };
+  // Only the host side of the links (core edits and the host's own overlays): the swarm's files,
+  // users and keys stay in the image.
+  const hostOverlays = new Set(host.overlays.map((o) => o.id).filter((id) => id !== 'swarm-node' && id !== 'admin-user'));
+  const networkOnly = { ...host, edits: host.edits.filter((e) => (e.origin === 'core' || hostOverlays.has(e.origin)) && e.op !== 'secret') };
   const file = 'host-kit.tar';
   await writeHostKit(join(ctx.dir, file), hostKitFiles(networkOnly, renderForRelease(ctx.plan, networkOnly, asPc), ctx.plan.cluster), ctx.options.epoch);
   log.info(`${file}: the host side for a laptop or PC host`);

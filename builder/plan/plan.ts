@@ -1,7 +1,8 @@
 /**
  * Planning is pure: profile (+ loaded overlays) in, every node's derived values and edits out, no
  * image touched. Node k's values come from the profile and k only, so growing the cluster leaves
- * the others unchanged — except the host, which lists every gadget link plugged into it.
+ * the others unchanged — except the host, which lists every gadget link plugged into it, the
+ * manager, which lists every node, and every node when the profile asks for an /etc/hosts block.
  */
 import { UserError } from '../errors.js';
 import { deriveDiskId } from '../image/identity.js';
