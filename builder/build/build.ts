@@ -117,7 +117,8 @@ async function loadSecrets(ctx: BuildContext): Promise<void> {
   if (kinds.size === 0) return;
   if (!ctx.options.secrets) throw new Error('the plan needs secrets but the build has no profile to find them beside');
   const { profileFile, admin } = ctx.options.secrets;
-  if (kinds.has('cluster-key') || kinds.has('authorized-key') || kinds.has('cluster-public-key') || kinds.has('admin-password') || kinds.has('wifi')) {
+  // Everything but the join token lives in the secrets file.
+  if ([...kinds].some((k) => k !== 'join-token')) {
     const stored = await loadOrCreateSecrets(profileFile, ctx.plan.cluster);
     const { clusterKey } = stored;
     if (kinds.has('admin-password')) ctx.secrets['admin-password'] = await adminPasswordHash(admin!, stored, profileFile, ctx.plan.cluster);

@@ -33,6 +33,11 @@ export interface PlannedInterface {
   peer?: string;
 }
 
+/** The first static address (without prefix): own interfaces come before a host's links; undefined when all use DHCP. */
+export function firstStaticAddress(interfaces: PlannedInterface[]): string | undefined {
+  return interfaces.find((i) => i.address !== 'dhcp')?.address.split('/')[0];
+}
+
 interface Base {
   /** `core` or the overlay id that asked for it. */
   origin: string;

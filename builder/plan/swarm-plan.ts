@@ -4,9 +4,8 @@
  * swarm itself). A worker's part depends only on the profile and its own index.
  */
 import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
-import type { Edit } from './edits.js';
+import { firstStaticAddress, type Edit, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';
-import type { PlannedInterface } from './edits.js';
 
 export interface NodeSwarm {
   /** manager: runs swarm init; worker: joins when the manager pushes; join: joins an existing swarm. */
@@ -29,12 +28,9 @@ export function managerOf(profile: LoadedProfile): NodeSpec | undefined {
   return profile.swarm?.manager ? profile.nodes.find((n) => n.hostname === profile.swarm!.manager) : undefined;
 }
 
-/** The first static address; undefined when every interface uses DHCP. */
-const firstAddress = (interfaces: PlannedInterface[]) => interfaces.find((i) => i.address !== 'dhcp')?.address.split('/')[0];
-
 export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm: LoadedSwarm, managerAddress: string, epoch: number): NodeSwarm {
   const isManager = swarm.manager === spec.hostname;
-  const own = (isManager ? swarm.advertise : undefined) ?? firstAddress(interfaces);
+  const own = (isManager ? swarm.advertise : undefined) ?? firstStaticAddress(interfaces);
   return {
     role: swarm.join ? 'join' : isManager ? 'manager' : 'worker',
     joinAs: spec.role === 'manager' ? 'manager' : 'worker',
@@ -56,7 +52,7 @@ export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm:
  * real address when it pushes the token).
  */
 export function managerAddressOf(swarm: LoadedSwarm, manager: { hostname: string; interfaces: PlannedInterface[] } | undefined): string {
-  return swarm.advertise ?? (manager && (firstAddress(manager.interfaces) ?? `${manager.hostname}.local`)) ?? '';
+  return swarm.advertise ?? (manager && (firstStaticAddress(manager.interfaces) ?? `${manager.hostname}.local`)) ?? '';
 }
 
 /** Files only the manager carries: the planned nodes, networks, stacks and the cluster key. */

@@ -5,7 +5,7 @@
  */
 import type { LoadedAdmin, LoadedSwarm } from '../profile/load-profile.js';
 import type { NfsData } from '../profile/schema.js';
-import type { Edit, PlannedInterface } from './edits.js';
+import { firstStaticAddress, type Edit, type PlannedInterface } from './edits.js';
 
 /** Where the admin-user overlay's first-boot unit finds the keys it installs into the admin's ~/.ssh. */
 export const ADMIN_DIR = '/etc/swarmcard/admin';
@@ -35,8 +35,8 @@ export interface HostEntry {
 /** Every node with a static address, by its first one: `ADDRESS<TAB>NAME`. */
 export function hostsEdits(nodes: HostEntry[]): Edit[] {
   const lines = nodes.flatMap((n) => {
-    const address = n.interfaces.find((i) => i.address !== 'dhcp' && i.kind !== 'usb-host-link')?.address ?? n.interfaces.find((i) => i.address !== 'dhcp')?.address;
-    return address ? [`${address.split('/')[0]}\t${n.hostname}`] : [];
+    const address = firstStaticAddress(n.interfaces);
+    return address ? [`${address}\t${n.hostname}`] : [];
   });
   return [{ origin: 'hosts', op: 'block', partition: 'root', path: '/etc/hosts', block: 'cluster', lines, comment: '#' }];
 }
@@ -85,7 +85,7 @@ export function registryAddresses(swarm: LoadedSwarm, managerAddress: string): s
 
 /** Every node trusts the private registry over plain HTTP. */
 export function daemonJsonEdits(swarm: LoadedSwarm, managerAddress: string): Edit[] {
-  if (!swarm.registry || swarm.join) return [];
+  if (!swarm.registry) return [];
   return [{ origin: 'registry', op: 'json', partition: 'root', path: '/etc/docker/daemon.json', set: { 'insecure-registries': registryAddresses(swarm, managerAddress) }, mode: 0o644 }];
 }
 

@@ -7,11 +7,6 @@ import type { SwarmData } from './schema.js';
 /** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (raspios-facts.md #7). */
 export const armv6Boards = new Set(['pi0', 'pi0w', 'pi1']);
 
-/** A node's first static address (without prefix); undefined when it has none (DHCP). */
-export function staticAddress(node: NodeSpec): string | undefined {
-  return node.interfaces.find((i) => i.address !== 'dhcp')?.address.split('/')[0];
-}
-
 export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
   const problems: Problem[] = [];
   if (swarm.join && swarm.manager) problems.push({ path: ['swarm', 'join'], message: 'a profile either creates a swarm (manager) or joins an existing one (join), not both; remove one' });
@@ -30,7 +25,7 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
       problems.push({ path: ['swarm', 'stacks', j, 'name'], message: `${stack.name} is the name of the stack swarm.${stack.name} makes; name this stack otherwise` });
     }
   }
-    const { method, version } = swarm.docker;
+  const { method, version } = swarm.docker;
   const major = version === undefined ? undefined : Number(version.split('.')[0]);
   const armv6 = nodes.filter((n) => armv6Boards.has(n.board));
   if (armv6.length > 0 && method === 'convenience' && (major === undefined || major >= 29)) {
