@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { swarmcard } from './helpers/cli.js';
 import { fixture } from './helpers/fixtures.js';
 import { partitionOffsets } from './helpers/independent.js';
-import { SwarmLab, readText, waitFor } from './helpers/swarm-lab.js';
+import { SwarmLab, extractNodeFiles, imageDirs, readText, waitFor } from './helpers/swarm-lab.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -47,14 +47,24 @@ async function writeProfile(dir: string): Promise<string> {
     '    external: true',
     '',
   ].join('\n'));
-  const profile = (await readFile(join(root, 'profiles', 'pizero-otg.yaml'), 'utf8'))
-    .replace('compose: stacks/pizero-guid.yml', 'compose: stacks/guid.yml')
-    .replace('GUID_IMAGE: alexellis2/guid-generator-arm:0.1', 'GUID_IMAGE: swarmcard-test/httpd:1')
-    .replace('  docker:\n', '  interval: 2\n  docker:\n')
-    .replace('    count: 4\n', '    count: 2\n')
-    .replace('    method: apt ', '    method: preinstalled ');
-  const file = join(dir, 'swarm-e2e.yaml');
-  await writeFile(file, profile);
+  return profileVariant('pizero-otg', dir, [
+    ['compose: stacks/pizero-guid.yml', 'compose: stacks/guid.yml'],
+    ['GUID_IMAGE: alexellis2/guid-generator-arm:0.1', 'GUID_IMAGE: swarmcard-test/httpd:1'],
+    ['  docker:\n', '  interval: 2\n  docker:\n'],
+    ['    count: 4\n', '    count: 2\n'],
+    ['    method: apt ', '    method: preinstalled '],
+  ], 'swarm-e2e.yaml');
+}
+
+/** A shipped profile with the test's changes (each `from` must be in it), written into `dir`. */
+async function profileVariant(name: string, dir: string, changes: [from: string, to: string][], as = `${name}.yaml`): Promise<string> {
+  let text = await readFile(join(root, 'profiles', `${name}.yaml`), 'utf8');
+  for (const [from, to] of changes) {
+    if (!text.includes(from)) throw new Error(`profiles/${name}.yaml no longer has ${JSON.stringify(from)}; update the test`);
+    text = text.replace(from, to);
+  }
+  const file = join(dir, as);
+  await writeFile(file, text);
   return file;
 }
 
@@ -97,23 +107,8 @@ const why = await available();
 
   // 2. Extract the exact first-boot files from each image with debugfs.
   const extracted: Record<string, Record<string, string>> = {};
-  for (const [name, file] of Object.entries(images)) {
-    const image = join(dist, 'pizero-otg', file);
-    const { root: offset } = await partitionOffsets(image);
-    const dir = join(work, 'files', name);
-    const mounts: Record<string, string> = {};
-    for (const [inImage, local] of [['/etc/swarmcard', 'etc-swarmcard'], ['/usr/local/lib/swarmcard', 'lib-swarmcard'], ['/root/.ssh', 'root-ssh']] as const) {
-      await mkdir(join(dir, local), { recursive: true });
-      const result = await execa('debugfs', ['-R', `rdump ${inImage} ${join(dir, local)}`, `${image}?offset=${offset}`], { reject: false });
-      const dumped = join(dir, local, inImage.split('/').at(-1)!);
-      if ((await readdir(join(dir, local))).length === 0) continue; // not in this image (the manager has no authorized_keys)
-      t.is(result.exitCode, 0);
-      mounts[dumped] = inImage;
-    }
-    await mkdir(join(dir, 'state'));
-    mounts[join(dir, 'state')] = '/var/lib/swarmcard';
-    extracted[name] = mounts;
-  }
+  for (const [name, file] of Object.entries(images)) extracted[name] = await extractNodeFiles(join(dist, 'pizero-otg', file), join(work, 'files', name));
+  t.false(Object.values(extracted.otghost1!).includes('/root/.ssh'), 'the manager has no authorized_keys');
   const unit = (await execa('debugfs', ['-R', 'cat /etc/systemd/system/swarmcard-firstboot.service', `${join(dist, 'pizero-otg', images.otg1)}?offset=${(await partitionOffsets(join(dist, 'pizero-otg', images.otg1))).root}`])).stdout;
   t.regex(unit, /^ExecStart=\/usr\/local\/lib\/swarmcard\/firstboot$/m);
   t.regex(unit, /^After=network-online\.target/m);
@@ -204,14 +199,12 @@ const why = await available();
 
 /** pi4-ethernet, 2 workers: the shipped profile with Docker preinstalled, a fast loop, no Portainer. */
 async function writeEthernetProfile(dir: string): Promise<string> {
-  const profile = (await readFile(join(root, 'profiles', 'pi4-ethernet.yaml'), 'utf8'))
-    .replace('    method: convenience ', '    method: preinstalled ')
-    .replace('  docker:\n', '  interval: 2\n  docker:\n')
-    .replace('  portainer: {}\n', '')
-    .replace('    count: 7\n', '    count: 2\n');
-  const file = join(dir, 'pi4-ethernet.yaml');
-  await writeFile(file, profile);
-  return file;
+  return profileVariant('pi4-ethernet', dir, [
+    ['    method: convenience ', '    method: preinstalled '],
+    ['  docker:\n', '  interval: 2\n  docker:\n'],
+    ['  portainer: {}\n', ''],
+    ['    count: 7\n', '    count: 2\n'],
+  ]);
 }
 
 /** A registry:2 stand-in from Debian's docker-registry (the same distribution registry, v2 API). */
@@ -256,17 +249,7 @@ async function registryImageTar(work: string): Promise<string> {
   const sharedLink = join(work, 'nas-link');
   await symlink(nas, sharedLink);
   for (const [name, file] of nodes) {
-    const image = join(dist, file);
-    const { root: offset } = await partitionOffsets(image);
-    const dir = join(work, 'files', name);
-    const mounts: Record<string, string> = {};
-    for (const [inImage, local] of [['/etc/swarmcard', 'etc-swarmcard'], ['/usr/local/lib/swarmcard', 'lib-swarmcard'], ['/root/.ssh', 'root-ssh'], ['/etc/docker', 'etc-docker']] as const) {
-      await mkdir(join(dir, local), { recursive: true });
-      await execa('debugfs', ['-R', `rdump ${inImage} ${join(dir, local)}`, `${image}?offset=${offset}`], { reject: false });
-      if ((await readdir(join(dir, local))).length > 0) mounts[join(dir, local, inImage.split('/').at(-1)!)] = inImage;
-    }
-    await mkdir(join(dir, 'state'));
-    mounts[join(dir, 'state')] = '/var/lib/swarmcard';
+    const mounts = await extractNodeFiles(join(dist, file), join(work, 'files', name), [...imageDirs, '/etc/docker']);
     mounts[nas] = '/mnt/cluster';
     // /shared, a link to /mnt/cluster in the image: the same folder bound there (through a link to it).
     mounts[sharedLink] = '/shared';

@@ -4,13 +4,13 @@
  * same, so rebuilds stay byte-identical) and the Wi-Fi network.
  */
 import { randomBytes } from 'node:crypto';
-import { link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { encrypt, verify } from 'unixcrypt';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { LoadedAdmin } from '../profile/load-profile.js';
 import type { WifiSecret } from '../render/network.js';
-import { secretsPath, updateSecrets, type ClusterSecrets } from './secrets-file.js';
+import { secretsPath, updateSecrets, writePrivateFile, type ClusterSecrets } from './secrets-file.js';
 
 const CRYPT_ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
@@ -21,15 +21,8 @@ function freshSalt(): string {
 /** No password file yet: write a fresh random password (0600, never replacing one a race made). */
 async function createPasswordFile(file: string): Promise<void> {
   if (await stat(file).then(() => true, () => false)) return;
-  const temp = `${file}.${process.pid}.partial`;
-  try {
-    await writeFile(temp, `${randomBytes(15).toString('base64url')}\n`, { mode: 0o600 });
-    await link(temp, file);
+  if (await writePrivateFile(file, `${randomBytes(15).toString('base64url')}\n`, 'create')) {
     log.info(`generated a random admin password into ${file} (mode 0600): read it there, and keep the file private`);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  } finally {
-    await rm(temp, { force: true });
   }
 }
 

@@ -36,24 +36,34 @@ async function generate(cluster: string): Promise<ClusterSecrets> {
   });
 }
 
+/**
+ * Write a file only its owner can read, atomically: staged as .partial (0600), then renamed over
+ * `file` (replace) or linked to it — link() refuses to replace, so when two builds race to create
+ * it, the first wins. Returns whether this call wrote it.
+ */
+export async function writePrivateFile(file: string, text: string, how: 'create' | 'replace'): Promise<boolean> {
+  await mkdir(dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}.partial`;
+  try {
+    await writeFile(temp, text, { mode: 0o600 });
+    await chmod(temp, 0o600);
+    if (how === 'replace') await rename(temp, file);
+    else await link(temp, file);
+    return true;
+  } catch (error) {
+    if (how === 'create' && (error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    await rm(temp, { force: true });
+  }
+}
+
 export async function loadOrCreateSecrets(profileFile: string, cluster: string): Promise<ClusterSecrets> {
   const file = secretsPath(profileFile, cluster);
   if (!(await stat(file).catch(() => undefined))) {
     const secrets = await generate(cluster);
-    const text = `${HEADER(cluster)}${stringify(secrets)}`;
-    await mkdir(dirname(file), { recursive: true });
-    const temp = `${file}.${process.pid}.partial`;
-    await writeFile(temp, text, { mode: 0o600 });
-    await chmod(temp, 0o600);
-    try {
-      // link() is atomic and refuses to replace: when two builds race, the first key wins.
-      await link(temp, file);
-      log.info(`generated the cluster SSH key into ${file} (mode 0600); keep it: rebuilds reuse it`);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    } finally {
-      await rm(temp, { force: true });
-    }
+    // When two builds race, the first key wins.
+    if (await writePrivateFile(file, `${HEADER(cluster)}${stringify(secrets)}`, 'create')) log.info(`generated the cluster SSH key into ${file} (mode 0600); keep it: rebuilds reuse it`);
   }
   const info = await stat(file);
   if ((info.mode & 0o077) !== 0) throw new UserError(`${file} holds secrets but others can read it (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
@@ -74,12 +84,5 @@ export async function loadOrCreateSecrets(profileFile: string, cluster: string):
 export async function updateSecrets(profileFile: string, cluster: string, patch: Partial<ClusterSecrets>): Promise<void> {
   const file = secretsPath(profileFile, cluster);
   const data = { ...(parse(await readFile(file, 'utf8')) as ClusterSecrets), ...patch };
-  const temp = `${file}.${process.pid}.partial`;
-  try {
-    await writeFile(temp, `${HEADER(cluster)}${stringify(data)}`, { mode: 0o600 });
-    await chmod(temp, 0o600);
-    await rename(temp, file);
-  } finally {
-    await rm(temp, { force: true });
-  }
+  await writePrivateFile(file, `${HEADER(cluster)}${stringify(data)}`, 'replace');
 }

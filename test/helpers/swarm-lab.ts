@@ -5,8 +5,9 @@
  * them), running one Docker engine and one sshd. Everything started is recorded and torn down.
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { partitionOffsets } from './independent.js';
 
 export interface LabNode {
   name: string;
@@ -17,7 +18,28 @@ export interface LabNode {
 }
 
 /** Where the image keeps the files the first-boot programs use. */
-export const imageDirs = ['/etc/swarmcard', '/usr/local/lib/swarmcard', '/var/lib/swarmcard', '/root/.ssh'];
+export const imageDirs = ['/etc/swarmcard', '/usr/local/lib/swarmcard', '/root/.ssh'];
+
+/**
+ * Extract the exact directories from a node's image (debugfs rdump) into `dir`, plus an empty
+ * state folder: the mounts (local → in the image) that make them the node's own. A directory the
+ * image does not have (the manager has no /root/.ssh) is left out.
+ */
+export async function extractNodeFiles(image: string, dir: string, inImage: string[] = imageDirs): Promise<Record<string, string>> {
+  const { root: offset } = await partitionOffsets(image);
+  const mounts: Record<string, string> = {};
+  for (const path of inImage) {
+    const local = join(dir, path.slice(1).replaceAll('/', '-'));
+    await mkdir(local, { recursive: true });
+    const result = await execa('debugfs', ['-R', `rdump ${path} ${local}`, `${image}?offset=${offset}`], { reject: false });
+    if ((await readdir(local)).length === 0) continue;
+    if (result.exitCode !== 0) throw new Error(`debugfs could not extract ${path} from ${image}: ${result.stderr}`);
+    mounts[join(local, path.split('/').at(-1)!)] = path;
+  }
+  await mkdir(join(dir, 'state'), { recursive: true });
+  mounts[join(dir, 'state')] = '/var/lib/swarmcard';
+  return mounts;
+}
 
 const holderScript = `
 set -eu
