@@ -15,12 +15,13 @@ TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
               openssl:openssl
 
-.PHONY: help setup system-deps test-deps node-deps build demo test bench clean
+.PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 
 help:
 	@echo "make demo    set up and build a demo node image from the built-in base"
 	@echo "make test    set up and run the whole test suite"
 	@echo "make bench   run the benchmarks under bench/ (prints ratios)"
+	@echo "make fmt     format and fix lint findings in place"
 
 # Install missing Debian packages: directly as root, through sudo when it needs no password,
 # otherwise stop with the exact command to run.
@@ -69,7 +70,16 @@ setup: system-deps build
 demo: setup
 	node build/builder/cli.js demo --out dist
 
-test: test-deps build
+# Format and lint in check mode (Biome); `make fmt` fixes what it can.
+lint: node-deps
+	npx biome ci --reporter=summary builder test bench
+	@long=$$(find builder test bench -name '*.ts' -exec awk 'length > 120 { print FILENAME ":" FNR }' {} +); \
+	if [ -n "$$long" ]; then echo "error: lines over 120 characters (wrap them):" $$long >&2; exit 1; fi
+
+fmt: node-deps
+	npx biome check --write builder test bench
+
+test: test-deps build lint
 	npx ava
 
 bench: setup

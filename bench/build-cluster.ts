@@ -6,12 +6,13 @@
  * 2. planning a 1000-node profile (target < 2 s).
  *   node build/bench/build-cluster.js [--runs N]
  */
-import { execa } from 'execa';
+
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 import { planCluster } from '../builder/plan/plan.js';
 import { loadProfile } from '../builder/profile/load-profile.js';
@@ -26,7 +27,12 @@ const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9
 
 await mkdir(work, { recursive: true });
 const base = join(work, 'lite-shaped-armhf.img');
-if (!(await stat(base).then((s) => s.isFile(), () => false))) {
+if (
+  !(await stat(base).then(
+    (s) => s.isFile(),
+    () => false,
+  ))
+) {
   process.stderr.write(`generating ${base}…\n`);
   await makeFixtureImage('trixie-armhf', base, { bootMiB: 512, rootMiB: 2250, payloadBytes: 1900 * 1024 * 1024 });
 }
@@ -52,26 +58,31 @@ for (let run = 0; run < runs; run++) {
   await rm(out, { recursive: true, force: true });
   await execa('sync');
   const start = process.hrtime.bigint();
-  await execa('node', [cli, 'build', profile, '--base', base, '--nodes', '7', '--out', out], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache'), SWARMCARD_SECRETS_DIR: work } });
+  await execa('node', [cli, 'build', profile, '--base', base, '--nodes', '7', '--out', out], {
+    env: { SWARMCARD_CACHE_DIR: join(work, 'cache'), SWARMCARD_SECRETS_DIR: work },
+  });
   builds.push(seconds(start));
 }
 await rm(out, { recursive: true, force: true });
 
 // Planning 1000 nodes: an Ethernet cluster whose addresses spread over 10.1.0.0/16.
 const big = join(work, 'thousand.yaml');
-await writeFile(big, [
-  'cluster: thousand',
-  'sourceDateEpoch: 1700000000',
-  'base: { image: https://downloads.raspberrypi.com/raspios_lite_arm64_latest }',
-  'nodes:',
-  '  - { index: 0, hostname: manager0, role: manager, board: pi4, interfaces: [{ name: eth0, kind: ethernet, address: 10.1.255.1/16, gateway: 10.1.255.254 }] }',
-  '  - pattern: "node{k}"',
-  '    count: 999',
-  '    role: worker',
-  '    board: pi4',
-  '    interfaces: [{ name: eth0, kind: ethernet, address: "10.1.{k/250}.{k%250+2}/16", gateway: 10.1.255.254, dns: [10.1.255.254] }]',
-  '',
-].join('\n'));
+await writeFile(
+  big,
+  [
+    'cluster: thousand',
+    'sourceDateEpoch: 1700000000',
+    'base: { image: https://downloads.raspberrypi.com/raspios_lite_arm64_latest }',
+    'nodes:',
+    '  - { index: 0, hostname: manager0, role: manager, board: pi4, interfaces: [{ name: eth0, kind: ethernet, address: 10.1.255.1/16, gateway: 10.1.255.254 }] }',
+    '  - pattern: "node{k}"',
+    '    count: 999',
+    '    role: worker',
+    '    board: pi4',
+    '    interfaces: [{ name: eth0, kind: ethernet, address: "10.1.{k/250}.{k%250+2}/16", gateway: 10.1.255.254, dns: [10.1.255.254] }]',
+    '',
+  ].join('\n'),
+);
 const plans: number[] = [];
 for (let i = 0; i < 5; i++) {
   const start = process.hrtime.bigint();
@@ -81,10 +92,14 @@ for (let i = 0; i < 5; i++) {
 }
 
 const [p, d, b] = [median(plain), median(durable), median(builds)];
-console.log(`base: ${((await stat(base)).size / 2 ** 30).toFixed(2)} GiB Lite-shaped armhf image; runs: ${runs} (medians)`);
+console.log(
+  `base: ${((await stat(base)).size / 2 ** 30).toFixed(2)} GiB Lite-shaped armhf image; runs: ${runs} (medians)`,
+);
 console.log(`8 plain copies (left dirty in the page cache): ${p.toFixed(2)} s`);
 console.log(`8 durable copies (cp + sync FILE):            ${d.toFixed(2)} s`);
-console.log(`build of 8 nodes (host + 7 workers):          ${b.toFixed(2)} s (incl. sha256 of every image, manifest, host kit)`);
+console.log(
+  `build of 8 nodes (host + 7 workers):          ${b.toFixed(2)} s (incl. sha256 of every image, manifest, host kit)`,
+);
 console.log(`ratio build / 8 durable copies: ${(b / d).toFixed(3)} (target <= 1.10) ${b / d <= 1.1 ? 'OK' : 'MISSED'}`);
 console.log(`ratio build / 8 plain copies:   ${(b / p).toFixed(3)}`);
 console.log(`plan of 1000 nodes: ${median(plans).toFixed(3)} s (target < 2 s) ${median(plans) < 2 ? 'OK' : 'MISSED'}`);

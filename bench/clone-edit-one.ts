@@ -19,7 +19,13 @@ await cloneImage(base, out, async (partial) => {
   await withPartition(layout, 'boot', edit, async (fs) => {
     await retargetCmdline(fs, layout.mbr.diskId, diskId);
     await fs.write('/ssh', '');
-    await fs.write('/config.txt', setMarkedBlock(await fs.readText('/config.txt'), ['dtoverlay=dwc2', 'gpu_mem=16'], { id: 'bench', section: 'all' }));
+    await fs.write(
+      '/config.txt',
+      setMarkedBlock(await fs.readText('/config.txt'), ['dtoverlay=dwc2', 'gpu_mem=16'], {
+        id: 'bench',
+        section: 'all',
+      }),
+    );
   });
   await withPartition(layout, 'root', edit, async (fs) => {
     await retargetFstab(fs, layout.mbr.diskId, diskId);

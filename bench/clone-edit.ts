@@ -10,12 +10,13 @@
  * like-for-like baseline; the plain ratio is printed too.
  *   node build/bench/clone-edit.js [--runs N]
  */
-import { execa } from 'execa';
+
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, dir: { type: 'string' } } });
@@ -25,7 +26,12 @@ const cli = fileURLToPath(new URL('./clone-edit-one.js', import.meta.url));
 
 async function image(name: string, options: Parameters<typeof makeFixtureImage>[2]): Promise<string> {
   const path = join(work, name);
-  if (!(await stat(path).then((s) => s.isFile(), () => false))) {
+  if (
+    !(await stat(path).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  ) {
     process.stderr.write(`generating ${path}…\n`);
     await makeFixtureImage('bookworm-arm64', path, options);
   }
@@ -42,7 +48,9 @@ async function timed(argv: string[]): Promise<{ seconds: number; maxRssKiB: numb
   return { seconds: Number(seconds), maxRssKiB: Number(rss), inProcess: inProcess ? Number(inProcess) : undefined };
 }
 
-async function measure(base: string): Promise<{ cp: number; durableCp: number; clone: number; process: number; rss: number }> {
+async function measure(
+  base: string,
+): Promise<{ cp: number; durableCp: number; clone: number; process: number; rss: number }> {
   const out = join(work, 'out.img');
   const cp: number[] = [];
   const durableCp: number[] = [];
@@ -79,8 +87,14 @@ const ratio = large.clone / large.durableCp;
 console.log(`image: ${(bigSize / 2 ** 30).toFixed(2)} GiB (Lite-shaped), runs: ${runs} (medians)`);
 console.log(`plain cp (copy left dirty in page cache): ${large.cp.toFixed(2)} s`);
 console.log(`durable cp (cp + sync FILE):              ${large.durableCp.toFixed(2)} s`);
-console.log(`clone + edit 1 node (durable):            ${large.clone.toFixed(2)} s (whole process incl. Node start-up: ${large.process.toFixed(2)} s)`);
+console.log(
+  `clone + edit 1 node (durable):            ${large.clone.toFixed(2)} s (whole process incl. Node start-up: ${large.process.toFixed(2)} s)`,
+);
 console.log(`ratio clone+edit / durable cp: ${ratio.toFixed(3)} (target <= 1.10) ${ratio <= 1.1 ? 'OK' : 'MISSED'}`);
-console.log(`ratio clone+edit / plain cp:   ${(large.clone / large.cp).toFixed(3)} (the copy's write-back is not counted in plain cp)`);
-console.log(`peak RSS: ${(large.rss / 1024).toFixed(0)} MiB on ${(bigSize / 2 ** 30).toFixed(2)} GiB, ${(tiny.rss / 1024).toFixed(0)} MiB on ${((await stat(small)).size / 2 ** 20).toFixed(0)} MiB (target < 200 MB) ${large.rss * 1024 < 200e6 ? 'OK' : 'MISSED'}`);
+console.log(
+  `ratio clone+edit / plain cp:   ${(large.clone / large.cp).toFixed(3)} (the copy's write-back is not counted in plain cp)`,
+);
+console.log(
+  `peak RSS: ${(large.rss / 1024).toFixed(0)} MiB on ${(bigSize / 2 ** 30).toFixed(2)} GiB, ${(tiny.rss / 1024).toFixed(0)} MiB on ${((await stat(small)).size / 2 ** 20).toFixed(0)} MiB (target < 200 MB) ${large.rss * 1024 < 200e6 ? 'OK' : 'MISSED'}`,
+);
 console.log(`RSS ratio large/small image: ${(large.rss / tiny.rss).toFixed(2)} (≈1 means independent of image size)`);

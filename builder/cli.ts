@@ -14,7 +14,7 @@ import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
 import { validateCommand } from './commands/validate.js';
 import { UserError } from './errors.js';
-import { ext4Backends, type Ext4Backend } from './fs/partition.js';
+import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { installSignalCleanup } from './util/scope.js';
 
@@ -44,14 +44,14 @@ function version(): string {
 
 function ext4Backend(value: string | undefined): Ext4Backend | undefined {
   if (value === undefined) return undefined;
-  if (!(ext4Backends as readonly string[]).includes(value)) throw new UserError(`--ext4-backend must be one of ${ext4Backends.join(', ')}, not "${value}".`);
+  if (!(ext4Backends as readonly string[]).includes(value))
+    throw new UserError(`--ext4-backend must be one of ${ext4Backends.join(', ')}, not "${value}".`);
   return value as Ext4Backend;
 }
 
-async function main(argv: string[]): Promise<void> {
-  let parsed;
+function parseOptions(argv: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args: argv,
       allowPositionals: true,
       options: {
@@ -70,7 +70,10 @@ async function main(argv: string[]): Promise<void> {
   } catch (error) {
     throw new UserError(`${(error as Error).message}; run "swarmcard --help" for the options.`);
   }
-  const { values, positionals } = parsed;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseOptions(argv);
   setVerbose(values.verbose);
   if (values.version) return void process.stdout.write(`${version()}\n`);
   const [command, ...rest] = positionals;
@@ -80,13 +83,22 @@ async function main(argv: string[]): Promise<void> {
   };
   const nodes = (): number | undefined => {
     if (values.nodes === undefined) return undefined;
-    if (!/^[1-9]\d{0,3}$/.test(values.nodes)) throw new UserError(`--nodes must be a whole number from 1 to 9999, not "${values.nodes}".`);
+    if (!/^[1-9]\d{0,3}$/.test(values.nodes))
+      throw new UserError(`--nodes must be a whole number from 1 to 9999, not "${values.nodes}".`);
     return Number(values.nodes);
   };
   switch (command) {
     case 'build':
       needs(1, 'one PROFILE');
-      return buildCommand(rest[0]!, { base: values.base, nodes: nodes(), only: values.only, out: values.out, json: values.json, ext4Backend: ext4Backend(values['ext4-backend']), version: version() });
+      return buildCommand(rest[0]!, {
+        base: values.base,
+        nodes: nodes(),
+        only: values.only,
+        out: values.out,
+        json: values.json,
+        ext4Backend: ext4Backend(values['ext4-backend']),
+        version: version(),
+      });
     case 'plan':
       needs(1, 'one PROFILE');
       return planCommand(rest[0]!, { nodes: nodes(), json: values.json });

@@ -14,7 +14,10 @@ export class UserError extends Error {
 
 /** A required external program is not installed. */
 export class MissingToolError extends UserError {
-  constructor(readonly tool: string, readonly debianPackage: string) {
+  constructor(
+    readonly tool: string,
+    readonly debianPackage: string,
+  ) {
     super(`${tool} is missing: install it with "apt-get install ${debianPackage}" (or run "make setup").`);
     this.name = 'MissingToolError';
   }
@@ -22,7 +25,11 @@ export class MissingToolError extends UserError {
 
 /** A checksum did not match its pin (etcher-sdk style: the error carries its data). */
 export class ChecksumError extends UserError {
-  constructor(readonly what: string, readonly actual: string, readonly expected: string) {
+  constructor(
+    readonly what: string,
+    readonly actual: string,
+    readonly expected: string,
+  ) {
     super(`${what} has sha256 ${actual} but ${expected} was expected; the file is corrupt or the pin is wrong.`);
     this.name = 'ChecksumError';
   }

@@ -1,11 +1,12 @@
 /** Base image input: every container, the sha256 pin, the cache, and a URL on a loopback server. */
-import test from 'ava';
-import { execa } from 'execa';
+
 import { createReadStream } from 'node:fs';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import test from 'ava';
+import { execa } from 'execa';
 import { ChecksumError, UserError } from '../builder/errors.js';
 import { resolveBaseImage } from '../builder/source/base-image.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
@@ -45,7 +46,10 @@ for (const [extension, compress] of Object.entries(compressors)) {
       const second = await resolveBaseImage({ location: archive, sha256: pin });
       t.is(second.path, first.path);
       t.is((await stat(second.path)).mtimeMs, st.mtimeMs, 'not decompressed again');
-      t.deepEqual((await readdir(join(dir, 'cache', 'images'))).filter((n) => n.endsWith('.partial')), []);
+      t.deepEqual(
+        (await readdir(join(dir, 'cache', 'images'))).filter((n) => n.endsWith('.partial')),
+        [],
+      );
     });
   });
 }
@@ -56,9 +60,14 @@ test.serial('a raw .img is used in place and its pin is enforced', async (t) => 
   await withCache(dir, async () => {
     const pin = await sha256File(raw);
     t.is((await resolveBaseImage({ location: raw, sha256: pin.toUpperCase() })).path, raw);
-    const error = await t.throwsAsync(resolveBaseImage({ location: raw, sha256: '0'.repeat(64) }), { instanceOf: ChecksumError });
+    const error = await t.throwsAsync(resolveBaseImage({ location: raw, sha256: '0'.repeat(64) }), {
+      instanceOf: ChecksumError,
+    });
     t.regex(error!.message, new RegExp(`has sha256 ${pin} but 0{64} was expected`));
-    await t.throwsAsync(resolveBaseImage({ location: raw, sha256: 'abc' }), { instanceOf: UserError, message: /not 64 hex digits/ });
+    await t.throwsAsync(resolveBaseImage({ location: raw, sha256: 'abc' }), {
+      instanceOf: UserError,
+      message: /not 64 hex digits/,
+    });
   });
 });
 
@@ -71,7 +80,8 @@ test.serial('a truncated archive is refused with one sentence and leaves nothing
   await withCache(dir, async () => {
     await t.throwsAsync(resolveBaseImage({ location: archive }), {
       instanceOf: UserError,
-      message: /raspios\.img\.xz cannot be decompressed \(.*xz: .*Unexpected end of input\); it is truncated or corrupt, so download it again\./,
+      message:
+        /raspios\.img\.xz cannot be decompressed \(.*xz: .*Unexpected end of input\); it is truncated or corrupt, so download it again\./,
     });
     t.deepEqual(await readdir(join(dir, 'cache', 'images')), []);
   });
@@ -81,7 +91,12 @@ test.serial('a file that is not an image is refused', async (t) => {
   const dir = await scratchDir(t);
   const notes = join(dir, 'notes.txt');
   await writeFile(notes, 'hello');
-  await withCache(dir, () => t.throwsAsync(resolveBaseImage({ location: notes }), { instanceOf: UserError, message: /is neither a disk image nor/ }));
+  await withCache(dir, () =>
+    t.throwsAsync(resolveBaseImage({ location: notes }), {
+      instanceOf: UserError,
+      message: /is neither a disk image nor/,
+    }),
+  );
 });
 
 async function serve(file: string): Promise<{ server: Server; url: string; requests: () => number }> {
@@ -118,7 +133,10 @@ test.serial('a URL is downloaded once, verified against its pin, cached and deco
     const unpinned = await resolveBaseImage({ location: `${url}/images/raspios.img.xz` });
     t.is(unpinned.sourceSha256, pin, 'the URL remembers what it served');
     t.is(requests(), 1, 'no second download');
-    await t.throwsAsync(resolveBaseImage({ location: `${url}/images/missing.img.xz` }), { instanceOf: UserError, message: /server answered 404/ });
+    await t.throwsAsync(resolveBaseImage({ location: `${url}/images/missing.img.xz` }), {
+      instanceOf: UserError,
+      message: /server answered 404/,
+    });
   });
 });
 
@@ -129,7 +147,9 @@ test.serial('a download that does not match its pin is refused and not kept', as
   const { server, url } = await serve(archive);
   t.teardown(() => server.close());
   await withCache(dir, async () => {
-    await t.throwsAsync(resolveBaseImage({ location: `${url}/images/raspios.img.xz`, sha256: 'f'.repeat(64) }), { instanceOf: ChecksumError });
+    await t.throwsAsync(resolveBaseImage({ location: `${url}/images/raspios.img.xz`, sha256: 'f'.repeat(64) }), {
+      instanceOf: ChecksumError,
+    });
     t.deepEqual(await readdir(join(dir, 'cache', 'downloads')), []);
   });
 });
@@ -137,6 +157,9 @@ test.serial('a download that does not match its pin is refused and not kept', as
 test.serial('plain http is only accepted on loopback', async (t) => {
   const dir = await scratchDir(t);
   await withCache(dir, () =>
-    t.throwsAsync(resolveBaseImage({ location: 'http://downloads.example.org/raspios.img.xz' }), { instanceOf: UserError, message: /must use https:\/\// }),
+    t.throwsAsync(resolveBaseImage({ location: 'http://downloads.example.org/raspios.img.xz' }), {
+      instanceOf: UserError,
+      message: /must use https:\/\//,
+    }),
   );
 });

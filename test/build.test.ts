@@ -2,24 +2,37 @@
  * `swarmcard build` of the pizero-otg profile against bullseye-, bookworm- and trixie-flavoured
  * fixtures; every promised item is read back from the images with mtools, debugfs, sfdisk and tar.
  */
-import test, { type ExecutionContext } from 'ava';
-import { execa } from 'execa';
+
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
 import type { FlavourName } from '../builder/fixture/flavours.js';
 import type { Manifest } from '../builder/output/manifest.js';
 import { swarmcard } from './helpers/cli.js';
 import { fixture, scratchDir } from './helpers/fixtures.js';
-import { debugfs, debugfsCat, debugfsStat, e2fsckClean, mdir, mtype, partitionOffsets, sfdisk, sha256File } from './helpers/independent.js';
+import {
+  debugfs,
+  debugfsCat,
+  debugfsStat,
+  e2fsckClean,
+  mdir,
+  mtype,
+  partitionOffsets,
+  sfdisk,
+  sha256File,
+} from './helpers/independent.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const profile = join(root, 'profiles/pizero-otg.yaml');
 
 async function build(t: ExecutionContext, base: string, extra: string[] = [], out?: string) {
   const dir = out ?? join(await scratchDir(t), 'dist');
-  const result = await swarmcard(['build', profile, '--base', base, '--out', dir, ...extra], { env: { SWARMCARD_CACHE_DIR: join(dir, '..', 'cache'), SWARMCARD_SECRETS_DIR: secretsDir } });
+  const result = await swarmcard(['build', profile, '--base', base, '--out', dir, ...extra], {
+    env: { SWARMCARD_CACHE_DIR: join(dir, '..', 'cache'), SWARMCARD_SECRETS_DIR: secretsDir },
+  });
   return { ...result, dir: join(dir, 'pizero-otg') };
 }
 
@@ -35,7 +48,14 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
     t.is(exitCode, 0, stderr);
     t.regex(stderr, /\[1\/3\] 00-otghost1\.img/, 'progress per node on stderr');
     t.regex(stdout, /01-otg1\.img/);
-    t.deepEqual((await readdir(dir)).sort(), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', 'SHA256SUMS', 'host-kit.tar', 'manifest.json']);
+    t.deepEqual((await readdir(dir)).sort(), [
+      '00-otghost1.img',
+      '01-otg1.img',
+      '02-otg2.img',
+      'SHA256SUMS',
+      'host-kit.tar',
+      'manifest.json',
+    ]);
     const nm = flavour !== 'bullseye-armhf';
     const trixie = flavour === 'trixie-armhf';
     const baseCmdline = tokensOf(await mtype(base, '/cmdline.txt'));
@@ -52,7 +72,8 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
       const cmdline = await mtype(image, '/cmdline.txt');
       t.regex(cmdline, /^[^\n]+\n$/);
       const tokens = tokensOf(cmdline);
-      for (const token of baseCmdline) t.true(tokens.includes(token.replace(/PARTUUID=[0-9a-f]{8}/, `PARTUUID=${diskId}`)), `kept ${token}`);
+      for (const token of baseCmdline)
+        t.true(tokens.includes(token.replace(/PARTUUID=[0-9a-f]{8}/, `PARTUUID=${diskId}`)), `kept ${token}`);
       t.true(tokens.includes('modules-load=dwc2,g_ether'));
       t.true(tokens.includes(`g_ether.host_addr=00:22:82:ff:ff:0${k}`));
       t.true(tokens.includes(`g_ether.dev_addr=00:22:82:ff:ff:1${k}`));
@@ -61,7 +82,11 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
       // config.txt: the original kept, then a marked block under its own [all].
       const config = await mtype(image, '/config.txt');
       t.true(config.startsWith(baseConfig));
-      t.true(config.endsWith('# BEGIN swarmcard otg-gadget\n[all]\ndtoverlay=dwc2\ngpu_mem=16\n# END swarmcard otg-gadget\n'));
+      t.true(
+        config.endsWith(
+          '# BEGIN swarmcard otg-gadget\n[all]\ndtoverlay=dwc2\ngpu_mem=16\n# END swarmcard otg-gadget\n',
+        ),
+      );
       // Hostname.
       t.is(await debugfsCat(image, '/etc/hostname'), `otg${k}\n`);
       t.regex(await debugfsCat(image, '/etc/hosts'), new RegExp(`^127\\.0\\.1\\.1\\totg${k}$`, 'm'));
@@ -74,12 +99,20 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
         t.regex(text, new RegExp(`^address1=10\\.0\\.${10 + k}\\.2/24,10\\.0\\.${10 + k}\\.1$`, 'm'));
         t.regex(text, /^dns=8\.8\.8\.8;$/m);
         t.regex(text, /^uuid=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/m);
-        t.regex(await debugfsCat(image, '/etc/udev/rules.d/90-swarmcard-nm-gadget.rules'), /ENV\{DEVTYPE\}=="gadget", ENV\{NM_UNMANAGED\}="0"/);
+        t.regex(
+          await debugfsCat(image, '/etc/udev/rules.d/90-swarmcard-nm-gadget.rules'),
+          /ENV\{DEVTYPE\}=="gadget", ENV\{NM_UNMANAGED\}="0"/,
+        );
         t.like(await debugfsStat(image, '/etc/udev/rules.d/90-swarmcard-nm-gadget.rules'), { mode: 0o644, uid: 0 });
       } else {
         const dhcpcd = await debugfsCat(image, '/etc/dhcpcd.conf');
         t.true(dhcpcd.startsWith(await debugfsCat(base, '/etc/dhcpcd.conf')), 'the stock dhcpcd.conf is kept');
-        t.regex(dhcpcd, new RegExp(`interface usb0\\nstatic ip_address=10\\.0\\.${10 + k}\\.2/24\\nstatic routers=10\\.0\\.${10 + k}\\.1\\nstatic domain_name_servers=8\\.8\\.8\\.8\\n`));
+        t.regex(
+          dhcpcd,
+          new RegExp(
+            `interface usb0\\nstatic ip_address=10\\.0\\.${10 + k}\\.2/24\\nstatic routers=10\\.0\\.${10 + k}\\.1\\nstatic domain_name_servers=8\\.8\\.8\\.8\\n`,
+          ),
+        );
         t.like(await debugfsStat(image, '/etc/dhcpcd.conf'), { mode: 0o664, uid: 0, gid: 108 }, 'mode and owner kept');
         t.is(await debugfsStat(image, '/etc/NetworkManager/system-connections/swarmcard-usb0.nmconnection'), undefined);
       }
@@ -91,12 +124,21 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
       }
       t.is(await debugfsStat(image, '/etc/motd'), undefined, 'motd removed (profile asks for it)');
       // Swarm: the first-boot unit enabled, sshd enabled, only the restricted public key.
-      t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service'), { type: 'symlink', linkTarget: '/etc/systemd/system/swarmcard-firstboot.service' });
-      t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/ssh.service'), { type: 'symlink', linkTarget: '/lib/systemd/system/ssh.service' });
+      t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service'), {
+        type: 'symlink',
+        linkTarget: '/etc/systemd/system/swarmcard-firstboot.service',
+      });
+      t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/ssh.service'), {
+        type: 'symlink',
+        linkTarget: '/lib/systemd/system/ssh.service',
+      });
       t.like(await debugfsStat(image, '/usr/local/lib/swarmcard/join'), { mode: 0o755, uid: 0 });
       t.like(await debugfsStat(image, '/root/.ssh'), { type: 'directory', mode: 0o700, uid: 0 });
       t.like(await debugfsStat(image, '/root/.ssh/authorized_keys'), { mode: 0o600, uid: 0, gid: 0 });
-      t.regex(await debugfsCat(image, '/root/.ssh/authorized_keys'), /^restrict,command="\/usr\/local\/lib\/swarmcard\/join" ssh-ed25519 \S+ swarmcard@pizero-otg\n$/);
+      t.regex(
+        await debugfsCat(image, '/root/.ssh/authorized_keys'),
+        /^restrict,command="\/usr\/local\/lib\/swarmcard\/join" ssh-ed25519 \S+ swarmcard@pizero-otg\n$/,
+      );
       const env = await debugfsCat(image, '/etc/swarmcard/swarm.env');
       t.regex(env, /^ROLE=worker$/m);
       t.regex(env, new RegExp(`^SELF_ADDRESS=10\\.0\\.${10 + k}\\.2$`, 'm'));
@@ -120,26 +162,44 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
         t.regex(text, /^never-default=true$/m);
       }
     } else {
-      t.regex(await debugfsCat(host, '/etc/dhcpcd.conf'), /interface ethusb1\nstatic ip_address=10\.0\.11\.1\/24\n\ninterface ethusb2\nstatic ip_address=10\.0\.12\.1\/24\n/);
+      t.regex(
+        await debugfsCat(host, '/etc/dhcpcd.conf'),
+        /interface ethusb1\nstatic ip_address=10\.0\.11\.1\/24\n\ninterface ethusb2\nstatic ip_address=10\.0\.12\.1\/24\n/,
+      );
     }
-    t.is(await debugfsCat(host, '/etc/sysctl.d/90-swarmcard-forward.conf'), '# swarmcard: route between the USB gadget links and the uplink.\nnet.ipv4.ip_forward=1\n');
+    t.is(
+      await debugfsCat(host, '/etc/sysctl.d/90-swarmcard-forward.conf'),
+      '# swarmcard: route between the USB gadget links and the uplink.\nnet.ipv4.ip_forward=1\n',
+    );
     t.like(await debugfsStat(host, '/usr/local/sbin/swarmcard-nat'), { type: 'regular', mode: 0o755, uid: 0, gid: 0 });
     const nat = await debugfsCat(host, '/usr/local/sbin/swarmcard-nat');
     t.regex(nat, /^uplink=eth0$/m);
     t.regex(nat, /^subnets="10\.0\.11\.1\/24 10\.0\.12\.1\/24 "$/m);
     t.regex(nat, /DOCKER-USER/);
-    t.regex(await debugfsCat(host, '/etc/systemd/system/swarmcard-nat.service'), /ExecStart=\/usr\/local\/sbin\/swarmcard-nat/);
-    t.like(await debugfsStat(host, '/etc/systemd/system/multi-user.target.wants/swarmcard-nat.service'), { type: 'symlink', linkTarget: '/etc/systemd/system/swarmcard-nat.service' });
+    t.regex(
+      await debugfsCat(host, '/etc/systemd/system/swarmcard-nat.service'),
+      /ExecStart=\/usr\/local\/sbin\/swarmcard-nat/,
+    );
+    t.like(await debugfsStat(host, '/etc/systemd/system/multi-user.target.wants/swarmcard-nat.service'), {
+      type: 'symlink',
+      linkTarget: '/etc/systemd/system/swarmcard-nat.service',
+    });
     t.is(await debugfsStat(host, '/etc/motd'), undefined);
     t.false((await mtype(host, '/cmdline.txt')).includes('g_ether'), 'the host is not a gadget');
     t.like(await debugfsStat(host, '/etc/swarmcard/cluster_key'), { mode: 0o600, uid: 0, gid: 0 });
     t.regex(await debugfsCat(host, '/etc/swarmcard/cluster_key'), /BEGIN OPENSSH PRIVATE KEY/);
     t.regex(await debugfsCat(host, '/etc/swarmcard/swarm.env'), /^ROLE=manager$/m);
-    t.is(await debugfsCat(host, '/etc/swarmcard/nodes'), '# hostname ssh-address joins-as labels\notghost1 10.0.11.1 worker board=pi3,role=host\notg1 10.0.11.2 worker board=pi0,link=usb-otg,role=worker\notg2 10.0.12.2 worker board=pi0,link=usb-otg,role=worker\n');
+    t.is(
+      await debugfsCat(host, '/etc/swarmcard/nodes'),
+      '# hostname ssh-address joins-as labels\notghost1 10.0.11.1 worker board=pi3,role=host\notg1 10.0.11.2 worker board=pi0,link=usb-otg,role=worker\notg2 10.0.12.2 worker board=pi0,link=usb-otg,role=worker\n',
+    );
     t.is(await debugfsCat(host, '/etc/swarmcard/networks'), 'armnet\n');
     t.regex(await debugfsCat(host, '/etc/swarmcard/stacks/guid.yml'), /replicas: 5/);
     t.is(await debugfsCat(host, '/etc/swarmcard/stacks/guid.env'), 'GUID_IMAGE=alexellis2/guid-generator-arm:0.1\n');
-    t.deepEqual(manifest.nodes.filter((n) => n.secrets).map((n) => [n.file, n.secrets]), [['00-otghost1.img', ['the cluster SSH private key']]]);
+    t.deepEqual(
+      manifest.nodes.filter((n) => n.secrets).map((n) => [n.file, n.secrets]),
+      [['00-otghost1.img', ['the cluster SSH private key']]],
+    );
     t.regex(stderr, /00-otghost1\.img holds the cluster SSH private key: keep the image .* private/);
     t.false(JSON.stringify(manifest).includes('PRIVATE KEY'));
 
@@ -150,7 +210,10 @@ for (const flavour of ['bullseye-armhf', 'bookworm-armhf', 'trixie-armhf'] as Fl
     t.false(JSON.stringify(manifest).includes(base), 'no local paths in the manifest');
     const { stdout: listing } = await execa('tar', ['-tvf', join(dir, 'host-kit.tar')]);
     t.regex(listing, /^-rwxr-xr-x root\/root .* host-kit\/install\.sh$/m);
-    t.regex(listing, /^-rw------- root\/root .* host-kit\/files\/etc\/NetworkManager\/system-connections\/swarmcard-ethusb1\.nmconnection$/m);
+    t.regex(
+      listing,
+      /^-rw------- root\/root .* host-kit\/files\/etc\/NetworkManager\/system-connections\/swarmcard-ethusb1\.nmconnection$/m,
+    );
     t.regex(listing, /host-kit\/files\/etc\/udev\/rules\.d\/70-swarmcard-otg\.rules$/m);
     t.regex(listing, /host-kit\/README\.md$/m);
     t.notRegex(listing, /swarmcard\/cluster_key|swarm\.env/, 'the host kit carries only networking');
@@ -169,7 +232,10 @@ test('rebuilding gives identical bytes; growing the cluster changes only the hos
   t.is(await sha256File(join(a.dir, '01-otg1.img')), await sha256File(join(c.dir, '01-otg1.img')));
   t.is(await sha256File(join(a.dir, '02-otg2.img')), await sha256File(join(c.dir, '02-otg2.img')));
   t.not(await sha256File(join(a.dir, '00-otghost1.img')), await sha256File(join(c.dir, '00-otghost1.img')));
-  t.regex(await debugfsCat(join(c.dir, '00-otghost1.img'), '/etc/udev/rules.d/70-swarmcard-otg.rules'), /NAME="ethusb3"/);
+  t.regex(
+    await debugfsCat(join(c.dir, '00-otghost1.img'), '/etc/udev/rules.d/70-swarmcard-otg.rules'),
+    /NAME="ethusb3"/,
+  );
 });
 
 test('--only rebuilds the named nodes and keeps the manifest whole', async (t) => {
@@ -181,14 +247,20 @@ test('--only rebuilds the named nodes and keeps the manifest whole', async (t) =
   t.is(only.exitCode, 0, only.stderr);
   t.regex(only.stderr, /\[1\/1\] 02-otg2\.img/);
   const printed = JSON.parse(only.stdout) as Manifest; // --json: exactly one JSON document on stdout
-  t.deepEqual(printed.nodes.map((n) => n.index), [0, 1, 2]);
+  t.deepEqual(
+    printed.nodes.map((n) => n.index),
+    [0, 1, 2],
+  );
   t.is(await readFile(join(full.dir, 'manifest.json'), 'utf8'), before, 'same inputs, same manifest');
 });
 
 test('a Pi Zero cannot boot an arm64 image: refused before anything is written', async (t) => {
   const { exitCode, stderr, dir } = await build(t, await fixture('bookworm-arm64'), ['--nodes', '2']);
   t.is(exitCode, 1);
-  t.regex(stderr, /otg1 is a pi0, which cannot boot the arm64 image .* \(it needs a 32-bit armhf image\); give this group a base image it can boot\./);
+  t.regex(
+    stderr,
+    /otg1 is a pi0, which cannot boot the arm64 image .* \(it needs a 32-bit armhf image\); give this group a base image it can boot\./,
+  );
   await t.throwsAsync(readdir(dir), { code: 'ENOENT' });
 });
 
@@ -196,10 +268,18 @@ test('a failure in the middle of a node leaves no .partial and no image for that
   const work = await scratchDir(t);
   // A profile-local overlay that writes where a directory is: the root session fails after cloning.
   await mkdir(join(work, 'overlays', 'broken'), { recursive: true });
-  await writeFile(join(work, 'overlays', 'broken', 'overlay.yaml'), 'id: broken\ndescription: writes a file over /etc\noperations:\n  - file: { path: /etc, source: x }\n');
+  await writeFile(
+    join(work, 'overlays', 'broken', 'overlay.yaml'),
+    'id: broken\ndescription: writes a file over /etc\noperations:\n  - file: { path: /etc, source: x }\n',
+  );
   await writeFile(join(work, 'overlays', 'broken', 'x'), 'x');
-  await writeFile(join(work, 'p.yaml'), `cluster: broken\nsourceDateEpoch: 1700000000\nbase: { image: ${await fixture('bookworm-armhf')} }\nnodes:\n  - { index: 1, hostname: n1, role: worker, board: pi4, overlays: [{ id: broken }] }\n`);
-  const result = await swarmcard(['build', join(work, 'p.yaml'), '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  await writeFile(
+    join(work, 'p.yaml'),
+    `cluster: broken\nsourceDateEpoch: 1700000000\nbase: { image: ${await fixture('bookworm-armhf')} }\nnodes:\n  - { index: 1, hostname: n1, role: worker, board: pi4, overlays: [{ id: broken }] }\n`,
+  );
+  const result = await swarmcard(['build', join(work, 'p.yaml'), '--out', join(work, 'dist')], {
+    env: { SWARMCARD_CACHE_DIR: join(work, 'cache') },
+  });
   t.is(result.exitCode, 1, result.stderr);
   t.regex(result.stderr, /cannot write the file \/etc: a directory is in the way/);
   t.deepEqual(await readdir(join(work, 'dist', 'broken')), []);
@@ -209,58 +289,86 @@ test('the generated shell scripts pass shellcheck', async (t) => {
   const { dir, exitCode, stderr } = await build(t, await fixture('bookworm-armhf'), ['--nodes', '1']);
   t.is(exitCode, 0, stderr);
   const work = await scratchDir(t);
-  const scripts = { 'swarmcard-nat': '/usr/local/sbin/swarmcard-nat', firstboot: '/usr/local/lib/swarmcard/firstboot', join: '/usr/local/lib/swarmcard/join' };
-  for (const [name, path] of Object.entries(scripts)) await writeFile(join(work, name), await debugfsCat(join(dir, '00-otghost1.img'), path));
+  const scripts = {
+    'swarmcard-nat': '/usr/local/sbin/swarmcard-nat',
+    firstboot: '/usr/local/lib/swarmcard/firstboot',
+    join: '/usr/local/lib/swarmcard/join',
+  };
+  for (const [name, path] of Object.entries(scripts))
+    await writeFile(join(work, name), await debugfsCat(join(dir, '00-otghost1.img'), path));
   await execa('tar', ['-xf', join(dir, 'host-kit.tar'), '-C', work]);
-  const check = await execa('shellcheck', ['--shell=sh', ...Object.keys(scripts).map((n) => join(work, n)), join(work, 'host-kit', 'install.sh')], { reject: false });
+  const check = await execa(
+    'shellcheck',
+    ['--shell=sh', ...Object.keys(scripts).map((n) => join(work, n)), join(work, 'host-kit', 'install.sh')],
+    { reject: false },
+  );
   t.is(check.exitCode, 0, check.stdout);
 });
 
 test('the built-in demo (make demo) builds host + 4 workers', async (t) => {
   const work = await scratchDir(t);
-  const result = await swarmcard(['demo', '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache'), SWARMCARD_SECRETS_DIR: work } });
+  const result = await swarmcard(['demo', '--out', join(work, 'dist')], {
+    env: { SWARMCARD_CACHE_DIR: join(work, 'cache'), SWARMCARD_SECRETS_DIR: work },
+  });
   t.is(result.exitCode, 0, result.stderr);
   t.regex(result.stdout, /release\s+trixie/);
   const dir = join(work, 'dist', 'pizero-otg');
-  t.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.img')), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img']);
+  t.deepEqual(
+    (await readdir(dir)).filter((f) => f.endsWith('.img')),
+    ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img'],
+  );
   t.true((await mdir(join(dir, '04-otg4.img'))).includes('::/meta-data'));
 });
 
 test('join mode: every image joins an existing swarm; the token is a secret in each, and the build says so', async (t) => {
   const work = await scratchDir(t);
-  await writeFile(join(work, 'worker.token'), 'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx\n');
-  await writeFile(join(work, 'join.yaml'), [
-    'cluster: extra-workers',
-    'sourceDateEpoch: 1700000000',
-    `base: { image: ${await fixture('bookworm-arm64')} }`,
-    'swarm:',
-    '  join: { manager: 192.168.1.200, tokenFile: worker.token }',
-    '  docker: { method: convenience, version: "28.5" }',
-    'nodes:',
-    '  - pattern: extra{k}',
-    '    count: 2',
-    '    role: worker',
-    '    board: pi4',
-    '    interfaces: [{ name: eth0, kind: ethernet, address: "192.168.1.{k+210}/24", gateway: 192.168.1.1 }]',
-    '',
-  ].join('\n'));
+  await writeFile(
+    join(work, 'worker.token'),
+    'SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx\n',
+  );
+  await writeFile(
+    join(work, 'join.yaml'),
+    [
+      'cluster: extra-workers',
+      'sourceDateEpoch: 1700000000',
+      `base: { image: ${await fixture('bookworm-arm64')} }`,
+      'swarm:',
+      '  join: { manager: 192.168.1.200, tokenFile: worker.token }',
+      '  docker: { method: convenience, version: "28.5" }',
+      'nodes:',
+      '  - pattern: extra{k}',
+      '    count: 2',
+      '    role: worker',
+      '    board: pi4',
+      '    interfaces: [{ name: eth0, kind: ethernet, address: "192.168.1.{k+210}/24", gateway: 192.168.1.1 }]',
+      '',
+    ].join('\n'),
+  );
   const plan = await swarmcard(['plan', join(work, 'join.yaml')]);
   t.regex(plan.stdout, /swarm: joins the existing swarm at 192\.168\.1\.200 as worker/);
   t.regex(plan.stdout, /write \/etc\/swarmcard\/join-token \(0600\) with the swarm join token, filled in at build/);
   t.false(plan.stdout.includes('SWMTKN'), 'the plan never shows the token');
-  const result = await swarmcard(['build', join(work, 'join.yaml'), '--out', join(work, 'dist')], { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } });
+  const result = await swarmcard(['build', join(work, 'join.yaml'), '--out', join(work, 'dist')], {
+    env: { SWARMCARD_CACHE_DIR: join(work, 'cache') },
+  });
   t.is(result.exitCode, 0, result.stderr);
   const dir = join(work, 'dist', 'extra-workers');
   for (const file of ['01-extra1.img', '02-extra2.img']) {
     t.regex(result.stderr, new RegExp(`${file.replace('.', '\\.')} holds the swarm join token`));
     t.like(await debugfsStat(join(dir, file), '/etc/swarmcard/join-token'), { mode: 0o600, uid: 0, gid: 0 });
     t.regex(await debugfsCat(join(dir, file), '/etc/swarmcard/join-token'), /^SWMTKN-1-/);
-    t.regex(await debugfsCat(join(dir, file), '/etc/swarmcard/swarm.env'), /^ROLE=join\nNODE_NAME=extra\d\nSELF_ADDRESS=192\.168\.1\.21\d\nMANAGER_ADDRESS=192\.168\.1\.200\n/m);
+    t.regex(
+      await debugfsCat(join(dir, file), '/etc/swarmcard/swarm.env'),
+      /^ROLE=join\nNODE_NAME=extra\d\nSELF_ADDRESS=192\.168\.1\.21\d\nMANAGER_ADDRESS=192\.168\.1\.200\n/m,
+    );
     t.is(await debugfsStat(join(dir, file), '/root/.ssh/authorized_keys'), undefined, 'no cluster key in join mode');
   }
   const manifest = await readFile(join(dir, 'manifest.json'), 'utf8');
   t.false(manifest.includes('SWMTKN'));
-  t.deepEqual((JSON.parse(manifest) as Manifest).nodes.map((n) => n.secrets), [['the swarm join token'], ['the swarm join token']]);
+  t.deepEqual(
+    (JSON.parse(manifest) as Manifest).nodes.map((n) => n.secrets),
+    [['the swarm join token'], ['the swarm join token']],
+  );
   t.regex(result.stdout, /01-extra1\.img .* holds the swarm join token/);
 });
 
@@ -281,11 +389,16 @@ for (const flavour of ['bookworm-armhf', 'trixie-armhf'] as FlavourName[]) {
       t.is(await debugfsStat(image, '/var/lib/docker/engine-id'), undefined);
       t.is(await debugfsStat(image, '/etc/docker/key.json'), undefined);
       t.is(await debugfsStat(image, '/var/lib/docker/swarm'), undefined);
-      const cloud = (await debugfs(image, 'ls -p /var/lib/cloud')).stdout.split('\n').map((l) => l.split('/')[5]).filter((n) => n && n !== '.' && n !== '..');
+      const cloud = (await debugfs(image, 'ls -p /var/lib/cloud')).stdout
+        .split('\n')
+        .map((l) => l.split('/')[5])
+        .filter((n) => n && n !== '.' && n !== '..');
       t.deepEqual(cloud, [], 'empty /var/lib/cloud');
     }
     // Node-specific identity: every disk id differs from the base's and from each other's.
-    const ids = await Promise.all([base, join(dir, '00-otghost1.img'), join(dir, '01-otg1.img')].map(async (i) => (await sfdisk(i)).id));
+    const ids = await Promise.all(
+      [base, join(dir, '00-otghost1.img'), join(dir, '01-otg1.img')].map(async (i) => (await sfdisk(i)).id),
+    );
     t.is(new Set(ids).size, 3);
   });
 }
@@ -295,13 +408,26 @@ test('a base where nothing recreates SSH host keys gets a unit that does', async
   const base = join(work, 'jessie-no-regen.img');
   await execa('cp', [await fixture('jessie-armhf'), base]);
   const { root } = await partitionOffsets(base);
-  await execa('debugfs', ['-w', '-R', 'rm /etc/systemd/system/multi-user.target.wants/regenerate_ssh_host_keys.service', `${base}?offset=${root}`]);
+  await execa('debugfs', [
+    '-w',
+    '-R',
+    'rm /etc/systemd/system/multi-user.target.wants/regenerate_ssh_host_keys.service',
+    `${base}?offset=${root}`,
+  ]);
   const report = JSON.parse((await swarmcard(['inspect', base, '--json'])).stdout) as { warnings: string[] };
   t.true(report.warnings.some((w) => /nothing in the image regenerates SSH host keys/.test(w)));
   const { exitCode, stderr, dir } = await build(t, base, ['--nodes', '1']);
   t.is(exitCode, 0, stderr);
   const image = join(dir, '01-otg1.img');
-  t.regex(await debugfsCat(image, '/etc/systemd/system/swarmcard-ssh-keygen.service'), /ExecStart=\/usr\/bin\/ssh-keygen -A/);
-  t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-ssh-keygen.service'), { type: 'symlink' });
-  t.deepEqual((JSON.parse((await swarmcard(['inspect', image, '--json'])).stdout) as { warnings: string[] }).warnings, []);
+  t.regex(
+    await debugfsCat(image, '/etc/systemd/system/swarmcard-ssh-keygen.service'),
+    /ExecStart=\/usr\/bin\/ssh-keygen -A/,
+  );
+  t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-ssh-keygen.service'), {
+    type: 'symlink',
+  });
+  t.deepEqual(
+    (JSON.parse((await swarmcard(['inspect', image, '--json'])).stdout) as { warnings: string[] }).warnings,
+    [],
+  );
 });

@@ -1,9 +1,10 @@
 /** Cloning, disk identity, refusal to write, and cleanup on failure and on Ctrl-C. */
-import test from 'ava';
-import { execa } from 'execa';
+
 import { access, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { execa } from 'execa';
 import { UserError } from '../builder/errors.js';
 import { withPartition } from '../builder/fs/partition.js';
 import { cloneImage } from '../builder/image/clone.js';
@@ -13,7 +14,11 @@ import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { debugfsCat, debugfsStat, mtype, sfdisk } from './helpers/independent.js';
 import { loopAvailable } from './helpers/loop.js';
 
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 test('a clone keeps the holes of its base and appears only when complete', async (t) => {
   const base = await fixture('bookworm-arm64');

@@ -2,15 +2,25 @@
  * The filesystem editors against every fixture flavour and every backend available here, read back
  * with mtools, debugfs and e2fsck directly.
  */
-import test, { type ExecutionContext } from 'ava';
+
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
 import { UserError } from '../builder/errors.js';
-import { flavourNames, type FlavourName } from '../builder/fixture/flavours.js';
-import { withPartition, type Ext4Backend } from '../builder/fs/partition.js';
+import { type FlavourName, flavourNames } from '../builder/fixture/flavours.js';
+import { type Ext4Backend, withPartition } from '../builder/fs/partition.js';
 import { readLayout } from '../builder/image/layout.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
-import { debugfsBytes, debugfsCat, debugfsStat, e2fsckClean, mdir, mtype, mtypeBytes, sha256File } from './helpers/independent.js';
+import {
+  debugfsBytes,
+  debugfsCat,
+  debugfsStat,
+  e2fsckClean,
+  mdir,
+  mtype,
+  mtypeBytes,
+  sha256File,
+} from './helpers/independent.js';
 import { loopAvailable } from './helpers/loop.js';
 
 const EPOCH = 1750000000;
@@ -31,11 +41,19 @@ async function applyEdits(image: string, backend: Ext4Backend): Promise<void> {
   await withPartition(layout, 'root', options, async (fs) => {
     await fs.write('/etc/hostname', 'node7\n');
     await fs.mkdir('/var/lib/swarmcard/state', { parents: true, mode: 0o700 });
-    await fs.write('/var/lib/swarmcard/state/secret', 'not in logs\n', { mode: 0o600, uid: 1000, gid: 1000, mtime: 1234567890 });
+    await fs.write('/var/lib/swarmcard/state/secret', 'not in logs\n', {
+      mode: 0o600,
+      uid: 1000,
+      gid: 1000,
+      mtime: 1234567890,
+    });
     await fs.write('/var/lib/swarmcard/state/blob.bin', binary);
     await fs.write('/bin/swarmcard-tool', '#!/bin/sh\necho hi\n', { mode: 0o755 }); // through /bin → usr/bin on merged-/usr releases
     await fs.write('/etc/systemd/system/swarmcard-firstboot.service', '[Unit]\nDescription=x\n');
-    await fs.symlink('/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service', '/etc/systemd/system/swarmcard-firstboot.service');
+    await fs.symlink(
+      '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service',
+      '/etc/systemd/system/swarmcard-firstboot.service',
+    );
     await fs.remove('/etc/motd');
     await fs.mkdir('/opt/tmp/deep', { parents: true });
     await fs.write('/opt/tmp/deep/file', 'x');
@@ -53,18 +71,34 @@ async function checkEdits(t: ExecutionContext, image: string, name: FlavourName)
   t.regex(await mtype(image, '/config.txt'), /\[all\]\ndtoverlay=dwc2\n$/);
   t.deepEqual(await mtypeBytes(image, '/swarmcard/node/blob.bin'), binary);
   const root = await mdir(image, '/');
-  t.false(root.some((l) => /issue\.txt/i.test(l)), 'issue.txt removed');
-  t.false(root.some((l) => /overlays/i.test(l)), 'overlays/ removed recursively');
+  t.false(
+    root.some((l) => /issue\.txt/i.test(l)),
+    'issue.txt removed',
+  );
+  t.false(
+    root.some((l) => /overlays/i.test(l)),
+    'overlays/ removed recursively',
+  );
   // Root partition through debugfs directly.
   t.is(await debugfsCat(image, '/etc/hostname'), 'node7\n');
   t.like(await debugfsStat(image, '/etc/hostname'), { type: 'regular', mode: 0o644, uid: 0, gid: 0, mtime: EPOCH });
   t.like(await debugfsStat(image, '/var/lib/swarmcard/state'), { type: 'directory', mode: 0o700, uid: 0, gid: 0 });
   t.like(await debugfsStat(image, '/var/lib/swarmcard'), { type: 'directory', mode: 0o755 });
-  t.like(await debugfsStat(image, '/var/lib/swarmcard/state/secret'), { type: 'regular', mode: 0o600, uid: 1000, gid: 1000, mtime: 1234567890 });
+  t.like(await debugfsStat(image, '/var/lib/swarmcard/state/secret'), {
+    type: 'regular',
+    mode: 0o600,
+    uid: 1000,
+    gid: 1000,
+    mtime: 1234567890,
+  });
   t.is(await debugfsCat(image, '/var/lib/swarmcard/state/secret'), 'not in logs\n');
   t.deepEqual(await debugfsBytes(image, '/var/lib/swarmcard/state/blob.bin'), binary);
-  t.like(await debugfsStat(image, merged ? '/usr/bin/swarmcard-tool' : '/bin/swarmcard-tool'), { type: 'regular', mode: 0o755 });
-  if (merged) t.like(await debugfsStat(image, '/bin'), { type: 'symlink', linkTarget: 'usr/bin' }, '/bin stays a symlink');
+  t.like(await debugfsStat(image, merged ? '/usr/bin/swarmcard-tool' : '/bin/swarmcard-tool'), {
+    type: 'regular',
+    mode: 0o755,
+  });
+  if (merged)
+    t.like(await debugfsStat(image, '/bin'), { type: 'symlink', linkTarget: 'usr/bin' }, '/bin stays a symlink');
   t.like(await debugfsStat(image, '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service'), {
     type: 'symlink',
     linkTarget: '/etc/systemd/system/swarmcard-firstboot.service',
@@ -109,7 +143,10 @@ test('read-back verification catches a backend that silently drops a change', as
   const dir = await scratchDir(t);
   // A debugfs that "forgets" every mode change, as a buggy backend might.
   const wrapper = join(dir, 'debugfs');
-  await writeFile(wrapper, '#!/bin/sh\nfor a; do last="$a"; done\nargs=""\nif [ "$1" = -w ]; then sed -i "/ mode 0/d" "$3"; fi\nexec /usr/sbin/debugfs "$@"\n');
+  await writeFile(
+    wrapper,
+    '#!/bin/sh\nfor a; do last="$a"; done\nargs=""\nif [ "$1" = -w ]; then sed -i "/ mode 0/d" "$3"; fi\nexec /usr/sbin/debugfs "$@"\n',
+  );
   await chmod(wrapper, 0o755);
   const image = await scratchCopy(t, await fixture('bookworm-arm64'));
   process.env.SWARMCARD_DEBUGFS = wrapper;

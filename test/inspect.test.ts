@@ -1,21 +1,78 @@
 /** `swarmcard inspect` on every fixture flavour and on bad inputs, through the real CLI. */
-import test from 'ava';
-import { execa } from 'execa';
+
 import { open, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ImageReport } from '../builder/image/inspect.js';
+import test from 'ava';
+import { execa } from 'execa';
 import { flavourNames } from '../builder/fixture/flavours.js';
+import type { ImageReport } from '../builder/image/inspect.js';
 import { swarmcard } from './helpers/cli.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 
 const expected = {
-  'jessie-armhf': { codename: 'jessie', arch: 'armhf', bootMount: '/boot', network: 'dhcpcd', firstBoot: 'init_resize', machineId: 'empty', root: '/dev/mmcblk0p2' },
-  'bullseye-armhf': { codename: 'bullseye', arch: 'armhf', bootMount: '/boot', network: 'dhcpcd', firstBoot: 'raspberrypi-sys-mods', machineId: 'empty', root: 'PARTUUID=7a1e0b11-02' },
-  'bullseye-arm64': { codename: 'bullseye', arch: 'arm64', bootMount: '/boot', network: 'dhcpcd', firstBoot: 'raspberrypi-sys-mods', machineId: 'empty', root: 'PARTUUID=7a1e0c11-02' },
-  'bookworm-armhf': { codename: 'bookworm', arch: 'armhf', bootMount: '/boot/firmware', network: 'networkmanager', firstBoot: 'raspberrypi-sys-mods', machineId: 'empty', root: 'PARTUUID=4e5cd302-02' },
-  'bookworm-arm64': { codename: 'bookworm', arch: 'arm64', bootMount: '/boot/firmware', network: 'networkmanager', firstBoot: 'raspberrypi-sys-mods', machineId: 'empty', root: 'PARTUUID=4e5cd402-02' },
-  'trixie-armhf': { codename: 'trixie', arch: 'armhf', bootMount: '/boot/firmware', network: 'networkmanager', firstBoot: 'rpi-resize', machineId: 'uninitialized', root: 'PARTUUID=93b1f4a7-02' },
-  'trixie-arm64': { codename: 'trixie', arch: 'arm64', bootMount: '/boot/firmware', network: 'networkmanager', firstBoot: 'rpi-resize', machineId: 'uninitialized', root: 'PARTUUID=93b1f5a7-02' },
+  'jessie-armhf': {
+    codename: 'jessie',
+    arch: 'armhf',
+    bootMount: '/boot',
+    network: 'dhcpcd',
+    firstBoot: 'init_resize',
+    machineId: 'empty',
+    root: '/dev/mmcblk0p2',
+  },
+  'bullseye-armhf': {
+    codename: 'bullseye',
+    arch: 'armhf',
+    bootMount: '/boot',
+    network: 'dhcpcd',
+    firstBoot: 'raspberrypi-sys-mods',
+    machineId: 'empty',
+    root: 'PARTUUID=7a1e0b11-02',
+  },
+  'bullseye-arm64': {
+    codename: 'bullseye',
+    arch: 'arm64',
+    bootMount: '/boot',
+    network: 'dhcpcd',
+    firstBoot: 'raspberrypi-sys-mods',
+    machineId: 'empty',
+    root: 'PARTUUID=7a1e0c11-02',
+  },
+  'bookworm-armhf': {
+    codename: 'bookworm',
+    arch: 'armhf',
+    bootMount: '/boot/firmware',
+    network: 'networkmanager',
+    firstBoot: 'raspberrypi-sys-mods',
+    machineId: 'empty',
+    root: 'PARTUUID=4e5cd302-02',
+  },
+  'bookworm-arm64': {
+    codename: 'bookworm',
+    arch: 'arm64',
+    bootMount: '/boot/firmware',
+    network: 'networkmanager',
+    firstBoot: 'raspberrypi-sys-mods',
+    machineId: 'empty',
+    root: 'PARTUUID=4e5cd402-02',
+  },
+  'trixie-armhf': {
+    codename: 'trixie',
+    arch: 'armhf',
+    bootMount: '/boot/firmware',
+    network: 'networkmanager',
+    firstBoot: 'rpi-resize',
+    machineId: 'uninitialized',
+    root: 'PARTUUID=93b1f4a7-02',
+  },
+  'trixie-arm64': {
+    codename: 'trixie',
+    arch: 'arm64',
+    bootMount: '/boot/firmware',
+    network: 'networkmanager',
+    firstBoot: 'rpi-resize',
+    machineId: 'uninitialized',
+    root: 'PARTUUID=93b1f5a7-02',
+  },
 } as const;
 
 for (const name of flavourNames) {
@@ -32,12 +89,19 @@ for (const name of flavourNames) {
     t.is(report.bootMount, want.bootMount);
     t.is(report.network.active, want.network);
     t.is(report.network.cloudInit.installed, want.codename === 'trixie');
-    t.is(report.network.networkManager.installed, want.codename !== 'jessie', 'bullseye has NetworkManager installed but disabled');
+    t.is(
+      report.network.networkManager.installed,
+      want.codename !== 'jessie',
+      'bullseye has NetworkManager installed but disabled',
+    );
     t.is(report.firstBoot.mechanism, want.firstBoot);
     t.is(report.identity.machineId, want.machineId);
     t.is(report.cmdline.root, want.root);
     t.is(report.hostname, 'raspberrypi');
-    t.deepEqual(report.partitions.map((p) => p.role), ['boot', 'root']);
+    t.deepEqual(
+      report.partitions.map((p) => p.role),
+      ['boot', 'root'],
+    );
     t.is(report.partitions[0]!.label, want.codename === 'bookworm' || want.codename === 'trixie' ? 'bootfs' : 'boot');
     t.is(report.ext4.features.includes('metadata_csum'), want.codename !== 'jessie');
     t.is(report.ext4.features.includes('orphan_file'), want.codename === 'trixie');
@@ -55,7 +119,15 @@ test('inspect prints a readable report and warns about every clone-hygiene probl
   t.is(result.exitCode, 0);
   t.regex(result.stdout, /release\s+bookworm/);
   t.regex(result.stdout, /architecture\s+armhf/);
-  for (const problem of [/machine-id is set/, /dbus\/machine-id is present/, /SSH host keys are present/, /engine-id/, /key\.json/, /docker\/swarm/, /\/var\/lib\/cloud is not empty/]) {
+  for (const problem of [
+    /machine-id is set/,
+    /dbus\/machine-id is present/,
+    /SSH host keys are present/,
+    /engine-id/,
+    /key\.json/,
+    /docker\/swarm/,
+    /\/var\/lib\/cloud is not empty/,
+  ]) {
     t.regex(result.stderr, problem);
   }
 });
@@ -73,7 +145,8 @@ test('inspect flags trixie with an empty machine-id (it skips the resize)', asyn
 
 async function offsets(image: string) {
   const { stdout } = await execa('sfdisk', ['--json', image]);
-  const parts = (JSON.parse(stdout) as { partitiontable: { partitions: { start: number }[] } }).partitiontable.partitions;
+  const parts = (JSON.parse(stdout) as { partitiontable: { partitions: { start: number }[] } }).partitiontable
+    .partitions;
   return { boot: parts[0]!.start * 512, root: parts[1]!.start * 512 };
 }
 
@@ -90,13 +163,21 @@ async function badInput(t: import('ava').ExecutionContext, image: string, messag
 }
 
 test('bad input: a missing file', async (t) => {
-  await badInput(t, join(await scratchDir(t), 'nothere.img'), /does not exist; give the path of a Raspberry Pi OS image/);
+  await badInput(
+    t,
+    join(await scratchDir(t), 'nothere.img'),
+    /does not exist; give the path of a Raspberry Pi OS image/,
+  );
 });
 
 test('bad input: a truncated image', async (t) => {
   const image = await scratchCopy(t, await fixture('bookworm-armhf'));
   await truncate(image, 100 * 1024 * 1024);
-  await badInput(t, image, /is truncated: its partition table needs \d+ bytes but the file has 104857600; download or decompress it again\./);
+  await badInput(
+    t,
+    image,
+    /is truncated: its partition table needs \d+ bytes but the file has 104857600; download or decompress it again\./,
+  );
 });
 
 test('bad input: no partition table', async (t) => {

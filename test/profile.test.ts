@@ -1,10 +1,11 @@
 /** Profiles, rules and plans: pure, fast; the CLI is run for exit codes and messages. */
-import test from 'ava';
-import { readFile, writeFile, readdir } from 'node:fs/promises';
+
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import test from 'ava';
 import { schemaText } from '../builder/commands/schema.js';
 import { gadgetMacs } from '../builder/plan/gadget-mac.js';
-import { planCluster, parseOnly } from '../builder/plan/plan.js';
+import { parseOnly, planCluster } from '../builder/plan/plan.js';
 import { evaluate, interpolate } from '../builder/profile/expr.js';
 import { loadProfile } from '../builder/profile/load-profile.js';
 import { swarmcard } from './helpers/cli.js';
@@ -31,18 +32,29 @@ for (const name of ['pizero-otg', 'pi4-ethernet', 'clustered-pi', 'iot-leds']) {
   });
 }
 
-test.serial('growing a cluster: without etcHosts only the manager changes; with it, only the hosts block too', async (t) => {
-  const plans = async (file: string, more: number) => inRoot(async () => [planCluster(await loadProfile(file)), planCluster(await loadProfile(file, { nodes: more }))] as const);
-  const [four, five] = await plans('profiles/clustered-pi.yaml', 4);
-  for (const k of [1, 2, 3]) t.deepEqual(five.nodes[k], four.nodes[k], `node ${k + 1}`);
-  t.notDeepEqual(five.nodes[0], four.nodes[0], 'the manager lists the new node');
-  const [seven, eight] = await plans('profiles/pi4-ethernet.yaml', 8);
-  const hostsBlock = (e: { op: string; path?: string }) => e.op === 'block' && e.path === '/etc/hosts';
-  for (const k of [1, 2, 3, 4, 5, 6, 7]) {
-    t.deepEqual({ ...eight.nodes[k]!, edits: eight.nodes[k]!.edits.filter((e) => !hostsBlock(e)) }, { ...seven.nodes[k]!, edits: seven.nodes[k]!.edits.filter((e) => !hostsBlock(e)) }, `worker ${k}`);
-    t.true(JSON.stringify(eight.nodes[k]!.edits.find(hostsBlock)).includes('192.168.1.208\\tworker8'));
-  }
-});
+test.serial(
+  'growing a cluster: without etcHosts only the manager changes; with it, only the hosts block too',
+  async (t) => {
+    const plans = async (file: string, more: number) =>
+      inRoot(
+        async () =>
+          [planCluster(await loadProfile(file)), planCluster(await loadProfile(file, { nodes: more }))] as const,
+      );
+    const [four, five] = await plans('profiles/clustered-pi.yaml', 4);
+    for (const k of [1, 2, 3]) t.deepEqual(five.nodes[k], four.nodes[k], `node ${k + 1}`);
+    t.notDeepEqual(five.nodes[0], four.nodes[0], 'the manager lists the new node');
+    const [seven, eight] = await plans('profiles/pi4-ethernet.yaml', 8);
+    const hostsBlock = (e: { op: string; path?: string }) => e.op === 'block' && e.path === '/etc/hosts';
+    for (const k of [1, 2, 3, 4, 5, 6, 7]) {
+      t.deepEqual(
+        { ...eight.nodes[k]!, edits: eight.nodes[k]!.edits.filter((e) => !hostsBlock(e)) },
+        { ...seven.nodes[k]!, edits: seven.nodes[k]!.edits.filter((e) => !hostsBlock(e)) },
+        `worker ${k}`,
+      );
+      t.true(JSON.stringify(eight.nodes[k]!.edits.find(hostsBlock)).includes('192.168.1.208\\tworker8'));
+    }
+  },
+);
 
 test('no secret reaches a plan: hash, keys and Wi-Fi stay abstract until the build', async (t) => {
   for (const name of ['pi4-ethernet', 'iot-leds']) {
@@ -53,12 +65,18 @@ test('no secret reaches a plan: hash, keys and Wi-Fi stay abstract until the bui
 
 test.serial('pizero-otg: workers follow the guide, the host gets one link per worker', async (t) => {
   const plan = await inRoot(async () => planCluster(await loadProfile(pizero)));
-  t.deepEqual(plan.nodes.map((n) => n.file), ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img']);
+  t.deepEqual(
+    plan.nodes.map((n) => n.file),
+    ['00-otghost1.img', '01-otg1.img', '02-otg2.img', '03-otg3.img', '04-otg4.img'],
+  );
   const otg3 = plan.nodes[3]!;
   t.deepEqual(otg3.gadget, { hostMac: '00:22:82:ff:ff:03', devMac: '00:22:82:ff:ff:13' });
   t.like(otg3.interfaces[0], { name: 'usb0', address: '10.0.13.2/24', gateway: '10.0.13.1', dns: ['8.8.8.8'] });
   const host = plan.nodes[0]!;
-  t.deepEqual(host.interfaces.map((i) => [i.name, i.address, i.mac]), [1, 2, 3, 4].map((k) => [`ethusb${k}`, `10.0.${10 + k}.1/24`, `00:22:82:ff:ff:0${k}`]));
+  t.deepEqual(
+    host.interfaces.map((i) => [i.name, i.address, i.mac]),
+    [1, 2, 3, 4].map((k) => [`ethusb${k}`, `10.0.${10 + k}.1/24`, `00:22:82:ff:ff:0${k}`]),
+  );
 });
 
 test.serial('a node plan depends only on the profile and its index: --nodes changes only the host', async (t) => {
@@ -101,12 +119,18 @@ test('--only parses lists and ranges and refuses unknown nodes', async (t) => {
 });
 
 test('profiles/schema.json is the schema the code validates with', async (t) => {
-  t.is(await readFile(new URL('../../profiles/schema.json', import.meta.url), 'utf8'), schemaText(), 'run: node build/builder/cli.js schema > profiles/schema.json');
+  t.is(
+    await readFile(new URL('../../profiles/schema.json', import.meta.url), 'utf8'),
+    schemaText(),
+    'run: node build/builder/cli.js schema > profiles/schema.json',
+  );
 });
 
 test('every profile under profiles/ validates', async (t) => {
   // A build leaves <cluster>.secrets.yaml beside its profile (make demo does): not a profile.
-  const files = (await readdir(new URL('../../profiles/', import.meta.url))).filter((f) => f.endsWith('.yaml') && !f.endsWith('.secrets.yaml'));
+  const files = (await readdir(new URL('../../profiles/', import.meta.url))).filter(
+    (f) => f.endsWith('.yaml') && !f.endsWith('.secrets.yaml'),
+  );
   t.true(files.length > 0);
   for (const f of files) {
     const result = await swarmcard(['validate', `profiles/${f}`], { cwd: root });
@@ -116,12 +140,22 @@ test('every profile under profiles/ validates', async (t) => {
 
 /** Each invalid fixture is named for the rule it breaks: [line, field, message]. */
 const invalid: Record<string, [number, string, RegExp][]> = {
-  'invalid-duplicate-hostname': [[7, 'nodes[1].hostname', /host name node1 is used by nodes 1 and 2; host names must be unique/]],
+  'invalid-duplicate-hostname': [
+    [7, 'nodes[1].hostname', /host name node1 is used by nodes 1 and 2; host names must be unique/],
+  ],
   'invalid-duplicate-index': [[7, 'nodes[1].index', /node index 1 is used twice/]],
-  'invalid-hostname-rfc1123': [[7, 'nodes[0].hostname', /"Node_1" is not a valid host name \(RFC 1123.*use e\.g\. node-1/]],
-  'invalid-gateway-outside-subnet': [[14, 'nodes[0].interfaces[0].gateway', /192\.168\.2\.1 is outside 192\.168\.1\.0\/24/]],
-  'invalid-overlapping-subnets': [[17, 'nodes[1].interfaces[0].address', /192\.168\.0\.0\/16 of node2 eth0 overlaps 192\.168\.1\.0\/24/]],
-  'invalid-duplicate-address': [[17, 'nodes[1].interfaces[0].address', /192\.168\.1\.10 is given to both node1 eth0 and node2 eth0/]],
+  'invalid-hostname-rfc1123': [
+    [7, 'nodes[0].hostname', /"Node_1" is not a valid host name \(RFC 1123.*use e\.g\. node-1/],
+  ],
+  'invalid-gateway-outside-subnet': [
+    [14, 'nodes[0].interfaces[0].gateway', /192\.168\.2\.1 is outside 192\.168\.1\.0\/24/],
+  ],
+  'invalid-overlapping-subnets': [
+    [17, 'nodes[1].interfaces[0].address', /192\.168\.0\.0\/16 of node2 eth0 overlaps 192\.168\.1\.0\/24/],
+  ],
+  'invalid-duplicate-address': [
+    [17, 'nodes[1].interfaces[0].address', /192\.168\.1\.10 is given to both node1 eth0 and node2 eth0/],
+  ],
   'invalid-unknown-field': [[10, 'nodes[0].colour', /is not a known field; remove it or fix its spelling/]],
   'invalid-missing-role': [[6, 'nodes[0].role', /is missing; add role/]],
   'invalid-unknown-board': [[9, 'nodes[0].board', /must be one of pi0, .* not "pi9"/]],
@@ -129,17 +163,45 @@ const invalid: Record<string, [number, string, RegExp][]> = {
   'invalid-unknown-overlay': [[11, 'nodes[0].overlays[0].id', /no overlay "no-such-overlay"/]],
   'invalid-overlay-param': [[13, 'nodes[0].overlays[0].params.gpuMem', /gpuMem must be at least 16/]],
   'invalid-gadget-without-otg': [[12, 'nodes[1].interfaces[0].kind', /node1 is a pi3, which has no USB OTG port/]],
-  'invalid-address-out-of-range': [[12, 'nodes[1].interfaces[0].address', /"10\.0\.256\.2\/24" \(node node6\) is not an IPv4 address/]],
+  'invalid-address-out-of-range': [
+    [12, 'nodes[1].interfaces[0].address', /"10\.0\.256\.2\/24" \(node node6\) is not an IPv4 address/],
+  ],
   'invalid-pattern-expression': [[6, 'nodes[0].pattern', /unexpected "end" in \{k\+\}/]],
-  'invalid-docker-armv6': [[7, 'swarm.docker.method', /zero1 is a pi0w \(ARMv6\), which Docker latest no longer supports .* use method: apt, or the convenience script with version: "28\.5"/]],
+  'invalid-docker-armv6': [
+    [
+      7,
+      'swarm.docker.method',
+      /zero1 is a pi0w \(ARMv6\), which Docker latest no longer supports .* use method: apt, or the convenience script with version: "28\.5"/,
+    ],
+  ],
   'invalid-swarm-manager-unknown': [[5, 'swarm.manager', /no node is called boss; use one of manager1/]],
-  'invalid-wifi-without-country': [[11, 'nodes[0].interfaces[0]', /country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB/]],
-  'invalid-dhcp-with-gateway': [[14, 'nodes[0].interfaces[0].gateway', /node1 eth0 takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns/]],
+  'invalid-wifi-without-country': [
+    [
+      11,
+      'nodes[0].interfaces[0]',
+      /country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB/,
+    ],
+  ],
+  'invalid-dhcp-with-gateway': [
+    [
+      14,
+      'nodes[0].interfaces[0].gateway',
+      /node1 eth0 takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns/,
+    ],
+  ],
   'invalid-admin-two-passwords': [[8, 'admin.passwordFile', /give either passwordHash or passwordFile, not both/]],
   // The value is not echoed: it may be a plain password.
-  'invalid-admin-password-hash': [[7, 'admin.passwordHash', /must be a SHA-512 crypt hash \(\$6\$salt\$…, as made by "openssl passwd -6"\); or give passwordFile instead$/]],
+  'invalid-admin-password-hash': [
+    [
+      7,
+      'admin.passwordHash',
+      /must be a SHA-512 crypt hash \(\$6\$salt\$…, as made by "openssl passwd -6"\); or give passwordFile instead$/,
+    ],
+  ],
   'invalid-nfs-shared-outside': [[10, 'nfs.shared', /\/srv\/data is not on any NFS mount; use one of \/mnt\/cluster/]],
-  'invalid-registry-in-join-mode': [[9, 'swarm.registry', /runs on the manager of a swarm swarmcard creates; in join mode/]],
+  'invalid-registry-in-join-mode': [
+    [9, 'swarm.registry', /runs on the manager of a swarm swarmcard creates; in join mode/],
+  ],
   'invalid-several-problems': [
     [1, 'cluster', /must be lower-case letters, digits and hyphens/],
     [2, 'sourceDateEpoch', /greater or equal to 0, got -5/],
@@ -153,7 +215,10 @@ for (const [name, expected] of Object.entries(invalid)) {
     const validate = await swarmcard(['validate', file], { cwd: root });
     t.is(validate.exitCode, 1);
     t.is(validate.stdout, '');
-    const lines = validate.stderr.trim().split('\n').map((l) => l.replace(/^error: /, ''));
+    const lines = validate.stderr
+      .trim()
+      .split('\n')
+      .map((l) => l.replace(/^error: /, ''));
     t.is(lines.length, expected.length, validate.stderr);
     expected.forEach(([line, field, message], i) => {
       t.true(lines[i]!.startsWith(`${file}:${line}: ${field}: `), lines[i]);

@@ -1,12 +1,12 @@
 /** Pure code: parsers and text edits, no I/O. */
 import test from 'ava';
 import { UserError } from '../builder/errors.js';
-import { canonicalPath, normalizePath, type FileStat } from '../builder/fs/editor.js';
-import { parseDebugfsStat } from '../builder/fs/ext4-debugfs.js';
 import { elfStub } from '../builder/fixture/flavours.js';
+import { canonicalPath, type FileStat, normalizePath } from '../builder/fs/editor.js';
+import { parseDebugfsStat } from '../builder/fs/ext4-debugfs.js';
 import { parseElf } from '../builder/image/elf.js';
 import { assertWritable, parseExt4Superblock, unsupportedFeatures } from '../builder/image/ext4-superblock.js';
-import { parseMbr, partUuid, withDiskId, parseDiskId } from '../builder/image/mbr.js';
+import { parseDiskId, parseMbr, partUuid, withDiskId } from '../builder/image/mbr.js';
 import { detectCompression } from '../builder/source/base-image.js';
 import { addToList, formatCmdline, getToken, parseCmdline, removeToken, setToken } from '../builder/text/cmdline.js';
 import { configSettings, parseConfigTxt } from '../builder/text/config-txt.js';
@@ -28,15 +28,33 @@ function mbr(entries: { type: number; start: number; sectors: number }[], diskId
 }
 
 test('MBR: disk id and partitions are read', (t) => {
-  const parsed = parseMbr(mbr([{ type: 0x0c, start: 8192, sectors: 1000 }, { type: 0x83, start: 9192, sectors: 5000 }]), 'x.img');
+  const parsed = parseMbr(
+    mbr([
+      { type: 0x0c, start: 8192, sectors: 1000 },
+      { type: 0x83, start: 9192, sectors: 5000 },
+    ]),
+    'x.img',
+  );
   t.is(parsed.diskId, 0x1234abcd);
-  t.deepEqual(parsed.partitions.map((p) => [p.number, p.type, p.offset, p.size]), [[1, 0x0c, 8192 * 512, 1000 * 512], [2, 0x83, 9192 * 512, 5000 * 512]]);
+  t.deepEqual(
+    parsed.partitions.map((p) => [p.number, p.type, p.offset, p.size]),
+    [
+      [1, 0x0c, 8192 * 512, 1000 * 512],
+      [2, 0x83, 9192 * 512, 5000 * 512],
+    ],
+  );
   t.is(partUuid(parsed.diskId, 2), '1234abcd-02');
 });
 
 test('MBR: bad tables give one clear sentence', (t) => {
-  t.throws(() => parseMbr(Buffer.alloc(512), 'a.img'), { instanceOf: UserError, message: /a\.img has no partition table/ });
-  t.throws(() => parseMbr(mbr([{ type: 0xee, start: 1, sectors: 100 }]), 'g.img'), { instanceOf: UserError, message: /GPT/ });
+  t.throws(() => parseMbr(Buffer.alloc(512), 'a.img'), {
+    instanceOf: UserError,
+    message: /a\.img has no partition table/,
+  });
+  t.throws(() => parseMbr(mbr([{ type: 0xee, start: 1, sectors: 100 }]), 'g.img'), {
+    instanceOf: UserError,
+    message: /GPT/,
+  });
   t.throws(() => parseMbr(mbr([]), 'e.img'), { message: /empty partition table/ });
   t.throws(() => parseMbr(Buffer.alloc(10), 's.img'), { message: /shorter than one sector/ });
 });
@@ -70,24 +88,46 @@ function superblock(compat: number, incompat: number, roCompat: number): Buffer 
 test('ext4: features are decoded and checked against the e2fsprogs version', (t) => {
   const sb = parseExt4Superblock(superblock(0x4 | 0x1000, 0x2 | 0x40, 0x400))!;
   t.is(sb.label, 'rootfs');
-  t.deepEqual(sb.features.map((f) => f.name), ['has_journal', 'orphan_file', 'filetype', 'extent', 'metadata_csum']);
+  t.deepEqual(
+    sb.features.map((f) => f.name),
+    ['has_journal', 'orphan_file', 'filetype', 'extent', 'metadata_csum'],
+  );
   t.deepEqual(unsupportedFeatures(sb, '1.47.0'), []);
-  t.deepEqual(unsupportedFeatures(sb, '1.46.2').map((f) => f.name), ['orphan_file']);
-  t.deepEqual(unsupportedFeatures(sb, '1.42.9').map((f) => f.name), ['orphan_file', 'metadata_csum']);
-  t.throws(() => assertWritable(sb, '1.46.2', 'pi.img'), { instanceOf: UserError, message: /orphan_file.*e2fsprogs 1\.46\.2.*install e2fsprogs 1\.47 or newer/ });
+  t.deepEqual(
+    unsupportedFeatures(sb, '1.46.2').map((f) => f.name),
+    ['orphan_file'],
+  );
+  t.deepEqual(
+    unsupportedFeatures(sb, '1.42.9').map((f) => f.name),
+    ['orphan_file', 'metadata_csum'],
+  );
+  t.throws(() => assertWritable(sb, '1.46.2', 'pi.img'), {
+    instanceOf: UserError,
+    message: /orphan_file.*e2fsprogs 1\.46\.2.*install e2fsprogs 1\.47 or newer/,
+  });
   t.notThrows(() => assertWritable(sb, '1.47.0', 'pi.img'));
   const unknown = parseExt4Superblock(superblock(0, 0x80000000, 0))!;
-  t.throws(() => assertWritable(unknown, '1.47.0', 'pi.img'), { message: /unknown_incompat_0x80000000.*no known e2fsprogs/ });
+  t.throws(() => assertWritable(unknown, '1.47.0', 'pi.img'), {
+    message: /unknown_incompat_0x80000000.*no known e2fsprogs/,
+  });
   const dirty = parseExt4Superblock(superblock(0x4, 0x4 | 0x40, 0))!;
   t.throws(() => assertWritable(dirty, '1.47.0', 'pi.img'), { message: /journal needs recovery/ });
   t.is(parseExt4Superblock(Buffer.alloc(1024)), undefined);
 });
 
 test('cmdline.txt: tokens are edited in place on one line, init= stays last', (t) => {
-  const tokens = parseCmdline('console=serial0,115200 root=PARTUUID=abcd-02 rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot\nignored second line\n');
+  const tokens = parseCmdline(
+    'console=serial0,115200 root=PARTUUID=abcd-02 rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot\nignored second line\n',
+  );
   t.is(getToken(tokens, 'root'), 'PARTUUID=abcd-02');
-  const edited = addToList(setToken(tokens, 'g_ether.host_addr', '00:22:82:ff:ff:01'), 'modules-load', ['dwc2', 'g_ether']);
-  t.is(formatCmdline(edited), 'console=serial0,115200 root=PARTUUID=abcd-02 rootwait g_ether.host_addr=00:22:82:ff:ff:01 modules-load=dwc2,g_ether init=/usr/lib/raspberrypi-sys-mods/firstboot\n');
+  const edited = addToList(setToken(tokens, 'g_ether.host_addr', '00:22:82:ff:ff:01'), 'modules-load', [
+    'dwc2',
+    'g_ether',
+  ]);
+  t.is(
+    formatCmdline(edited),
+    'console=serial0,115200 root=PARTUUID=abcd-02 rootwait g_ether.host_addr=00:22:82:ff:ff:01 modules-load=dwc2,g_ether init=/usr/lib/raspberrypi-sys-mods/firstboot\n',
+  );
   t.deepEqual(addToList(edited, 'modules-load', ['g_ether']), edited, 'adding again changes nothing');
   t.deepEqual(setToken(['a=1', 'b', 'a=2'], 'a', '3'), ['a=3', 'b'], 'duplicates collapse');
   t.deepEqual(removeToken(edited, 'init').at(-1), 'modules-load=dwc2,g_ether');
@@ -99,7 +139,10 @@ const bookwormConfig = 'dtparam=audio=on\n# comment\n\n[cm4]\notg_mode=1\n\n[cm5
 
 test('config.txt: sections are parsed; a marked block carries its own [all]', (t) => {
   const sections = parseConfigTxt(bookwormConfig);
-  t.deepEqual(sections.map((s) => s.filter), [undefined, 'cm4', 'cm5']);
+  t.deepEqual(
+    sections.map((s) => s.filter),
+    [undefined, 'cm4', 'cm5'],
+  );
   t.deepEqual(configSettings(sections), [
     { filter: '(global)', settings: ['dtparam=audio=on'] },
     { filter: 'cm4', settings: ['otg_mode=1'] },
@@ -118,15 +161,21 @@ test('config.txt: sections are parsed; a marked block carries its own [all]', (t
 });
 
 test('os-release: quoted values; jessie has no VERSION_CODENAME', (t) => {
-  const r = parseOsRelease('PRETTY_NAME="Raspbian GNU/Linux 8 (jessie)"\nVERSION_ID="8"\nVERSION="8 (jessie)"\nID=raspbian\n');
+  const r = parseOsRelease(
+    'PRETTY_NAME="Raspbian GNU/Linux 8 (jessie)"\nVERSION_ID="8"\nVERSION="8 (jessie)"\nID=raspbian\n',
+  );
   t.is(r.ID, 'raspbian');
   t.is(r.VERSION, '8 (jessie)');
   t.is(r.VERSION_CODENAME, undefined);
 });
 
 test('fstab: entries and PARTUUID rewrites keep everything else', (t) => {
-  const text = 'proc /proc proc defaults 0 0\nPARTUUID=4e5cd302-01  /boot/firmware  vfat defaults 0 2\n# PARTUUID=ffffffff-02 comment\n';
-  t.deepEqual(parseFstab(text).map((e) => e.file), ['/proc', '/boot/firmware']);
+  const text =
+    'proc /proc proc defaults 0 0\nPARTUUID=4e5cd302-01  /boot/firmware  vfat defaults 0 2\n# PARTUUID=ffffffff-02 comment\n';
+  t.deepEqual(
+    parseFstab(text).map((e) => e.file),
+    ['/proc', '/boot/firmware'],
+  );
   t.is(replacePartUuids(text, '4e5cd302', '0badf00d'), text.replace('4e5cd302-01', '0badf00d-01'));
 });
 
@@ -139,9 +188,16 @@ test('paths: normalised, and nothing climbs above the partition root', (t) => {
 });
 
 test('paths: symlinks resolve inside the image (chroot semantics), even when they point outside', async (t) => {
-  const links: Record<string, string> = { '/bin': 'usr/bin', '/etc/resolv.conf': '/run/resolv.conf', '/evil': '../../../../host', '/loop': '/loop' };
+  const links: Record<string, string> = {
+    '/bin': 'usr/bin',
+    '/etc/resolv.conf': '/run/resolv.conf',
+    '/evil': '../../../../host',
+    '/loop': '/loop',
+  };
   const lstatMany = async (paths: string[]) =>
-    paths.map((p): FileStat | undefined => (links[p] ? { type: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: 0, target: links[p] } : undefined));
+    paths.map((p): FileStat | undefined =>
+      links[p] ? { type: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: 0, target: links[p] } : undefined,
+    );
   t.is(await canonicalPath('/bin/sh', lstatMany, { followLast: true }), '/usr/bin/sh');
   t.is(await canonicalPath('/etc/resolv.conf', lstatMany, { followLast: true }), '/run/resolv.conf');
   t.is(await canonicalPath('/etc/resolv.conf', lstatMany, { followLast: false }), '/etc/resolv.conf');
@@ -150,10 +206,22 @@ test('paths: symlinks resolve inside the image (chroot semantics), even when the
 });
 
 test('debugfs stat answers are parsed', (t) => {
-  const text = 'Inode: 14   Type: regular    Mode:  0600   Flags: 0x80000\nUser:  1000   Group:    42   Project:     0   Size: 3\n mtime: 0x6553f100:00000000 -- x\n';
-  t.deepEqual(parseDebugfsStat(text), { type: 'file', mode: 0o600, uid: 1000, gid: 42, size: 3, mtime: 0x6553f100, target: undefined });
+  const text =
+    'Inode: 14   Type: regular    Mode:  0600   Flags: 0x80000\nUser:  1000   Group:    42   Project:     0   Size: 3\n mtime: 0x6553f100:00000000 -- x\n';
+  t.deepEqual(parseDebugfsStat(text), {
+    type: 'file',
+    mode: 0o600,
+    uid: 1000,
+    gid: 42,
+    size: 3,
+    mtime: 0x6553f100,
+    target: undefined,
+  });
   t.is(parseDebugfsStat('')?.type, undefined);
-  t.is(parseDebugfsStat('Inode: 12   Type: symlink    Mode:  0777   Flags: 0x0\nFast link dest: "usr/bin"\n')?.target, 'usr/bin');
+  t.is(
+    parseDebugfsStat('Inode: 12   Type: symlink    Mode:  0777   Flags: 0x0\nFast link dest: "usr/bin"\n')?.target,
+    'usr/bin',
+  );
 });
 
 test('compression is recognised by magic bytes', (t) => {
@@ -162,5 +230,8 @@ test('compression is recognised by magic bytes', (t) => {
   t.is(detectCompression(Buffer.from([0x1f, 0x8b, 8, 0]), 'a'), 'gzip');
   t.is(detectCompression(Buffer.from([0x50, 0x4b, 0x03, 0x04]), 'a'), 'zip');
   t.is(detectCompression(mbr([{ type: 0x0c, start: 1, sectors: 1 }]), 'a.bin'), 'none');
-  t.throws(() => detectCompression(Buffer.from('hello world'), 'notes.txt'), { instanceOf: UserError, message: /notes\.txt is neither a disk image/ });
+  t.throws(() => detectCompression(Buffer.from('hello world'), 'notes.txt'), {
+    instanceOf: UserError,
+    message: /notes\.txt is neither a disk image/,
+  });
 });

@@ -4,7 +4,7 @@
  */
 import { UserError } from '../errors.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
-import { withPartition, type Ext4Backend } from '../fs/partition.js';
+import { type Ext4Backend, withPartition } from '../fs/partition.js';
 import type { ImageLayout } from '../image/layout.js';
 import type { Edit, Partition } from '../plan/edits.js';
 import { addToList, formatCmdline, parseCmdline, removeToken, setToken } from '../text/cmdline.js';
@@ -57,7 +57,11 @@ const handlers: ByOp = {
     await ensureParent(fs, e.path);
     const text = await readOr(fs, e.path, '');
     // An existing file keeps its mode and owner; only its content changes.
-    await fs.write(e.path, setMarkedBlock(text, e.lines, { id: e.block, comment: e.comment }), { mode: e.mode ?? st?.mode, uid: st?.uid, gid: st?.gid });
+    await fs.write(e.path, setMarkedBlock(text, e.lines, { id: e.block, comment: e.comment }), {
+      mode: e.mode ?? st?.mode,
+      uid: st?.uid,
+      gid: st?.gid,
+    });
   },
   async symlink(fs, e) {
     await ensureParent(fs, e.path);
@@ -74,7 +78,9 @@ const handlers: ByOp = {
     // Debian resolves its own name through the 127.0.1.1 line.
     const hosts = await readOr(fs, '/etc/hosts', '127.0.0.1\tlocalhost\n');
     const line = `127.0.1.1\t${e.hostname}`;
-    const updated = /^127\.0\.1\.1\s.*$/m.test(hosts) ? hosts.replace(/^127\.0\.1\.1\s.*$/m, line) : `${hosts.replace(/\n?$/, '\n')}${line}\n`;
+    const updated = /^127\.0\.1\.1\s.*$/m.test(hosts)
+      ? hosts.replace(/^127\.0\.1\.1\s.*$/m, line)
+      : `${hosts.replace(/\n?$/, '\n')}${line}\n`;
     await fs.write('/etc/hosts', updated);
   },
   async json(fs, e) {
@@ -84,7 +90,9 @@ const handlers: ByOp = {
     try {
       data = JSON.parse(text) as Record<string, unknown>;
     } catch (error) {
-      throw new UserError(`${e.path} in the base image is not valid JSON (${(error as Error).message}), so swarmcard cannot add ${Object.keys(e.set).join(', ')} to it; fix or remove it in the base image.`);
+      throw new UserError(
+        `${e.path} in the base image is not valid JSON (${(error as Error).message}), so swarmcard cannot add ${Object.keys(e.set).join(', ')} to it; fix or remove it in the base image.`,
+      );
     }
     await fs.write(e.path, `${JSON.stringify({ ...data, ...e.set }, null, 2)}\n`, { mode: e.mode });
   },
@@ -104,7 +112,14 @@ const handlers: ByOp = {
 
 export function partitionOf(edit: Edit): Partition {
   if (edit.op === 'cmdline' || edit.op === 'configTxt') return 'boot';
-  if (edit.op === 'hostname' || edit.op === 'network' || edit.op === 'secret' || edit.op === 'mkdir' || edit.op === 'waitOnline') return 'root';
+  if (
+    edit.op === 'hostname' ||
+    edit.op === 'network' ||
+    edit.op === 'secret' ||
+    edit.op === 'mkdir' ||
+    edit.op === 'waitOnline'
+  )
+    return 'root';
   if (edit.op === 'admin') return 'boot';
   return edit.partition;
 }

@@ -4,27 +4,33 @@
  *   identity, apply edits, read back, rename → host kit → manifest.json + SHA256SUMS
  */
 import { createHash } from 'node:crypto';
-import { readFile, mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { Ext4Backend } from '../fs/partition.js';
 import { cloneImage, writeDiskId } from '../image/clone.js';
 import { bootableModels } from '../image/elf.js';
 import { retargetCmdline, retargetFstab } from '../image/identity.js';
-import { inspectImage, type ImageReport } from '../image/inspect.js';
+import { type ImageReport, inspectImage } from '../image/inspect.js';
 import { readLayout } from '../image/layout.js';
 import { log } from '../log.js';
 import { hostKitFiles, writeHostKit } from '../output/host-kit.js';
-import { sha256Of, writeManifest, type Manifest, type ManifestNode } from '../output/manifest.js';
-import { secretNames, type Edit, type FileSecret, type SecretKind } from '../plan/edits.js';
-import { adminPasswordHash, checkWifi } from '../secrets/admin-wifi.js';
-import { loadOrCreateSecrets, secretsPath } from '../secrets/secrets-file.js';
+import { type Manifest, type ManifestNode, sha256Of, writeManifest } from '../output/manifest.js';
+import { type Edit, type FileSecret, type SecretKind, secretNames } from '../plan/edits.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import type { LoadedAdmin } from '../profile/load-profile.js';
 import type { BaseData } from '../profile/schema.js';
 import { hygieneEdits } from '../render/hygiene.js';
-import { renderCloudInit, renderNetwork, renderWaitOnline, type NetworkStack, type WifiSecret } from '../render/network.js';
+import {
+  type NetworkStack,
+  renderCloudInit,
+  renderNetwork,
+  renderWaitOnline,
+  type WifiSecret,
+} from '../render/network.js';
 import { renderAdmin } from '../render/users.js';
+import { adminPasswordHash, checkWifi } from '../secrets/admin-wifi.js';
+import { loadOrCreateSecrets, secretsPath } from '../secrets/secrets-file.js';
 import { resolveBaseImage } from '../source/base-image.js';
 import { applyEdits } from './apply-edits.js';
 
@@ -67,7 +73,12 @@ async function resolveBases(ctx: BuildContext): Promise<void> {
     if (ctx.bases.has(baseKey(spec))) continue;
     log.step(`base image ${spec.image}`);
     const resolved = await resolveBaseImage({ location: spec.image, sha256: spec.sha256 });
-    ctx.bases.set(baseKey(spec), { spec, path: resolved.path, sha256: resolved.sourceSha256, report: await inspectImage(resolved.path) });
+    ctx.bases.set(baseKey(spec), {
+      spec,
+      path: resolved.path,
+      sha256: resolved.sourceSha256,
+      report: await inspectImage(resolved.path),
+    });
   }
 }
 
@@ -86,16 +97,25 @@ function verifyNodes(ctx: BuildContext): void {
     if (!bootableModels[report.arch.arch].includes(node.board)) {
       problems.push(
         `${node.hostname} is a ${node.board}, which cannot boot the ${report.arch.arch} image ${node.base!.image}` +
-          (node.board === 'pi0' || node.board === 'pi0w' || node.board === 'pi1' ? ' (it needs a 32-bit armhf image)' : '') +
+          (node.board === 'pi0' || node.board === 'pi0w' || node.board === 'pi1'
+            ? ' (it needs a 32-bit armhf image)'
+            : '') +
           `; give this group a base image it can boot.`,
       );
     }
-    if (report.ext4.unsupported.length > 0 || report.ext4.needsRecovery) problems.push(...report.warnings.filter((w) => /e2fsprogs|journal recovery/.test(w)).map((w) => `${node.base!.image}: ${w}`));
+    if (report.ext4.unsupported.length > 0 || report.ext4.needsRecovery)
+      problems.push(
+        ...report.warnings.filter((w) => /e2fsprogs|journal recovery/.test(w)).map((w) => `${node.base!.image}: ${w}`),
+      );
     if (node.edits.some((e) => e.op === 'admin') && userMechanism(report) === undefined) {
-      problems.push(`${node.base!.image} is Raspberry Pi OS ${report.release.codename}, which creates no user from userconf.txt or cloud-init (that came with bullseye images from 2022-04); use a newer image or remove admin from the profile.`);
+      problems.push(
+        `${node.base!.image} is Raspberry Pi OS ${report.release.codename}, which creates no user from userconf.txt or cloud-init (that came with bullseye images from 2022-04); use a newer image or remove admin from the profile.`,
+      );
     }
     if (node.interfaces.length > 0 && !networkStack(report)) {
-      problems.push(`${node.base!.image} has neither NetworkManager nor dhcpcd enabled, so ${node.hostname}'s static addresses cannot be configured; use a Raspberry Pi OS Lite image.`);
+      problems.push(
+        `${node.base!.image} has neither NetworkManager nor dhcpcd enabled, so ${node.hostname}'s static addresses cannot be configured; use a Raspberry Pi OS Lite image.`,
+      );
     }
   }
   if (problems.length > 0) throw new UserError([...new Set(problems)].join('\n'));
@@ -121,7 +141,8 @@ async function loadSecrets(ctx: BuildContext): Promise<void> {
   if ([...kinds].some((k) => k !== 'join-token')) {
     const stored = await loadOrCreateSecrets(profileFile, ctx.plan.cluster);
     const { clusterKey } = stored;
-    if (kinds.has('admin-password')) ctx.secrets['admin-password'] = await adminPasswordHash(admin!, stored, profileFile, ctx.plan.cluster);
+    if (kinds.has('admin-password'))
+      ctx.secrets['admin-password'] = await adminPasswordHash(admin!, stored, profileFile, ctx.plan.cluster);
     if (kinds.has('wifi')) ctx.secrets.wifi = checkWifi(stored.wifi, secretsPath(profileFile, ctx.plan.cluster));
     ctx.secrets['cluster-public-key'] = `${clusterKey.public}\n`;
     ctx.secrets['cluster-key'] = clusterKey.private;
@@ -130,7 +151,10 @@ async function loadSecrets(ctx: BuildContext): Promise<void> {
   }
   if (kinds.has('join-token')) {
     const token = (await readFile(ctx.options.secrets.joinTokenFile!, 'utf8')).trim();
-    if (!/^SWMTKN-1-[\w-]+$/.test(token)) throw new UserError(`${ctx.options.secrets.joinTokenFile} does not hold a swarm join token (SWMTKN-1-…); write the output of "docker swarm join-token -q worker" into it.`);
+    if (!/^SWMTKN-1-[\w-]+$/.test(token))
+      throw new UserError(
+        `${ctx.options.secrets.joinTokenFile} does not hold a swarm join token (SWMTKN-1-…); write the output of "docker swarm join-token -q worker" into it.`,
+      );
     ctx.secrets['join-token'] = `${token}\n`;
   }
 }
@@ -138,7 +162,9 @@ async function loadSecrets(ctx: BuildContext): Promise<void> {
 /** What a node's image holds that must be kept private (the public key is not a secret). */
 function secretsIn(node: NodePlan): string[] {
   const kinds = new Set(secretKinds(node));
-  return (Object.keys(secretNames) as SecretKind[]).filter((k) => kinds.has(k) && k !== 'authorized-key' && k !== 'cluster-public-key').map((k) => secretNames[k]);
+  return (Object.keys(secretNames) as SecretKind[])
+    .filter((k) => kinds.has(k) && k !== 'authorized-key' && k !== 'cluster-public-key')
+    .map((k) => secretNames[k]);
 }
 
 /** How the image's release creates a user: cloud-init (trixie), userconf.txt (bullseye 2022-04+, bookworm). */
@@ -148,10 +174,16 @@ function userMechanism(report: ImageReport): 'userconf' | 'cloud-init' | undefin
 }
 
 /** Turn the plan's abstract edits into concrete ones for the image's release. */
-export function renderForRelease(ctx: { cluster: string }, node: NodePlan, report: ImageReport, secrets: SecretValues = {}): Edit[] {
+export function renderForRelease(
+  ctx: { cluster: string },
+  node: NodePlan,
+  report: ImageReport,
+  secrets: SecretValues = {},
+): Edit[] {
   const stack = networkStack(report) ?? 'networkmanager';
   return node.edits.flatMap((edit): Edit[] => {
-    if (edit.op === 'network') return renderNetwork(stack, edit.interfaces, { cluster: ctx.cluster, index: node.index }, secrets.wifi);
+    if (edit.op === 'network')
+      return renderNetwork(stack, edit.interfaces, { cluster: ctx.cluster, index: node.index }, secrets.wifi);
     if (edit.op === 'waitOnline') return renderWaitOnline(stack);
     if (edit.op === 'admin') {
       const hash = secrets['admin-password'];
@@ -161,10 +193,25 @@ export function renderForRelease(ctx: { cluster: string }, node: NodePlan, repor
     if (edit.op === 'secret') {
       const content = secrets[edit.secret];
       if (content === undefined) throw new Error(`no value for ${edit.secret}`);
-      const ownDir = edit.path.startsWith('/root/.ssh/') ? [{ origin: edit.origin, op: 'mkdir' as const, path: '/root/.ssh', mode: 0o700 }] : [];
-      return [...ownDir, { origin: edit.origin, op: 'write', partition: 'root', path: edit.path, content, mode: edit.mode, uid: 0, gid: 0 }];
+      const ownDir = edit.path.startsWith('/root/.ssh/')
+        ? [{ origin: edit.origin, op: 'mkdir' as const, path: '/root/.ssh', mode: 0o700 }]
+        : [];
+      return [
+        ...ownDir,
+        {
+          origin: edit.origin,
+          op: 'write',
+          partition: 'root',
+          path: edit.path,
+          content,
+          mode: edit.mode,
+          uid: 0,
+          gid: 0,
+        },
+      ];
     }
-    if (edit.op === 'hostname' && report.network.cloudInit.enabled) return [edit, ...renderCloudInit({ cluster: ctx.cluster, index: node.index, hostname: node.hostname })];
+    if (edit.op === 'hostname' && report.network.cloudInit.enabled)
+      return [edit, ...renderCloudInit({ cluster: ctx.cluster, index: node.index, hostname: node.hostname })];
     return [edit];
   });
 }
@@ -188,7 +235,10 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
     await applyEdits(layout, edits, {
       epoch: ctx.options.epoch,
       ext4Backend: ctx.options.ext4Backend,
-      before: { boot: (fs) => retargetCmdline(fs, layout.mbr.diskId, diskId), root: (fs) => retargetFstab(fs, layout.mbr.diskId, diskId) },
+      before: {
+        boot: (fs) => retargetCmdline(fs, layout.mbr.diskId, diskId),
+        root: (fs) => retargetFstab(fs, layout.mbr.diskId, diskId),
+      },
     });
   });
   log.info(`${position} ${node.file}: written and verified in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -207,7 +257,12 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
     diskId: node.diskId,
     release: base.report.release.codename,
     arch: base.report.arch.arch,
-    interfaces: node.interfaces.map((i) => ({ name: i.name, address: i.address, ...(i.gateway ? { gateway: i.gateway } : {}), ...(i.mac ? { mac: i.mac } : {}) })),
+    interfaces: node.interfaces.map((i) => ({
+      name: i.name,
+      address: i.address,
+      ...(i.gateway ? { gateway: i.gateway } : {}),
+      ...(i.mac ? { mac: i.mac } : {}),
+    })),
     ...(node.gadget ? { gadget: node.gadget } : {}),
     overlays: node.overlays.map((o) => o.id),
     ...(secrets.length > 0 ? { secrets } : {}),
@@ -218,27 +273,47 @@ async function buildHostKit(ctx: BuildContext): Promise<Manifest['hostKit']> {
   const host = ctx.plan.nodes.find((n) => n.role === 'host' && n.interfaces.some((i) => i.kind === 'usb-host-link'));
   if (!host) return undefined;
   // A laptop or PC host runs NetworkManager; render for it, without cloud-init.
-  const asPc = { network: { networkManager: { enabled: true }, dhcpcd: { enabled: false }, cloudInit: { enabled: false } } } as ImageReport;
+  const asPc = {
+    network: { networkManager: { enabled: true }, dhcpcd: { enabled: false }, cloudInit: { enabled: false } },
+  } as ImageReport;
   // Only the host side of the links (core edits and the host's own overlays): the swarm's files,
   // users and keys stay in the image.
-  const hostOverlays = new Set(host.overlays.map((o) => o.id).filter((id) => id !== 'swarm-node' && id !== 'admin-user'));
-  const networkOnly = { ...host, edits: host.edits.filter((e) => (e.origin === 'core' || hostOverlays.has(e.origin)) && e.op !== 'secret') };
+  const hostOverlays = new Set(
+    host.overlays.map((o) => o.id).filter((id) => id !== 'swarm-node' && id !== 'admin-user'),
+  );
+  const networkOnly = {
+    ...host,
+    edits: host.edits.filter((e) => (e.origin === 'core' || hostOverlays.has(e.origin)) && e.op !== 'secret'),
+  };
   const file = 'host-kit.tar';
-  await writeHostKit(join(ctx.dir, file), hostKitFiles(networkOnly, renderForRelease(ctx.plan, networkOnly, asPc), ctx.plan.cluster), ctx.options.epoch);
+  await writeHostKit(
+    join(ctx.dir, file),
+    hostKitFiles(networkOnly, renderForRelease(ctx.plan, networkOnly, asPc), ctx.plan.cluster),
+    ctx.options.epoch,
+  );
   log.info(`${file}: the host side for a laptop or PC host`);
   return { file, sha256: await sha256Of(join(ctx.dir, file)) };
 }
 
 /** Entries of a previous manifest for nodes this run did not rebuild (`--only`) and still present. */
 async function carriedOver(ctx: BuildContext): Promise<ManifestNode[]> {
-  const previous = await readFile(join(ctx.dir, 'manifest.json'), 'utf8').then((t) => JSON.parse(t) as Manifest, () => undefined);
+  const previous = await readFile(join(ctx.dir, 'manifest.json'), 'utf8').then(
+    (t) => JSON.parse(t) as Manifest,
+    () => undefined,
+  );
   if (!previous || previous.cluster !== ctx.plan.cluster) return [];
   const rebuilt = new Set(ctx.built.map((n) => n.index));
   const planned = new Map(ctx.plan.nodes.map((n) => [n.index, n.file]));
   const kept: ManifestNode[] = [];
   for (const n of previous.nodes) {
     if (rebuilt.has(n.index) || planned.get(n.index) !== n.file) continue;
-    if (await stat(join(ctx.dir, n.file)).then(() => true, () => false)) kept.push(n);
+    if (
+      await stat(join(ctx.dir, n.file)).then(
+        () => true,
+        () => false,
+      )
+    )
+      kept.push(n);
   }
   return kept;
 }
@@ -260,15 +335,26 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
   const manifest: Manifest = {
     cluster: plan.cluster,
     tool: { name: 'swarmcard', version: options.toolVersion },
-    profile: { file: plan.profile.split('/').at(-1)!, sha256: createHash('sha256').update(await readFile(plan.profile)).digest('hex') },
+    profile: {
+      file: plan.profile.split('/').at(-1)!,
+      sha256: createHash('sha256')
+        .update(await readFile(plan.profile))
+        .digest('hex'),
+    },
     sourceDateEpoch: options.epoch,
-    bases: [...ctx.bases.values()].map((b) => ({ image: b.spec.image.split('/').at(-1)!, ...(b.sha256 ? { sha256: b.sha256 } : {}), release: b.report.release.codename, arch: b.report.arch.arch })),
+    bases: [...ctx.bases.values()].map((b) => ({
+      image: b.spec.image.split('/').at(-1)!,
+      ...(b.sha256 ? { sha256: b.sha256 } : {}),
+      release: b.report.release.codename,
+      arch: b.report.arch.arch,
+    })),
     nodes: [...(await carriedOver(ctx)), ...ctx.built],
     ...(hostKit ? { hostKit } : {}),
   };
   await writeManifest(dir, manifest);
   for (const node of manifest.nodes) {
-    if (node.secrets) log.warn(`${node.file} holds ${node.secrets.join(' and ')}: keep the image (and cards flashed from it) private.`);
+    if (node.secrets)
+      log.warn(`${node.file} holds ${node.secrets.join(' and ')}: keep the image (and cards flashed from it) private.`);
   }
   return manifest;
 }

@@ -7,8 +7,8 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeFixtureImage } from '../fixture/make-fixture-image.js';
 import type { FlavourName } from '../fixture/flavours.js';
+import { makeFixtureImage } from '../fixture/make-fixture-image.js';
 import type { Ext4Backend } from '../fs/partition.js';
 import { inspectImage } from '../image/inspect.js';
 import { log } from '../log.js';
@@ -22,7 +22,12 @@ export const DEMO_PROFILE = fileURLToPath(new URL('../../../profiles/pizero-otg.
 /** The built-in demo base: generated once into the cache. */
 export async function demoBaseImage(): Promise<string> {
   const path = join(cacheDir(), 'demo', `${DEMO_FLAVOUR}.img`);
-  if (!(await stat(path).then((s) => s.isFile(), () => false))) {
+  if (
+    !(await stat(path).then(
+      (s) => s.isFile(),
+      () => false,
+    ))
+  ) {
     await mkdir(join(cacheDir(), 'demo'), { recursive: true });
     log.step(`generating the built-in demo base image (${DEMO_FLAVOUR})`);
     await makeFixtureImage(DEMO_FLAVOUR, path);
@@ -35,5 +40,11 @@ export async function demoCommand(options: { out: string; ext4Backend?: Ext4Back
   log.step(`inspecting the built-in demo base ${base}`);
   process.stdout.write(renderReport(await inspectImage(base)));
   log.step(`building the pizero-otg cluster (1 host + 4 Pi Zero workers) from it`);
-  await buildCommand(DEMO_PROFILE, { base, out: options.out, json: false, ext4Backend: options.ext4Backend, version: options.version });
+  await buildCommand(DEMO_PROFILE, {
+    base,
+    out: options.out,
+    json: false,
+    ext4Backend: options.ext4Backend,
+    version: options.version,
+  });
 }

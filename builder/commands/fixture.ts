@@ -4,7 +4,7 @@
  * without downloading a real one; `--booted` adds what a booted system leaves behind.
  */
 import { UserError } from '../errors.js';
-import { flavourNames, type FlavourName } from '../fixture/flavours.js';
+import { type FlavourName, flavourNames } from '../fixture/flavours.js';
 import { makeFixtureImage } from '../fixture/make-fixture-image.js';
 import { log } from '../log.js';
 

@@ -3,9 +3,9 @@
  * Shows release, architecture, partitions, boot settings, network stack, first boot, SSH/users,
  * identity state and ext4 features, then warns about clone-hygiene problems.
  */
-import { inspectImage, type ImageReport } from '../image/inspect.js';
-import { resolveBaseImage } from '../source/base-image.js';
+import { type ImageReport, inspectImage } from '../image/inspect.js';
 import { formatBytes, log } from '../log.js';
+import { resolveBaseImage } from '../source/base-image.js';
 
 export async function inspectCommand(image: string, options: { json: boolean }): Promise<void> {
   // Compressed images and URLs are decompressed into the cache first, like a build's base.
@@ -28,7 +28,10 @@ export function renderReport(r: ImageReport): string {
     `release        ${r.release.codename} — ${r.release.prettyName}`,
     `architecture   ${r.arch.arch} (from ${r.arch.detectedFrom || 'no ELF binary found'}); boots ${r.arch.bootableModels.join(', ') || 'no Raspberry Pi'}`,
     `disk id        0x${r.diskId}`,
-    ...r.partitions.map((p) => `partition ${p.number}    ${p.role.padEnd(5)} ${p.type} ${(p.filesystem ?? '').padEnd(5)} ${(p.label ?? '').padEnd(8)} at ${p.start}, ${formatBytes(p.size)}`),
+    ...r.partitions.map(
+      (p) =>
+        `partition ${p.number}    ${p.role.padEnd(5)} ${p.type} ${(p.filesystem ?? '').padEnd(5)} ${(p.label ?? '').padEnd(8)} at ${p.start}, ${formatBytes(p.size)}`,
+    ),
     `boot mount     ${r.bootMount}`,
     `cmdline.txt    ${r.cmdline.tokens.join(' ')}`,
     `config.txt     ${r.config.map((s) => `[${s.filter}] ${s.settings.length} settings`).join(', ')}`,

@@ -5,7 +5,7 @@
  * NetworkManager, cloud-init on trixie) is chosen at build time from the image's release.
  */
 import { describeEdit } from '../plan/edits.js';
-import { planCluster, type ClusterPlan } from '../plan/plan.js';
+import { type ClusterPlan, planCluster } from '../plan/plan.js';
 import { loadProfile } from '../profile/load-profile.js';
 import { buildEpoch } from '../util/epoch.js';
 
@@ -16,16 +16,33 @@ export async function planCommand(profileFile: string, options: { nodes?: number
 }
 
 export function renderPlan(plan: ClusterPlan): string {
-  const lines = [`cluster ${plan.cluster}: ${plan.nodes.length} nodes, sourceDateEpoch ${plan.sourceDateEpoch} (${plan.profile})`];
+  const lines = [
+    `cluster ${plan.cluster}: ${plan.nodes.length} nodes, sourceDateEpoch ${plan.sourceDateEpoch} (${plan.profile})`,
+  ];
   for (const n of plan.nodes) {
-    lines.push('', `${n.file}  ${n.role} on ${n.board}, disk id 0x${n.diskId}${n.base ? `, base ${n.base.image.split('/').at(-1)}` : ''}`);
+    lines.push(
+      '',
+      `${n.file}  ${n.role} on ${n.board}, disk id 0x${n.diskId}${n.base ? `, base ${n.base.image.split('/').at(-1)}` : ''}`,
+    );
     if (n.gadget) lines.push(`  gadget MACs: host ${n.gadget.hostMac}, device ${n.gadget.devMac}`);
     if (n.swarm) {
       const s = n.swarm;
-      const what = s.role === 'manager' ? `inits the swarm advertising ${s.address}; pushes the join token to every other node over SSH` : s.role === 'join' ? `joins the existing swarm at ${s.manager} as ${s.joinAs}` : `joins as ${s.joinAs} when the manager (${s.manager}) pushes the token to ${s.sshAddress}`;
-      lines.push(`  swarm: ${what}; labels ${Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',')}; Docker ${s.docker.method}${s.docker.version ? ` ${s.docker.version}` : ''}`);
+      const what =
+        s.role === 'manager'
+          ? `inits the swarm advertising ${s.address}; pushes the join token to every other node over SSH`
+          : s.role === 'join'
+            ? `joins the existing swarm at ${s.manager} as ${s.joinAs}`
+            : `joins as ${s.joinAs} when the manager (${s.manager}) pushes the token to ${s.sshAddress}`;
+      lines.push(
+        `  swarm: ${what}; labels ${Object.entries(s.labels)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',')}; Docker ${s.docker.method}${s.docker.version ? ` ${s.docker.version}` : ''}`,
+      );
     }
-    for (const i of n.interfaces) lines.push(`  ${i.name.padEnd(8)} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}${i.dns.length ? ` dns ${i.dns.join(',')}` : ''}${i.kind === 'usb-host-link' ? ` (link to ${i.peer}, MAC ${i.mac})` : ''}`);
+    for (const i of n.interfaces)
+      lines.push(
+        `  ${i.name.padEnd(8)} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}${i.dns.length ? ` dns ${i.dns.join(',')}` : ''}${i.kind === 'usb-host-link' ? ` (link to ${i.peer}, MAC ${i.mac})` : ''}`,
+      );
     for (const e of n.edits) lines.push(`  - ${describeEdit(e)} [${e.origin}]`);
   }
   return `${lines.join('\n')}\n`;

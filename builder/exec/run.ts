@@ -5,7 +5,7 @@
 import { execa, type Options } from 'execa';
 import { MissingToolError } from '../errors.js';
 import { log } from '../log.js';
-import { toolPath, tools, type Tool } from './tools.js';
+import { type Tool, toolPath, tools } from './tools.js';
 
 export interface RunOptions {
   env?: Record<string, string>;
@@ -30,7 +30,9 @@ export class ToolError extends Error {
     readonly exitCode: number | undefined,
     readonly stderr: string,
   ) {
-    super(`${command} failed${exitCode === undefined ? '' : ` with exit code ${exitCode}`}${stderr ? `: ${stderr.trim()}` : ''}`);
+    super(
+      `${command} failed${exitCode === undefined ? '' : ` with exit code ${exitCode}`}${stderr ? `: ${stderr.trim()}` : ''}`,
+    );
     this.name = 'ToolError';
   }
 }
@@ -39,9 +41,17 @@ export function quoteCommand(argv: readonly string[]): string {
   return argv.map((arg) => (/^[\w@%+=:,./?-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
 
-export async function run(tool: Tool, args: readonly string[], options: RunOptions & { binary: true }): Promise<RunResult<Buffer>>;
+export async function run(
+  tool: Tool,
+  args: readonly string[],
+  options: RunOptions & { binary: true },
+): Promise<RunResult<Buffer>>;
 export async function run(tool: Tool, args: readonly string[], options?: RunOptions): Promise<RunResult<string>>;
-export async function run(tool: Tool, args: readonly string[], options: RunOptions = {}): Promise<RunResult<string | Buffer>> {
+export async function run(
+  tool: Tool,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<RunResult<string | Buffer>> {
   const file = toolPath(tool);
   const command = quoteCommand([file, ...args]);
   log.debug(`$ ${command}`);
@@ -55,9 +65,11 @@ export async function run(tool: Tool, args: readonly string[], options: RunOptio
     maxBuffer: 1024 * 1024 * 1024,
   };
   const result = await execa(file, args, execaOptions);
-  const stderr = typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr as Uint8Array).toString();
+  const stderr =
+    typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr as Uint8Array).toString();
   if (result.failed && result.exitCode === undefined) {
-    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new MissingToolError(file, tools[tool]);
+    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
+      throw new MissingToolError(file, tools[tool]);
     if (result.isTerminated) throw new ToolError(command, undefined, `terminated by ${result.signal}`);
     throw new ToolError(command, undefined, result.shortMessage ?? String(result.cause));
   }
@@ -86,11 +98,21 @@ export function stream(tool: Tool, args: readonly string[], options: { env?: Rec
   const file = toolPath(tool);
   const command = quoteCommand([file, ...args]);
   log.debug(`$ ${command}`);
-  const subprocess = execa(file, args, { env: { LC_ALL: 'C', ...options.env }, stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', buffer: { stdout: false, stderr: true }, reject: false, encoding: 'buffer' });
+  const subprocess = execa(file, args, {
+    env: { LC_ALL: 'C', ...options.env },
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: { stdout: false, stderr: true },
+    reject: false,
+    encoding: 'buffer',
+  });
   const done = subprocess.then((result) => {
     const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
-    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new MissingToolError(file, tools[tool]);
-    if (result.failed) throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
+    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
+      throw new MissingToolError(file, tools[tool]);
+    if (result.failed)
+      throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
   });
   return { subprocess, stdout: subprocess.stdout, stdin: subprocess.stdin, done };
 }

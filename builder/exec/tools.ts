@@ -32,7 +32,11 @@ export const tools = {
 
 export type Tool = keyof typeof tools;
 
-const binaryNames: Partial<Record<Tool, string>> = { mkfs_ext4: 'mkfs.ext4', mkfs_vfat: 'mkfs.vfat', ssh_keygen: 'ssh-keygen' };
+const binaryNames: Partial<Record<Tool, string>> = {
+  mkfs_ext4: 'mkfs.ext4',
+  mkfs_vfat: 'mkfs.vfat',
+  ssh_keygen: 'ssh-keygen',
+};
 
 const found = new Map<Tool, string>();
 
@@ -47,14 +51,16 @@ export function toolPath(tool: Tool): string {
   if (cached) return cached;
   const name = binaryNames[tool] ?? tool;
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'];
-  const hit = dirs.map((dir) => join(dir, name)).find((candidate) => {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const hit = dirs
+    .map((dir) => join(dir, name))
+    .find((candidate) => {
+      try {
+        accessSync(candidate, constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
   found.set(tool, hit ?? name);
   return hit ?? name;
 }

@@ -139,7 +139,8 @@ export abstract class EditorBase {
     this.expected.set(normalizePath(path), value);
     if (value === 'absent') {
       // Anything promised below a removed directory is gone too.
-      for (const key of this.expected.keys()) if (key.startsWith(`${normalizePath(path)}/`)) this.expected.set(key, 'absent');
+      for (const key of this.expected.keys())
+        if (key.startsWith(`${normalizePath(path)}/`)) this.expected.set(key, 'absent');
     }
   }
 
@@ -151,7 +152,9 @@ export abstract class EditorBase {
    * Read back every promised change. Called by `commit()` after pending work is applied; a
    * backend may pass readers that fetch everything from disk in one go.
    */
-  protected async verify(from: { stat(path: string): Promise<FileStat | undefined>; read(path: string): Promise<Buffer> } = this): Promise<void> {
+  protected async verify(
+    from: { stat(path: string): Promise<FileStat | undefined>; read(path: string): Promise<Buffer> } = this,
+  ): Promise<void> {
     const problems: string[] = [];
     for (const [path, want] of [...this.expected].sort(([a], [b]) => a.localeCompare(b))) {
       const got = await from.stat(path);
@@ -165,13 +168,16 @@ export abstract class EditorBase {
       }
       if (got.type !== want.type) problems.push(`${path} is a ${got.type}, not a ${want.type}`);
       if (want.sha256 && sha256(await from.read(path)) !== want.sha256) problems.push(`${path} content differs`);
-      if (want.target !== undefined && got.target !== want.target) problems.push(`${path} points to ${got.target}, not ${want.target}`);
+      if (want.target !== undefined && got.target !== want.target)
+        problems.push(`${path} points to ${got.target}, not ${want.target}`);
       if (this.checksOwnership) {
         const a = want.attrs;
-        if (a.mode !== undefined && got.mode !== a.mode) problems.push(`${path} has mode ${got.mode.toString(8)}, not ${a.mode.toString(8)}`);
+        if (a.mode !== undefined && got.mode !== a.mode)
+          problems.push(`${path} has mode ${got.mode.toString(8)}, not ${a.mode.toString(8)}`);
         if (a.uid !== undefined && got.uid !== a.uid) problems.push(`${path} has uid ${got.uid}, not ${a.uid}`);
         if (a.gid !== undefined && got.gid !== a.gid) problems.push(`${path} has gid ${got.gid}, not ${a.gid}`);
-        if (a.mtime !== undefined && want.type === 'file' && got.mtime !== a.mtime) problems.push(`${path} has mtime ${got.mtime}, not ${a.mtime}`);
+        if (a.mtime !== undefined && want.type === 'file' && got.mtime !== a.mtime)
+          problems.push(`${path} has mtime ${got.mtime}, not ${a.mtime}`);
       }
     }
     if (problems.length > 0) throw new Error(`read-back verification failed: ${problems.join('; ')}`);

@@ -2,7 +2,7 @@
  * ext4 through debugfs at a byte offset: no root, no kernel, byte-reproducible with
  * E2FSPROGS_FAKE_TIME. Edits are queued as one command script and applied in a single
  * `debugfs -w -f` run; queued changes sit in an overlay so later calls in the batch see them.
- * debugfs 1.47 quirks (ci-machine.md): `write` takes a name in the cwd (so `cd` first), `mkdir` at
+ * debugfs 1.47 quirks (docs/tools.md): `write` takes a name in the cwd (so `cd` first), `mkdir` at
  * the top level needs `cd /`, and errors in -f mode are not fatal, so stderr is checked.
  */
 import { readFile, writeFile } from 'node:fs/promises';
@@ -10,8 +10,18 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import {
-  EditorBase, FileNotFoundError, baseName, canonicalPath, parentOf, pathSegments,
-  type DirEntry, type EditorContext, type FileAttrs, type FileStat, type FileType, type FsEditor,
+  baseName,
+  canonicalPath,
+  type DirEntry,
+  EditorBase,
+  type EditorContext,
+  type FileAttrs,
+  FileNotFoundError,
+  type FileStat,
+  type FileType,
+  type FsEditor,
+  parentOf,
+  pathSegments,
 } from './editor.js';
 
 const typeNames: Record<string, FileType> = { regular: 'file', directory: 'dir', symlink: 'symlink' };
@@ -72,7 +82,9 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     await writeFile(file, `${commands.join('\n')}\n`);
     const args = [...(options.write ? ['-w'] : []), '-f', file, this.target];
     const { stdout, stderr } = await run('debugfs', args, { env: this.env() });
-    const problems = stderr.split('\n').filter((l) => l.trim() !== '' && !/^debugfs \d/.test(l) && !options.tolerate?.test(l));
+    const problems = stderr
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !/^debugfs \d/.test(l) && !options.tolerate?.test(l));
     if (problems.length > 0) throw new Error(`debugfs on ${this.ctx.image} failed: ${problems.join('; ')}`);
     return stdout;
   }
@@ -103,7 +115,12 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     if (ask.length > 0) {
       // Queued edits change nothing on disk for these paths (they are unknown), so no flush.
       // A missing path is an answer here, not an error.
-      const answers = DebugfsEditor.answers(await this.debugfs(ask.map((p) => `stat ${q(p)}`), { tolerate: /File not found by ext2_lookup/ }));
+      const answers = DebugfsEditor.answers(
+        await this.debugfs(
+          ask.map((p) => `stat ${q(p)}`),
+          { tolerate: /File not found by ext2_lookup/ },
+        ),
+      );
       for (const [i, p] of ask.entries()) {
         const st = parseDebugfsStat(answers[i] ?? '');
         if (st?.type === 'symlink' && st.target === undefined) st.target = (await this.catRaw(p)).toString();
@@ -171,7 +188,8 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
       const m = /^\/\d+\/([0-7]+)\/\d+\/\d+\/(.*)\/\d*\/$/.exec(line);
       if (!m || m[2] === '.' || m[2] === '..' || m[2] === '') continue;
       const kind = Number.parseInt(m[1]!, 8) & 0o170000;
-      const type: FileType = kind === 0o100000 ? 'file' : kind === 0o040000 ? 'dir' : kind === 0o120000 ? 'symlink' : 'other';
+      const type: FileType =
+        kind === 0o100000 ? 'file' : kind === 0o040000 ? 'dir' : kind === 0o120000 ? 'symlink' : 'other';
       entries.push({ name: m[2]!, type });
     }
     return entries.sort((a, b) => a.name.localeCompare(b.name));
@@ -215,9 +233,11 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     for (const [i, prefix] of prefixes.entries()) {
       const st = stats[i];
       const last = i === prefixes.length - 1;
-      if (st && st.type !== 'dir') throw new UserError(`cannot create the directory ${path}: ${prefix} is a ${st.type}.`);
+      if (st && st.type !== 'dir')
+        throw new UserError(`cannot create the directory ${path}: ${prefix} is a ${st.type}.`);
       if (st && !last) continue;
-      if (!st && !last && !attrs.parents) throw new UserError(`cannot create the directory ${path}: ${prefix} does not exist.`);
+      if (!st && !last && !attrs.parents)
+        throw new UserError(`cannot create the directory ${path}: ${prefix} does not exist.`);
       if (st && last && attrs.mode === undefined && attrs.uid === undefined && attrs.gid === undefined) return;
       if (!st) this.script.push(`cd ${q(parentOf(prefix))}`, `mkdir ${q(baseName(prefix))}`);
       const applied = this.setAttrs(prefix, 'dir', last ? attrs : { mtime: attrs.mtime }, 0o755);
@@ -242,7 +262,8 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     if (!existing) return;
     if (existing.type === 'dir') {
       const children = await this.list(target); // flushes first, so queued children are listed too
-      if (children.length > 0 && !options.recursive) throw new UserError(`cannot remove ${path}: the directory is not empty.`);
+      if (children.length > 0 && !options.recursive)
+        throw new UserError(`cannot remove ${path}: the directory is not empty.`);
       for (const child of children) await this.remove(`${target}/${child.name}`, options);
       this.script.push(`rmdir ${q(target)}`);
     } else {
@@ -271,8 +292,17 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     const paths = [...this.expected.keys()].sort();
     if (paths.length === 0) return;
     const dir = await this.staging();
-    const dumps = new Map(paths.filter((p) => this.expected.get(p) !== 'absent').map((p, i) => [p, join(dir, `verify-${this.staged}-${i}`)]));
-    const commands = paths.flatMap((p) => [`stat ${q(p)}`, ...(dumps.has(p) && (this.expected.get(p) as { type: string }).type === 'file' ? [`dump ${q(p)} ${q(dumps.get(p)!)}`] : [])]);
+    const dumps = new Map(
+      paths
+        .filter((p) => this.expected.get(p) !== 'absent')
+        .map((p, i) => [p, join(dir, `verify-${this.staged}-${i}`)]),
+    );
+    const commands = paths.flatMap((p) => [
+      `stat ${q(p)}`,
+      ...(dumps.has(p) && (this.expected.get(p) as { type: string }).type === 'file'
+        ? [`dump ${q(p)} ${q(dumps.get(p)!)}`]
+        : []),
+    ]);
     this.staged++;
     const stdout = await this.debugfs(commands, { tolerate: /File not found by ext2_lookup/ });
     const answers = DebugfsEditor.answers(stdout);

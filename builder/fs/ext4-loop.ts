@@ -1,18 +1,42 @@
 /**
  * ext4 through the kernel: a loop device at the partition's offset, mounted on a temp dir. Opt-in
  * and root only. NOT byte-reproducible: the kernel stamps mount times and the last-mounted path,
- * writes journal transactions and picks random inode generations (design.md). Every path is
+ * writes journal transactions and picks random inode generations (docs/tools.md). Every path is
  * resolved inside the mount with the image's own symlink rules, so absolute links in the image
  * (/etc/resolv.conf → /run/…) can never reach the host.
  */
-import { chmod, chown, lchown, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lchown,
+  lstat,
+  lutimes,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { log } from '../log.js';
 import {
-  EditorBase, FileNotFoundError, baseName, canonicalPath, parentOf, pathSegments,
-  type DirEntry, type EditorContext, type FileAttrs, type FileStat, type FileType, type FsEditor,
+  baseName,
+  canonicalPath,
+  type DirEntry,
+  EditorBase,
+  type EditorContext,
+  type FileAttrs,
+  FileNotFoundError,
+  type FileStat,
+  type FileType,
+  type FsEditor,
+  parentOf,
+  pathSegments,
 } from './editor.js';
 
 /** Retry transient EBUSY on detach/unmount: udev or a late flush can hold the device briefly. */
@@ -41,10 +65,19 @@ export class LoopEditor extends EditorBase implements FsEditor {
   }
 
   static async open(ctx: EditorContext): Promise<LoopEditor> {
-    if (process.getuid?.() !== 0) throw new UserError('the loop backend needs root; run as root or use the default debugfs backend.');
+    if (process.getuid?.() !== 0)
+      throw new UserError('the loop backend needs root; run as root or use the default debugfs backend.');
     log.warn('the loop backend mounts ext4 with the kernel: the image will not be byte-reproducible.');
     const mountPoint = await ctx.scope.tempDir('swarmcard-mnt-');
-    const { stdout } = await run('losetup', ['--find', '--show', '--offset', String(ctx.offset), '--sizelimit', String(ctx.size), ctx.image]);
+    const { stdout } = await run('losetup', [
+      '--find',
+      '--show',
+      '--offset',
+      String(ctx.offset),
+      '--sizelimit',
+      String(ctx.size),
+      ctx.image,
+    ]);
     const device = stdout.trim();
     ctx.scope.defer(`detach ${device}`, () => retryBusy(() => run('losetup', ['--detach', device])));
     await run('mount', ['-t', 'ext4', device, mountPoint]);
@@ -59,7 +92,13 @@ export class LoopEditor extends EditorBase implements FsEditor {
   private async lstatOne(path: string): Promise<FileStat | undefined> {
     try {
       const st = await lstat(this.host(path));
-      const type: FileType = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
+      const type: FileType = st.isFile()
+        ? 'file'
+        : st.isDirectory()
+          ? 'dir'
+          : st.isSymbolicLink()
+            ? 'symlink'
+            : 'other';
       return {
         type,
         mode: st.mode & 0o7777,
@@ -70,7 +109,8 @@ export class LoopEditor extends EditorBase implements FsEditor {
         target: type === 'symlink' ? await readlink(this.host(path)) : undefined,
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return undefined;
       throw error;
     }
   }
@@ -78,7 +118,9 @@ export class LoopEditor extends EditorBase implements FsEditor {
   private resolve(path: string, followLast: boolean): Promise<string> {
     const lstatMany = (paths: string[]) => Promise.all(paths.map((p) => this.lstatOne(p)));
     if (followLast || pathSegments(path).length === 0) return canonicalPath(path, lstatMany, { followLast: true });
-    return canonicalPath(parentOf(path), lstatMany, { followLast: true }).then((parent) => `${parent === '/' ? '' : parent}/${baseName(path)}`);
+    return canonicalPath(parentOf(path), lstatMany, { followLast: true }).then(
+      (parent) => `${parent === '/' ? '' : parent}/${baseName(path)}`,
+    );
   }
 
   async stat(path: string): Promise<FileStat | undefined> {
@@ -95,17 +137,27 @@ export class LoopEditor extends EditorBase implements FsEditor {
 
   async list(path: string): Promise<DirEntry[]> {
     const resolved = await this.resolve(path, true);
-    const entries = await readdir(this.host(resolved), { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') throw new FileNotFoundError(path);
-      throw error;
-    });
+    const entries = await readdir(this.host(resolved), { withFileTypes: true }).catch(
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') throw new FileNotFoundError(path);
+        throw error;
+      },
+    );
     return entries
-      .map((e) => ({ name: e.name, type: (e.isFile() ? 'file' : e.isDirectory() ? 'dir' : e.isSymbolicLink() ? 'symlink' : 'other') as FileType }))
+      .map((e) => ({
+        name: e.name,
+        type: (e.isFile() ? 'file' : e.isDirectory() ? 'dir' : e.isSymbolicLink() ? 'symlink' : 'other') as FileType,
+      }))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
   private async applyAttrs(resolved: string, attrs: FileAttrs, defaultMode: number): Promise<FileAttrs> {
-    const applied = { mode: attrs.mode ?? defaultMode, uid: attrs.uid ?? 0, gid: attrs.gid ?? 0, mtime: attrs.mtime ?? this.ctx.epoch };
+    const applied = {
+      mode: attrs.mode ?? defaultMode,
+      uid: attrs.uid ?? 0,
+      gid: attrs.gid ?? 0,
+      mtime: attrs.mtime ?? this.ctx.epoch,
+    };
     const host = this.host(resolved);
     await chown(host, applied.uid, applied.gid);
     await chmod(host, applied.mode); // after chown, which clears setuid bits
@@ -130,9 +182,11 @@ export class LoopEditor extends EditorBase implements FsEditor {
       const prefix = `/${segments.slice(0, i + 1).join('/')}`;
       const last = i === segments.length - 1;
       const st = await this.lstatOne(prefix);
-      if (st && st.type !== 'dir') throw new UserError(`cannot create the directory ${path}: ${prefix} is a ${st.type}.`);
+      if (st && st.type !== 'dir')
+        throw new UserError(`cannot create the directory ${path}: ${prefix} is a ${st.type}.`);
       if (st && !last) continue;
-      if (!st && !last && !attrs.parents) throw new UserError(`cannot create the directory ${path}: ${prefix} does not exist.`);
+      if (!st && !last && !attrs.parents)
+        throw new UserError(`cannot create the directory ${path}: ${prefix} does not exist.`);
       if (st && last && attrs.mode === undefined && attrs.uid === undefined && attrs.gid === undefined) return;
       if (!st) await mkdir(this.host(prefix));
       const applied = await this.applyAttrs(prefix, last ? attrs : { mtime: attrs.mtime }, 0o755);

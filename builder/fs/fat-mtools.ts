@@ -8,8 +8,17 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run, ToolError } from '../exec/run.js';
 import {
-  EditorBase, FileNotFoundError, baseName, normalizePath, parentOf, pathSegments,
-  type DirEntry, type EditorContext, type FileAttrs, type FileStat, type FsEditor,
+  baseName,
+  type DirEntry,
+  EditorBase,
+  type EditorContext,
+  type FileAttrs,
+  FileNotFoundError,
+  type FileStat,
+  type FsEditor,
+  normalizePath,
+  parentOf,
+  pathSegments,
 } from './editor.js';
 
 export class MtoolsEditor extends EditorBase implements FsEditor {
@@ -68,9 +77,14 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
     if (!parent) return;
     const name = baseName(path);
     const rest = parent.filter((e) => e.name.toLowerCase() !== name.toLowerCase());
-    this.listings.set(parentOf(path).toLowerCase(), type ? [...rest, { name, type }].sort((a, b) => a.name.localeCompare(b.name)) : rest);
+    this.listings.set(
+      parentOf(path).toLowerCase(),
+      type ? [...rest, { name, type }].sort((a, b) => a.name.localeCompare(b.name)) : rest,
+    );
     if (type === undefined || type === 'dir') {
-      for (const key of this.listings.keys()) if (key.startsWith(`${normalizePath(path).toLowerCase()}/`) || key === normalizePath(path).toLowerCase()) this.listings.delete(key);
+      for (const key of this.listings.keys())
+        if (key.startsWith(`${normalizePath(path).toLowerCase()}/`) || key === normalizePath(path).toLowerCase())
+          this.listings.delete(key);
       if (type === 'dir') this.listings.set(normalizePath(path).toLowerCase(), []);
     }
   }
@@ -79,7 +93,10 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
     return (await this.mtools('mdir', ['-b', '-a', MtoolsEditor.dos(path)]))
       .split('\n')
       .filter((l) => l.startsWith('::'))
-      .map((l) => ({ name: l.replace(/\/$/, '').split('/').at(-1)!, type: l.endsWith('/') ? ('dir' as const) : ('file' as const) }))
+      .map((l) => ({
+        name: l.replace(/\/$/, '').split('/').at(-1)!,
+        type: l.endsWith('/') ? ('dir' as const) : ('file' as const),
+      }))
       .filter((e) => e.name !== '.' && e.name !== '..')
       .sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -96,7 +113,9 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
     }
     // FAT names are case-insensitive.
     const entry = entries.find((e) => e.name.toLowerCase() === baseName(path).toLowerCase());
-    return entry ? { type: entry.type, mode: entry.type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: this.ctx.epoch } : undefined;
+    return entry
+      ? { type: entry.type, mode: entry.type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: this.ctx.epoch }
+      : undefined;
   }
 
   async read(path: string): Promise<Buffer> {
@@ -109,7 +128,8 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
   async write(path: string, data: string | Buffer, attrs: FileAttrs = {}): Promise<void> {
     if (pathSegments(path).length === 0) throw new UserError('cannot write the root of the boot partition as a file.');
     const existing = await this.stat(path);
-    if (existing?.type === 'dir') throw new UserError(`cannot write the file ${path} on the boot partition: a directory is in the way.`);
+    if (existing?.type === 'dir')
+      throw new UserError(`cannot write the file ${path} on the boot partition: a directory is in the way.`);
     const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
     this.stagingDir ??= await this.ctx.scope.tempDir('swarmcard-mtools-');
     const local = join(this.stagingDir, `file-${this.staged++}`);
@@ -130,7 +150,8 @@ export class MtoolsEditor extends EditorBase implements FsEditor {
       const last = i === segments.length - 1;
       if (st?.type === 'dir') continue;
       if (st) throw new UserError(`cannot create the directory ${path} on the boot partition: ${prefix} is a file.`);
-      if (!last && !attrs.parents) throw new UserError(`cannot create the directory ${path} on the boot partition: ${prefix} does not exist.`);
+      if (!last && !attrs.parents)
+        throw new UserError(`cannot create the directory ${path} on the boot partition: ${prefix} does not exist.`);
       await this.mtools('mmd', [MtoolsEditor.dos(prefix)]);
       this.noteEntry(prefix, 'dir');
       this.expect(prefix, { type: 'dir', attrs: {} });

@@ -50,7 +50,8 @@ export async function withPartition<T>(
     } else {
       if (!options.readOnly) assertWritable(layout.rootSuperblock, await e2fsprogsVersion(), layout.path);
       const backend = options.ext4Backend ?? 'debugfs';
-      if (!ext4Backends.includes(backend)) throw new UserError(`unknown ext4 backend "${backend}"; use one of ${ext4Backends.join(', ')}.`);
+      if (!ext4Backends.includes(backend))
+        throw new UserError(`unknown ext4 backend "${backend}"; use one of ${ext4Backends.join(', ')}.`);
       editor = backend === 'loop' ? await LoopEditor.open(ctx) : new DebugfsEditor(ctx);
     }
     const result = await body(editor);

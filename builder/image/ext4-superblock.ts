@@ -9,20 +9,48 @@ export const EXT4_MAGIC = 0xef53;
 
 // Bit → [name, first e2fsprogs version that handles it]
 const compat: Record<number, [string, string]> = {
-  0x1: ['dir_prealloc', '1.0'], 0x2: ['imagic_inodes', '1.0'], 0x4: ['has_journal', '1.19'], 0x8: ['ext_attr', '1.28'],
-  0x10: ['resize_inode', '1.33'], 0x20: ['dir_index', '1.33'], 0x200: ['sparse_super2', '1.42'], 0x400: ['fast_commit', '1.46'],
-  0x800: ['stable_inodes', '1.46'], 0x1000: ['orphan_file', '1.47'],
+  0x1: ['dir_prealloc', '1.0'],
+  0x2: ['imagic_inodes', '1.0'],
+  0x4: ['has_journal', '1.19'],
+  0x8: ['ext_attr', '1.28'],
+  0x10: ['resize_inode', '1.33'],
+  0x20: ['dir_index', '1.33'],
+  0x200: ['sparse_super2', '1.42'],
+  0x400: ['fast_commit', '1.46'],
+  0x800: ['stable_inodes', '1.46'],
+  0x1000: ['orphan_file', '1.47'],
 };
 const incompat: Record<number, [string, string]> = {
-  0x1: ['compression', '1.0'], 0x2: ['filetype', '1.16'], 0x4: ['needs_recovery', '1.19'], 0x8: ['journal_dev', '1.19'],
-  0x10: ['meta_bg', '1.35'], 0x40: ['extent', '1.41'], 0x80: ['64bit', '1.42'], 0x100: ['mmp', '1.42'],
-  0x200: ['flex_bg', '1.41'], 0x400: ['ea_inode', '1.44'], 0x1000: ['dirdata', '99'], 0x2000: ['metadata_csum_seed', '1.43'],
-  0x4000: ['large_dir', '1.44'], 0x8000: ['inline_data', '1.43'], 0x10000: ['encrypt', '1.43'], 0x20000: ['casefold', '1.45'],
+  0x1: ['compression', '1.0'],
+  0x2: ['filetype', '1.16'],
+  0x4: ['needs_recovery', '1.19'],
+  0x8: ['journal_dev', '1.19'],
+  0x10: ['meta_bg', '1.35'],
+  0x40: ['extent', '1.41'],
+  0x80: ['64bit', '1.42'],
+  0x100: ['mmp', '1.42'],
+  0x200: ['flex_bg', '1.41'],
+  0x400: ['ea_inode', '1.44'],
+  0x1000: ['dirdata', '99'],
+  0x2000: ['metadata_csum_seed', '1.43'],
+  0x4000: ['large_dir', '1.44'],
+  0x8000: ['inline_data', '1.43'],
+  0x10000: ['encrypt', '1.43'],
+  0x20000: ['casefold', '1.45'],
 };
 const roCompat: Record<number, [string, string]> = {
-  0x1: ['sparse_super', '1.0'], 0x2: ['large_file', '1.0'], 0x8: ['huge_file', '1.41'], 0x10: ['uninit_bg', '1.41'],
-  0x20: ['dir_nlink', '1.41'], 0x40: ['extra_isize', '1.41'], 0x100: ['quota', '1.42'], 0x200: ['bigalloc', '1.42'],
-  0x400: ['metadata_csum', '1.43'], 0x1000: ['read-only', '1.43'], 0x2000: ['project', '1.43'], 0x8000: ['verity', '1.45'],
+  0x1: ['sparse_super', '1.0'],
+  0x2: ['large_file', '1.0'],
+  0x8: ['huge_file', '1.41'],
+  0x10: ['uninit_bg', '1.41'],
+  0x20: ['dir_nlink', '1.41'],
+  0x40: ['extra_isize', '1.41'],
+  0x100: ['quota', '1.42'],
+  0x200: ['bigalloc', '1.42'],
+  0x400: ['metadata_csum', '1.43'],
+  0x1000: ['read-only', '1.43'],
+  0x2000: ['project', '1.43'],
+  0x8000: ['verity', '1.45'],
   0x10000: ['orphan_present', '1.47'],
 };
 
@@ -47,7 +75,11 @@ function decode(mask: number, table: Record<number, [string, string]>, kind: str
     if (((mask >>> i) & 1) === 0) continue;
     const bit = (1 << i) >>> 0;
     const known = table[bit];
-    out.push(known ? { name: known[0], minVersion: known[1] } : { name: `unknown_${kind}_0x${bit.toString(16)}`, minVersion: '999' });
+    out.push(
+      known
+        ? { name: known[0], minVersion: known[1] }
+        : { name: `unknown_${kind}_0x${bit.toString(16)}`, minVersion: '999' },
+    );
   }
 }
 
@@ -60,7 +92,8 @@ export function parseExt4Superblock(sb: Buffer): Ext4Superblock | undefined {
   decode(incompatMask, incompat, 'incompat', features);
   decode(sb.readUInt32LE(100), roCompat, 'ro_compat', features);
   const uuid = sb.subarray(104, 120).toString('hex');
-  const cString = (buf: Buffer): string => buf.subarray(0, buf.indexOf(0) === -1 ? buf.length : buf.indexOf(0)).toString('latin1');
+  const cString = (buf: Buffer): string =>
+    buf.subarray(0, buf.indexOf(0) === -1 ? buf.length : buf.indexOf(0)).toString('latin1');
   return {
     uuid: `${uuid.slice(0, 8)}-${uuid.slice(8, 12)}-${uuid.slice(12, 16)}-${uuid.slice(16, 20)}-${uuid.slice(20)}`,
     label: cString(sb.subarray(120, 136)),
@@ -91,13 +124,20 @@ export function unsupportedFeatures(sb: Ext4Superblock, e2fsprogsVersion: string
 export function assertWritable(sb: Ext4Superblock, e2fsprogsVersion: string, source: string): void {
   const missing = unsupportedFeatures(sb, e2fsprogsVersion);
   if (missing.length > 0) {
-    const need = missing.map((f) => f.minVersion).sort(compareVersions).at(-1)!;
+    const need = missing
+      .map((f) => f.minVersion)
+      .sort(compareVersions)
+      .at(-1)!;
     throw new UserError(
       `the root filesystem of ${source} uses ext4 features ${missing.map((f) => f.name).join(', ')} that e2fsprogs ${e2fsprogsVersion} does not support; ` +
-        (need === '999' ? 'no known e2fsprogs release handles them, so swarmcard will not write to it.' : `install e2fsprogs ${need} or newer (or use the Docker builder).`),
+        (need === '999'
+          ? 'no known e2fsprogs release handles them, so swarmcard will not write to it.'
+          : `install e2fsprogs ${need} or newer (or use the Docker builder).`),
     );
   }
   if (sb.needsRecovery) {
-    throw new UserError(`the root filesystem of ${source} was not cleanly unmounted (its journal needs recovery); run "e2fsck -fy" on it or use a fresh image.`);
+    throw new UserError(
+      `the root filesystem of ${source} was not cleanly unmounted (its journal needs recovery); run "e2fsck -fy" on it or use a fresh image.`,
+    );
   }
 }

@@ -1,14 +1,14 @@
 /**
  * A node's disk identity. All cards written from one image share the disk id (and so every
- * PARTUUID) until first boot, so two unbooted cards in one reader collide (raspios-facts.md #5):
+ * PARTUUID) until first boot, so two unbooted cards in one reader collide (docs/raspios.md #5):
  * each node gets its own id, and `root=PARTUUID=` in cmdline.txt and /etc/fstab change with it.
  */
 import { createHash } from 'node:crypto';
 import type { FsEditor } from '../fs/editor.js';
-import { withPartition, type PartitionOptions } from '../fs/partition.js';
+import { type PartitionOptions, withPartition } from '../fs/partition.js';
 import { replacePartUuids } from '../text/etc-files.js';
 import { writeDiskId } from './clone.js';
-import { readLayout, type ImageLayout } from './layout.js';
+import { type ImageLayout, readLayout } from './layout.js';
 import { formatDiskId } from './mbr.js';
 
 /** A stable disk id for node `index` of a cluster: a hash, never a random source. Never 0. */
@@ -34,7 +34,11 @@ export async function retargetFstab(root: FsEditor, oldId: number, newId: number
 }
 
 /** Set the disk id and rewrite every PARTUUID reference to it; returns the re-read layout. */
-export async function setDiskIdentity(layout: ImageLayout, diskId: number, options: PartitionOptions): Promise<ImageLayout> {
+export async function setDiskIdentity(
+  layout: ImageLayout,
+  diskId: number,
+  options: PartitionOptions,
+): Promise<ImageLayout> {
   await writeDiskId(layout.path, diskId);
   await withPartition(layout, 'boot', options, (fs) => retargetCmdline(fs, layout.mbr.diskId, diskId));
   await withPartition(layout, 'root', options, (fs) => retargetFstab(fs, layout.mbr.diskId, diskId));

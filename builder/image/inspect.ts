@@ -7,12 +7,12 @@
 import { UserError } from '../errors.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
 import { e2fsprogsVersion, withPartition } from '../fs/partition.js';
-import { configSettings, parseConfigTxt } from '../text/config-txt.js';
 import { getToken, parseCmdline } from '../text/cmdline.js';
+import { configSettings, parseConfigTxt } from '../text/config-txt.js';
 import { parseFstab, parseOsRelease } from '../text/etc-files.js';
-import { bootableModels, parseElf, type Arch } from './elf.js';
+import { type Arch, bootableModels, parseElf } from './elf.js';
 import { unsupportedFeatures } from './ext4-superblock.js';
-import { readLayout, type ImageLayout } from './layout.js';
+import { type ImageLayout, readLayout } from './layout.js';
 import { formatDiskId, partUuid } from './mbr.js';
 
 export type NetworkStack = 'dhcpcd' | 'networkmanager' | 'none';
@@ -23,7 +23,15 @@ export interface ImageReport {
   path: string;
   size: number;
   diskId: string;
-  partitions: { number: number; type: string; role: 'boot' | 'root' | 'other'; start: number; size: number; label?: string; filesystem?: string }[];
+  partitions: {
+    number: number;
+    type: string;
+    role: 'boot' | 'root' | 'other';
+    start: number;
+    size: number;
+    label?: string;
+    filesystem?: string;
+  }[];
   release: { codename: string; versionId: string; prettyName: string; id: string };
   arch: { arch: Arch; detectedFrom: string; bootableModels: string[] };
   bootMount: string;
@@ -37,7 +45,13 @@ export interface ImageReport {
     cloudInit: { installed: boolean; enabled: boolean };
   };
   firstBoot: { mechanism: FirstBoot; imagerCustomisation?: string };
-  ssh: { installed: boolean; enabledAtBoot: boolean; bootFlag?: string; hostKeys: string[]; hostKeyRegeneration?: string };
+  ssh: {
+    installed: boolean;
+    enabledAtBoot: boolean;
+    bootFlag?: string;
+    hostKeys: string[];
+    hostKeyRegeneration?: string;
+  };
   users: { userconf: boolean; cloudInitUserData: boolean; passwd: string[] };
   identity: {
     machineId: MachineIdState;
@@ -47,7 +61,14 @@ export interface ImageReport {
     dockerSwarmState: boolean;
     cloudState: string[];
   };
-  ext4: { uuid: string; label: string; features: string[]; e2fsprogs: string; unsupported: string[]; needsRecovery: boolean };
+  ext4: {
+    uuid: string;
+    label: string;
+    features: string[];
+    e2fsprogs: string;
+    unsupported: string[];
+    needsRecovery: boolean;
+  };
   warnings: string[];
 }
 
@@ -75,7 +96,9 @@ async function readBoot(fs: FsEditor, path: string) {
   const cmdlineText = await readOptional(fs, '/cmdline.txt');
   const configText = await readOptional(fs, '/config.txt');
   if (cmdlineText === undefined || configText === undefined) {
-    throw new UserError(`${path} is not a Raspberry Pi OS image: its boot partition has no ${cmdlineText === undefined ? 'cmdline.txt' : 'config.txt'}.`);
+    throw new UserError(
+      `${path} is not a Raspberry Pi OS image: its boot partition has no ${cmdlineText === undefined ? 'cmdline.txt' : 'config.txt'}.`,
+    );
   }
   const rootEntries = await fs.list('/');
   const has = (name: string) => rootEntries.some((e) => e.name.toLowerCase() === name);
@@ -90,7 +113,8 @@ async function readBoot(fs: FsEditor, path: string) {
 
 async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
   const osReleaseText = (await readOptional(fs, '/etc/os-release')) ?? (await readOptional(fs, '/usr/lib/os-release'));
-  if (osReleaseText === undefined) throw new UserError(`${path} is not a Raspberry Pi OS image: its root filesystem has no /etc/os-release.`);
+  if (osReleaseText === undefined)
+    throw new UserError(`${path} is not a Raspberry Pi OS image: its root filesystem has no /etc/os-release.`);
   const osRelease = parseOsRelease(osReleaseText);
 
   let arch: Arch = 'unknown';
@@ -105,7 +129,11 @@ async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
   }
 
   const fstab = parseFstab((await readOptional(fs, '/etc/fstab')) ?? '');
-  const bootSpecs = [`PARTUUID=${partUuid(layout.mbr.diskId, layout.boot.number)}`, `/dev/mmcblk0p${layout.boot.number}`, `LABEL=${layout.bootLabel}`];
+  const bootSpecs = [
+    `PARTUUID=${partUuid(layout.mbr.diskId, layout.boot.number)}`,
+    `/dev/mmcblk0p${layout.boot.number}`,
+    `LABEL=${layout.bootLabel}`,
+  ];
   const bootMount =
     fstab.find((e) => bootSpecs.includes(e.spec) && e.vfstype === 'vfat')?.file ??
     ((await fs.stat('/boot/firmware'))?.type === 'dir' ? '/boot/firmware' : '/boot');
@@ -115,14 +143,26 @@ async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
   const anyExists = async (...paths: string[]) => (await Promise.all(paths.map((p) => fs.exists(p)))).some(Boolean);
 
   const dhcpcd = { installed: await anyExists('/usr/sbin/dhcpcd', '/sbin/dhcpcd'), enabled: enabled('dhcpcd.service') };
-  const networkManager = { installed: await anyExists('/usr/sbin/NetworkManager'), enabled: enabled('NetworkManager.service') };
+  const networkManager = {
+    installed: await anyExists('/usr/sbin/NetworkManager'),
+    enabled: enabled('NetworkManager.service'),
+  };
   const cloudInitInstalled = await anyExists('/usr/bin/cloud-init');
-  const cloudInit = { installed: cloudInitInstalled, enabled: cloudInitInstalled && !(await fs.exists('/etc/cloud/cloud-init.disabled')) };
+  const cloudInit = {
+    installed: cloudInitInstalled,
+    enabled: cloudInitInstalled && !(await fs.exists('/etc/cloud/cloud-init.disabled')),
+  };
 
   const sshFiles = await listOptional(fs, '/etc/ssh');
   const machineIdText = await readOptional(fs, '/etc/machine-id');
   const machineId: MachineIdState =
-    machineIdText === undefined ? 'missing' : machineIdText.trim() === '' ? 'empty' : machineIdText.trim() === 'uninitialized' ? 'uninitialized' : 'set';
+    machineIdText === undefined
+      ? 'missing'
+      : machineIdText.trim() === ''
+        ? 'empty'
+        : machineIdText.trim() === 'uninitialized'
+          ? 'uninitialized'
+          : 'set';
   const dbus = await fs.stat('/var/lib/dbus/machine-id');
   const passwd = ((await readOptional(fs, '/etc/passwd')) ?? '')
     .split('\n')
@@ -136,18 +176,30 @@ async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
     detectedFrom,
     bootMount,
     hostname: ((await readOptional(fs, '/etc/hostname')) ?? '').trim(),
-    network: { dhcpcd, networkManager, cloudInit, active: (networkManager.enabled ? 'networkmanager' : dhcpcd.enabled ? 'dhcpcd' : 'none') as NetworkStack },
+    network: {
+      dhcpcd,
+      networkManager,
+      cloudInit,
+      active: (networkManager.enabled ? 'networkmanager' : dhcpcd.enabled ? 'dhcpcd' : 'none') as NetworkStack,
+    },
     ssh: {
       installed: await anyExists('/usr/sbin/sshd'),
       serviceEnabled: enabled('ssh.service') || enabled('sshd.service'),
       hostKeys: sshFiles.filter((n) => n.startsWith('ssh_host_')),
       // Raspberry Pi OS's own unit, swarmcard's fallback, or the common sshd-keygen unit.
-      regenerationUnit: ['regenerate_ssh_host_keys.service', 'swarmcard-ssh-keygen.service', 'sshd-keygen.service'].find(enabled),
+      regenerationUnit: [
+        'regenerate_ssh_host_keys.service',
+        'swarmcard-ssh-keygen.service',
+        'sshd-keygen.service',
+      ].find(enabled),
     },
     passwd,
     identity: {
       machineId,
-      dbusMachineId: (dbus === undefined ? 'absent' : dbus.type === 'symlink' ? 'symlink' : 'file') as 'absent' | 'file' | 'symlink',
+      dbusMachineId: (dbus === undefined ? 'absent' : dbus.type === 'symlink' ? 'symlink' : 'file') as
+        | 'absent'
+        | 'file'
+        | 'symlink',
       dockerEngineId: await fs.exists('/var/lib/docker/engine-id'),
       dockerKeyJson: await fs.exists('/etc/docker/key.json'),
       dockerSwarmState: await fs.exists('/var/lib/docker/swarm'),
@@ -176,7 +228,11 @@ export async function inspectImage(path: string): Promise<ImageReport> {
   const systemdRun = getToken(boot.cmdline, 'systemd.run');
   const hostKeyRegeneration =
     root.ssh.regenerationUnit ??
-    (mechanism === 'raspberrypi-sys-mods' ? 'raspberrypi-sys-mods firstboot' : root.network.cloudInit.enabled ? 'cloud-init (ssh module)' : undefined);
+    (mechanism === 'raspberrypi-sys-mods'
+      ? 'raspberrypi-sys-mods firstboot'
+      : root.network.cloudInit.enabled
+        ? 'cloud-init (ssh module)'
+        : undefined);
 
   const report: ImageReport = {
     path,
@@ -227,22 +283,47 @@ export async function inspectImage(path: string): Promise<ImageReport> {
   return report;
 }
 
-/** Clone-hygiene problems (raspios-facts.md, gotcha 6) and anything that blocks writing. */
+/** Clone-hygiene problems (docs/raspios.md #6) and anything that blocks writing. */
 export function hygieneWarnings(r: ImageReport): string[] {
   const w: string[] = [];
   const trixieLike = r.release.codename === 'trixie' || r.network.cloudInit.installed;
-  if (r.identity.machineId === 'set') w.push('/etc/machine-id is set: every card cloned from this image would share one machine id (empty it, or "uninitialized" on trixie).');
-  if (r.identity.machineId === 'empty' && trixieLike) w.push('/etc/machine-id is empty on trixie: it must read "uninitialized", or first boot skips the filesystem resize.');
-  if (r.identity.machineId === 'missing') w.push('/etc/machine-id is missing: systemd cannot mark first boot; create it empty (or "uninitialized" on trixie).');
-  if (r.identity.dbusMachineId === 'file') w.push('/var/lib/dbus/machine-id is present: clones would share a D-Bus machine id; remove it.');
-  if (r.ssh.hostKeys.length > 0) w.push(`SSH host keys are present (${r.ssh.hostKeys.join(', ')}): every clone would share them; remove /etc/ssh/ssh_host_*.`);
-  if (r.ssh.installed && !r.ssh.hostKeyRegeneration) w.push('nothing in the image regenerates SSH host keys at first boot: sshd will fail once they are removed.');
-  if (r.identity.dockerEngineId) w.push('/var/lib/docker/engine-id is present: clones would share a Docker engine id; remove it.');
-  if (r.identity.dockerKeyJson) w.push('/etc/docker/key.json is present: clones would share a Docker identity key; remove it.');
-  if (r.identity.dockerSwarmState) w.push('/var/lib/docker/swarm is present: clones would carry another node\'s swarm state; remove it.');
-  if (r.identity.cloudState.length > 0) w.push(`/var/lib/cloud is not empty (${r.identity.cloudState.join(', ')}): cloud-init would think it already ran; empty it.`);
-  if (r.ext4.unsupported.length > 0) w.push(`e2fsprogs ${r.ext4.e2fsprogs} does not support the ext4 features ${r.ext4.unsupported.join(', ')}: swarmcard will refuse to write this image.`);
-  if (r.ext4.needsRecovery) w.push('the root filesystem needs journal recovery (not cleanly unmounted): run "e2fsck -fy" on it first.');
-  if (r.arch.arch !== 'armhf' && r.arch.arch !== 'arm64') w.push(`the image's binaries are ${r.arch.arch}: no Raspberry Pi can boot it.`);
+  if (r.identity.machineId === 'set')
+    w.push(
+      '/etc/machine-id is set: every card cloned from this image would share one machine id (empty it, or "uninitialized" on trixie).',
+    );
+  if (r.identity.machineId === 'empty' && trixieLike)
+    w.push(
+      '/etc/machine-id is empty on trixie: it must read "uninitialized", or first boot skips the filesystem resize.',
+    );
+  if (r.identity.machineId === 'missing')
+    w.push(
+      '/etc/machine-id is missing: systemd cannot mark first boot; create it empty (or "uninitialized" on trixie).',
+    );
+  if (r.identity.dbusMachineId === 'file')
+    w.push('/var/lib/dbus/machine-id is present: clones would share a D-Bus machine id; remove it.');
+  if (r.ssh.hostKeys.length > 0)
+    w.push(
+      `SSH host keys are present (${r.ssh.hostKeys.join(', ')}): every clone would share them; remove /etc/ssh/ssh_host_*.`,
+    );
+  if (r.ssh.installed && !r.ssh.hostKeyRegeneration)
+    w.push('nothing in the image regenerates SSH host keys at first boot: sshd will fail once they are removed.');
+  if (r.identity.dockerEngineId)
+    w.push('/var/lib/docker/engine-id is present: clones would share a Docker engine id; remove it.');
+  if (r.identity.dockerKeyJson)
+    w.push('/etc/docker/key.json is present: clones would share a Docker identity key; remove it.');
+  if (r.identity.dockerSwarmState)
+    w.push("/var/lib/docker/swarm is present: clones would carry another node's swarm state; remove it.");
+  if (r.identity.cloudState.length > 0)
+    w.push(
+      `/var/lib/cloud is not empty (${r.identity.cloudState.join(', ')}): cloud-init would think it already ran; empty it.`,
+    );
+  if (r.ext4.unsupported.length > 0)
+    w.push(
+      `e2fsprogs ${r.ext4.e2fsprogs} does not support the ext4 features ${r.ext4.unsupported.join(', ')}: swarmcard will refuse to write this image.`,
+    );
+  if (r.ext4.needsRecovery)
+    w.push('the root filesystem needs journal recovery (not cleanly unmounted): run "e2fsck -fy" on it first.');
+  if (r.arch.arch !== 'armhf' && r.arch.arch !== 'arm64')
+    w.push(`the image's binaries are ${r.arch.arch}: no Raspberry Pi can boot it.`);
   return w;
 }

@@ -32,7 +32,9 @@ const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
 export function parseMbr(sector0: Buffer, source: string): Mbr {
   if (sector0.length < SECTOR) throw new UserError(`${source} is shorter than one sector; it is not a disk image.`);
   if (sector0[510] !== 0x55 || sector0[511] !== 0xaa) {
-    throw new UserError(`${source} has no partition table (no MBR signature); give a whole-disk Raspberry Pi OS image, not a partition or an archive.`);
+    throw new UserError(
+      `${source} has no partition table (no MBR signature); give a whole-disk Raspberry Pi OS image, not a partition or an archive.`,
+    );
   }
   const partitions: MbrPartition[] = [];
   for (let slot = 0; slot < 4; slot++) {
@@ -55,7 +57,8 @@ export function parseMbr(sector0: Buffer, source: string): Mbr {
       size: sectors * SECTOR,
     });
   }
-  if (partitions.length === 0) throw new UserError(`${source} has an empty partition table; it is not a Raspberry Pi OS image.`);
+  if (partitions.length === 0)
+    throw new UserError(`${source} has an empty partition table; it is not a Raspberry Pi OS image.`);
   return { diskId: sector0.readUInt32LE(DISK_ID_OFFSET), partitions };
 }
 
@@ -65,7 +68,8 @@ export function formatDiskId(diskId: number): string {
 
 export function parseDiskId(text: string): number {
   const hex = text.replace(/^0x/i, '');
-  if (!/^[0-9a-f]{8}$/i.test(hex)) throw new UserError(`"${text}" is not a disk identifier; use 8 hex digits such as 0x1a2b3c4d.`);
+  if (!/^[0-9a-f]{8}$/i.test(hex))
+    throw new UserError(`"${text}" is not a disk identifier; use 8 hex digits such as 0x1a2b3c4d.`);
   return Number.parseInt(hex, 16);
 }
 

@@ -7,9 +7,9 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { shellQuote } from '../overlay/template.js';
 import type { Edit } from '../plan/edits.js';
 import type { NodePlan } from '../plan/plan.js';
-import { shellQuote } from '../overlay/template.js';
 
 export interface KitFile {
   path: string;
@@ -22,7 +22,8 @@ export function hostKitFiles(host: NodePlan, rendered: Edit[], cluster: string):
   const files: KitFile[] = [];
   const units: string[] = [];
   for (const edit of rendered) {
-    if (edit.op === 'write' && edit.partition === 'root') files.push({ path: `files${edit.path}`, content: edit.content, mode: edit.mode ?? 0o644 });
+    if (edit.op === 'write' && edit.partition === 'root')
+      files.push({ path: `files${edit.path}`, content: edit.content, mode: edit.mode ?? 0o644 });
     if (edit.op === 'symlink' && /\.wants\//.test(edit.path)) units.push(edit.path.split('/').at(-1)!);
   }
   files.sort((a, b) => a.path.localeCompare(b.path));
@@ -63,7 +64,11 @@ export function hostKitFiles(host: NodePlan, rendered: Edit[], cluster: string):
     ...links.map((l) => `| ${l.name} | ${l.mac} | ${l.address} | ${l.peer} |`),
     '',
   ].join('\n');
-  return [{ path: 'README.md', content: readme, mode: 0o644 }, { path: 'install.sh', content: install, mode: 0o755 }, ...files];
+  return [
+    { path: 'README.md', content: readme, mode: 0o644 },
+    { path: 'install.sh', content: install, mode: 0o755 },
+    ...files,
+  ];
 }
 
 export async function writeHostKit(out: string, files: KitFile[], epoch: number): Promise<void> {
@@ -74,16 +79,27 @@ export async function writeHostKit(out: string, files: KitFile[], epoch: number)
     const dirs = new Set<string>(['host-kit']);
     for (const f of files) {
       const parts = `host-kit/${f.path}`.split('/').slice(0, -1);
-      parts.forEach((_, i) => dirs.add(parts.slice(0, i + 1).join('/')));
+      for (let i = 1; i <= parts.length; i++) dirs.add(parts.slice(0, i).join('/'));
     }
     const entries = [
       ...[...dirs].map((d) => ({ name: `${d}/`, type: 'directory' as const, mode: 0o755 })),
       ...files.map((f) => ({ name: `host-kit/${f.path}`, type: 'file' as const, mode: f.mode, content: f.content })),
     ].sort((a, b) => a.name.localeCompare(b.name));
     for (const e of entries) {
-      const header = { name: e.name, type: e.type, mode: e.mode, mtime: new Date(epoch * 1000), uid: 0, gid: 0, uname: 'root', gname: 'root' };
+      const header = {
+        name: e.name,
+        type: e.type,
+        mode: e.mode,
+        mtime: new Date(epoch * 1000),
+        uid: 0,
+        gid: 0,
+        uname: 'root',
+        gname: 'root',
+      };
       const content = 'content' in e ? e.content : '';
-      await new Promise<void>((resolve, reject) => pack.entry(header, content, (error) => (error ? reject(error) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        pack.entry(header, content, (error) => (error ? reject(error) : resolve())),
+      );
     }
     pack.finalize();
     await writing;

@@ -61,7 +61,10 @@ async function writeAtomic(path: string, content: string): Promise<void> {
 export async function writeManifest(dir: string, manifest: Manifest): Promise<void> {
   const nodes = [...manifest.nodes].sort((a, b) => a.index - b.index);
   await writeAtomic(`${dir}/manifest.json`, `${JSON.stringify({ ...manifest, nodes }, null, 2)}\n`);
-  const sums = [...nodes.map((n) => [n.sha256, n.file]), ...(manifest.hostKit ? [[manifest.hostKit.sha256, manifest.hostKit.file]] : [])];
+  const sums = [
+    ...nodes.map((n) => [n.sha256, n.file]),
+    ...(manifest.hostKit ? [[manifest.hostKit.sha256, manifest.hostKit.file]] : []),
+  ];
   // The format `sha256sum -c` reads: hash, two spaces, file name.
   await writeAtomic(`${dir}/SHA256SUMS`, sums.map(([sum, file]) => `${sum}  ${file}\n`).join(''));
 }

@@ -11,14 +11,15 @@
  *     - configTxt: { block: otg, section: all, lines: [dtoverlay=dwc2] }
  *     - remove: { path: /etc/motd, when: removeMotd }
  *
- * Operations (each one handler, see operations.ts): file, template, cmdline, configTxt, block,
+ * Operations (each one handler): file, template, cmdline, configTxt, block,
  * enableUnit, remove. Every string field is a template; `when` names a boolean parameter
  * (prefix `!` to negate).
  */
-import { Type, type Static } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
+
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Static, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { parse } from 'yaml';
 import { UserError } from '../errors.js';
 
@@ -29,28 +30,118 @@ const Owner = { uid: Type.Optional(Type.Integer({ minimum: 0 })), gid: Type.Opti
 const strict = { additionalProperties: false };
 
 export const Operation = Type.Union([
-  Type.Object({ file: Type.Object({ partition: Type.Optional(Partition), path: Type.String(), source: Type.String(), mode: Mode, ...Owner, when: When }, strict) }, strict),
-  Type.Object({ template: Type.Object({ partition: Type.Optional(Partition), path: Type.String(), source: Type.String(), mode: Mode, ...Owner, when: When }, strict) }, strict),
-  Type.Object({
-    cmdline: Type.Object({
-      set: Type.Optional(Type.Record(Type.String(), Type.String())),
-      addToList: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String()))),
-      remove: Type.Optional(Type.Array(Type.String())),
-      when: When,
-    }, strict),
-  }, strict),
-  Type.Object({ configTxt: Type.Object({ block: Type.String(), section: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()), when: When }, strict) }, strict),
-  Type.Object({
-    block: Type.Object({ partition: Type.Optional(Partition), path: Type.String(), block: Type.String(), lines: Type.Array(Type.String()), comment: Type.Optional(Type.String()), mode: Mode, when: When }, strict),
-  }, strict),
-  Type.Object({ enableUnit: Type.Object({ unit: Type.String({ pattern: '^[\\w@.-]+\\.(service|timer|path|socket)$' }), target: Type.Optional(Type.String()), when: When }, strict) }, strict),
-  Type.Object({ remove: Type.Object({ partition: Type.Optional(Partition), path: Type.String(), recursive: Type.Optional(Type.Boolean()), when: When }, strict) }, strict),
+  Type.Object(
+    {
+      file: Type.Object(
+        {
+          partition: Type.Optional(Partition),
+          path: Type.String(),
+          source: Type.String(),
+          mode: Mode,
+          ...Owner,
+          when: When,
+        },
+        strict,
+      ),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      template: Type.Object(
+        {
+          partition: Type.Optional(Partition),
+          path: Type.String(),
+          source: Type.String(),
+          mode: Mode,
+          ...Owner,
+          when: When,
+        },
+        strict,
+      ),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      cmdline: Type.Object(
+        {
+          set: Type.Optional(Type.Record(Type.String(), Type.String())),
+          addToList: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String()))),
+          remove: Type.Optional(Type.Array(Type.String())),
+          when: When,
+        },
+        strict,
+      ),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      configTxt: Type.Object(
+        { block: Type.String(), section: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()), when: When },
+        strict,
+      ),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      block: Type.Object(
+        {
+          partition: Type.Optional(Partition),
+          path: Type.String(),
+          block: Type.String(),
+          lines: Type.Array(Type.String()),
+          comment: Type.Optional(Type.String()),
+          mode: Mode,
+          when: When,
+        },
+        strict,
+      ),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      enableUnit: Type.Object(
+        {
+          unit: Type.String({ pattern: '^[\\w@.-]+\\.(service|timer|path|socket)$' }),
+          target: Type.Optional(Type.String()),
+          when: When,
+        },
+        strict,
+      ),
+    },
+    strict,
+  ),
+  Type.Object(
+    {
+      remove: Type.Object(
+        {
+          partition: Type.Optional(Partition),
+          path: Type.String(),
+          recursive: Type.Optional(Type.Boolean()),
+          when: When,
+        },
+        strict,
+      ),
+    },
+    strict,
+  ),
 ]);
 export type OperationData = Static<typeof Operation>;
 
 const Param = Type.Object(
   {
-    type: Type.Union([Type.Literal('string'), Type.Literal('integer'), Type.Literal('boolean'), Type.Literal('enum'), Type.Literal('ipv4'), Type.Literal('list')]),
+    type: Type.Union([
+      Type.Literal('string'),
+      Type.Literal('integer'),
+      Type.Literal('boolean'),
+      Type.Literal('enum'),
+      Type.Literal('ipv4'),
+      Type.Literal('list'),
+    ]),
     description: Type.String(),
     default: Type.Optional(Type.Unknown()),
     minimum: Type.Optional(Type.Integer()),
@@ -63,7 +154,12 @@ const Param = Type.Object(
 export type ParamSpec = Static<typeof Param>;
 
 const Manifest = Type.Object(
-  { id: Type.String(), description: Type.String(), params: Type.Optional(Type.Record(Type.String(), Param)), operations: Type.Array(Operation) },
+  {
+    id: Type.String(),
+    description: Type.String(),
+    params: Type.Optional(Type.Record(Type.String(), Param)),
+    operations: Type.Array(Operation),
+  },
   strict,
 );
 
@@ -90,19 +186,36 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
         if (text === undefined) continue;
         const data: unknown = parse(text);
         const errors = [...Value.Errors(Manifest, data)].map((e) => `${e.path || '/'} ${e.message}`);
-        if (errors.length > 0) throw new UserError(`${join(dir, 'overlay.yaml')} is not a valid overlay manifest: ${errors.slice(0, 5).join('; ')}.`);
+        if (errors.length > 0)
+          throw new UserError(
+            `${join(dir, 'overlay.yaml')} is not a valid overlay manifest: ${errors.slice(0, 5).join('; ')}.`,
+          );
         const manifest = data as Static<typeof Manifest>;
-        if (manifest.id !== id) throw new UserError(`${join(dir, 'overlay.yaml')} declares id "${manifest.id}" but lives in overlays/${id}; make them match.`);
+        if (manifest.id !== id)
+          throw new UserError(
+            `${join(dir, 'overlay.yaml')} declares id "${manifest.id}" but lives in overlays/${id}; make them match.`,
+          );
         const files = new Map<string, Buffer>();
         for (const op of manifest.operations) {
           const source = 'file' in op ? op.file.source : 'template' in op ? op.template.source : undefined;
           if (source === undefined || files.has(source)) continue;
-          if (source.includes('..') || source.startsWith('/')) throw new UserError(`${join(dir, 'overlay.yaml')}: source "${source}" must be a path inside the overlay.`);
+          if (source.includes('..') || source.startsWith('/'))
+            throw new UserError(`${join(dir, 'overlay.yaml')}: source "${source}" must be a path inside the overlay.`);
           const content = await readFile(join(dir, source)).catch(() => undefined);
-          if (!content) throw new UserError(`${join(dir, 'overlay.yaml')} names the source "${source}", which does not exist in ${dir}.`);
+          if (!content)
+            throw new UserError(
+              `${join(dir, 'overlay.yaml')} names the source "${source}", which does not exist in ${dir}.`,
+            );
           files.set(source, content);
         }
-        return { id, dir, description: manifest.description, params: manifest.params ?? {}, operations: manifest.operations, files };
+        return {
+          id,
+          dir,
+          description: manifest.description,
+          params: manifest.params ?? {},
+          operations: manifest.operations,
+          files,
+        };
       }
       throw new UserError(`no overlay "${id}" in ${searchPath.join(' or ')}`);
     })();
@@ -118,15 +231,23 @@ export function checkParam(name: string, spec: ParamSpec, value: unknown): strin
       return typeof value === 'boolean' ? undefined : `${name} must be true or false`;
     case 'integer':
       if (!Number.isInteger(value)) return `${name} must be a whole number`;
-      if (spec.minimum !== undefined && (value as number) < spec.minimum) return `${name} must be at least ${spec.minimum}`;
-      if (spec.maximum !== undefined && (value as number) > spec.maximum) return `${name} must be at most ${spec.maximum}`;
+      if (spec.minimum !== undefined && (value as number) < spec.minimum)
+        return `${name} must be at least ${spec.minimum}`;
+      if (spec.maximum !== undefined && (value as number) > spec.maximum)
+        return `${name} must be at most ${spec.maximum}`;
       return undefined;
     case 'enum':
       return spec.values?.includes(String(value)) ? undefined : `${name} must be one of ${spec.values?.join(', ')}`;
     case 'ipv4':
-      return typeof value === 'string' && /^(\d{1,3})(\.\d{1,3}){3}$/.test(value) && value.split('.').every((p) => Number(p) <= 255) ? undefined : `${name} must be an IPv4 address such as 192.168.1.1`;
+      return typeof value === 'string' &&
+        /^(\d{1,3})(\.\d{1,3}){3}$/.test(value) &&
+        value.split('.').every((p) => Number(p) <= 255)
+        ? undefined
+        : `${name} must be an IPv4 address such as 192.168.1.1`;
     case 'list':
-      return Array.isArray(value) && value.every((v) => typeof v === 'string') ? undefined : `${name} must be a list of strings`;
+      return Array.isArray(value) && value.every((v) => typeof v === 'string')
+        ? undefined
+        : `${name} must be a list of strings`;
     case 'string':
       if (typeof value !== 'string') return `${name} must be a string`;
       if (spec.pattern && !new RegExp(spec.pattern).test(value)) return `${name} must match ${spec.pattern}`;

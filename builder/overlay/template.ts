@@ -14,7 +14,9 @@ export function shellQuote(value: unknown): string {
 }
 
 env.registerHelper('shellQuote', (value: unknown) => shellQuote(value));
-env.registerHelper('join', (list: unknown, separator: unknown) => (Array.isArray(list) ? list.join(typeof separator === 'string' ? separator : ' ') : ''));
+env.registerHelper('join', (list: unknown, separator: unknown) =>
+  Array.isArray(list) ? list.join(typeof separator === 'string' ? separator : ' ') : '',
+);
 env.registerHelper('add', (a: unknown, b: unknown) => Number(a) + Number(b));
 env.registerHelper('pad', (value: unknown, width: unknown) => String(value).padStart(Number(width), '0'));
 

@@ -5,7 +5,13 @@
  */
 export type Partition = 'boot' | 'root';
 
-export type SecretKind = 'cluster-key' | 'cluster-public-key' | 'authorized-key' | 'join-token' | 'admin-password' | 'wifi';
+export type SecretKind =
+  | 'cluster-key'
+  | 'cluster-public-key'
+  | 'authorized-key'
+  | 'join-token'
+  | 'admin-password'
+  | 'wifi';
 export const secretNames: Record<SecretKind, string> = {
   'cluster-key': 'the cluster SSH private key',
   'cluster-public-key': 'the cluster public key (not a secret)',
@@ -48,7 +54,15 @@ export type Edit = Base &
     | { op: 'write'; partition: Partition; path: string; content: string; mode?: number; uid?: number; gid?: number }
     | { op: 'cmdline'; set: Record<string, string>; addToList: Record<string, string[]>; remove: string[] }
     | { op: 'configTxt'; block: string; section: string; lines: string[] }
-    | { op: 'block'; partition: Partition; path: string; block: string; lines: string[]; comment: string; mode?: number }
+    | {
+        op: 'block';
+        partition: Partition;
+        path: string;
+        block: string;
+        lines: string[];
+        comment: string;
+        mode?: number;
+      }
     | { op: 'symlink'; partition: 'root'; path: string; target: string }
     | { op: 'mkdir'; path: string; mode: number }
     | { op: 'remove'; partition: Partition; path: string; recursive: boolean }

@@ -1,6 +1,6 @@
 /**
  * g_ether MAC addresses for the gadget on worker k. Without fixed MACs they are random on every
- * boot, and host-side interface names drift (raspios-facts.md #3).
+ * boot, and host-side interface names drift (docs/raspios.md #3).
  * k ≤ 9: the classic Pi Zero OTG guide's scheme, reproduced exactly —
  *   host_addr 00:22:82:ff:ff:0k, dev_addr 00:22:82:ff:ff:1k.
  * k ≥ 10: the guide's digits run out, so the fourth octet marks the side and the last two carry k:

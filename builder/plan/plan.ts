@@ -7,15 +7,15 @@
 import { UserError } from '../errors.js';
 import { deriveDiskId } from '../image/identity.js';
 import { formatDiskId } from '../image/mbr.js';
-import type { Overlay, OperationData } from '../overlay/manifest.js';
+import type { OperationData, Overlay } from '../overlay/manifest.js';
 import { render } from '../overlay/template.js';
 import { parseCidr } from '../profile/ipv4.js';
 import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';
 import type { BaseData, Board, Role } from '../profile/schema.js';
 import type { Edit, PlannedInterface } from './edits.js';
-import { gadgetMacs, type GadgetMacs } from './gadget-mac.js';
+import { type GadgetMacs, gadgetMacs } from './gadget-mac.js';
+import { managerAddressOf, managerEdits, managerOf, memberEdits, type NodeSwarm, nodeSwarm } from './swarm-plan.js';
 import { adminEdits, daemonJsonEdits, gpioEdits, hostsEdits, nfsEdits } from './system-plan.js';
-import { managerAddressOf, managerEdits, managerOf, memberEdits, nodeSwarm, type NodeSwarm } from './swarm-plan.js';
 
 export interface NodePlan {
   index: number;
@@ -43,21 +43,31 @@ export interface ClusterPlan {
 }
 
 function interfacesOf(node: NodeSpec, gadget: GadgetMacs | undefined, all: NodeSpec[]): PlannedInterface[] {
-  const own: PlannedInterface[] = node.interfaces.map((i) => ({ name: i.name, kind: i.kind, address: i.address, ...(i.gateway ? { gateway: i.gateway } : {}), dns: i.dns ?? [], ...(i.country ? { country: i.country } : {}), ...(i.kind === 'usb-gadget' && gadget ? { mac: gadget.devMac } : {}) }));
+  const own: PlannedInterface[] = node.interfaces.map((i) => ({
+    name: i.name,
+    kind: i.kind,
+    address: i.address,
+    ...(i.gateway ? { gateway: i.gateway } : {}),
+    dns: i.dns ?? [],
+    ...(i.country ? { country: i.country } : {}),
+    ...(i.kind === 'usb-gadget' && gadget ? { mac: gadget.devMac } : {}),
+  }));
   if (node.role !== 'host') return own;
   // The host end of every gadget link: named ethusbK by the gadget's host MAC, addressed with the
   // worker's gateway.
   const links = all.flatMap((peer) =>
     peer.interfaces
       .filter((i) => i.kind === 'usb-gadget' && i.gateway)
-      .map((i): PlannedInterface => ({
-        name: `ethusb${peer.index}`,
-        kind: 'usb-host-link',
-        address: `${i.gateway}/${parseCidr(i.address)!.prefix}`,
-        dns: [],
-        mac: gadgetMacs(peer.index).hostMac,
-        peer: peer.hostname,
-      })),
+      .map(
+        (i): PlannedInterface => ({
+          name: `ethusb${peer.index}`,
+          kind: 'usb-host-link',
+          address: `${i.gateway}/${parseCidr(i.address)!.prefix}`,
+          dns: [],
+          mac: gadgetMacs(peer.index).hostMac,
+          peer: peer.hostname,
+        }),
+      ),
   );
   return [...own, ...links];
 }
@@ -65,7 +75,11 @@ function interfacesOf(node: NodeSpec, gadget: GadgetMacs | undefined, all: NodeS
 const modeOf = (mode?: string) => (mode === undefined ? undefined : Number.parseInt(mode, 8));
 
 /** Turn one overlay operation into edits for a node (templates rendered, `when` applied). */
-function overlayEdits(overlay: Overlay, op: OperationData, context: { params: Record<string, unknown> } & object): Edit[] {
+function overlayEdits(
+  overlay: Overlay,
+  op: OperationData,
+  context: { params: Record<string, unknown> } & object,
+): Edit[] {
   const t = (text: string) => render(text, context);
   const origin = overlay.id;
   const when = Object.values(op)[0]!.when;
@@ -75,33 +89,89 @@ function overlayEdits(overlay: Overlay, op: OperationData, context: { params: Re
   }
   if ('file' in op) {
     const o = op.file;
-    return [{ origin, op: 'write', partition: o.partition ?? 'root', path: t(o.path), content: overlay.files.get(o.source)!.toString('utf8'), mode: modeOf(o.mode), uid: o.uid, gid: o.gid }];
+    return [
+      {
+        origin,
+        op: 'write',
+        partition: o.partition ?? 'root',
+        path: t(o.path),
+        content: overlay.files.get(o.source)!.toString('utf8'),
+        mode: modeOf(o.mode),
+        uid: o.uid,
+        gid: o.gid,
+      },
+    ];
   }
   if ('template' in op) {
     const o = op.template;
-    return [{ origin, op: 'write', partition: o.partition ?? 'root', path: t(o.path), content: t(overlay.files.get(o.source)!.toString('utf8')), mode: modeOf(o.mode), uid: o.uid, gid: o.gid }];
+    return [
+      {
+        origin,
+        op: 'write',
+        partition: o.partition ?? 'root',
+        path: t(o.path),
+        content: t(overlay.files.get(o.source)!.toString('utf8')),
+        mode: modeOf(o.mode),
+        uid: o.uid,
+        gid: o.gid,
+      },
+    ];
   }
   if ('cmdline' in op) {
     const o = op.cmdline;
-    return [{
-      origin,
-      op: 'cmdline',
-      set: Object.fromEntries(Object.entries(o.set ?? {}).map(([k, v]) => [k, t(v)])),
-      addToList: Object.fromEntries(Object.entries(o.addToList ?? {}).map(([k, v]) => [k, v.map(t)])),
-      remove: o.remove ?? [],
-    }];
+    return [
+      {
+        origin,
+        op: 'cmdline',
+        set: Object.fromEntries(Object.entries(o.set ?? {}).map(([k, v]) => [k, t(v)])),
+        addToList: Object.fromEntries(Object.entries(o.addToList ?? {}).map(([k, v]) => [k, v.map(t)])),
+        remove: o.remove ?? [],
+      },
+    ];
   }
-  if ('configTxt' in op) return [{ origin, op: 'configTxt', block: op.configTxt.block, section: op.configTxt.section, lines: op.configTxt.lines.map(t) }];
+  if ('configTxt' in op)
+    return [
+      {
+        origin,
+        op: 'configTxt',
+        block: op.configTxt.block,
+        section: op.configTxt.section,
+        lines: op.configTxt.lines.map(t),
+      },
+    ];
   if ('block' in op) {
     const o = op.block;
-    return [{ origin, op: 'block', partition: o.partition ?? 'root', path: t(o.path), block: o.block, lines: o.lines.map(t).flatMap((l) => l.split('\n')), comment: o.comment ?? '#', mode: modeOf(o.mode) }];
+    return [
+      {
+        origin,
+        op: 'block',
+        partition: o.partition ?? 'root',
+        path: t(o.path),
+        block: o.block,
+        lines: o.lines.map(t).flatMap((l) => l.split('\n')),
+        comment: o.comment ?? '#',
+        mode: modeOf(o.mode),
+      },
+    ];
   }
   if ('enableUnit' in op) {
     const o = op.enableUnit;
     // systemd enables a unit with a symlink in <target>.wants; no chroot or systemctl needed.
-    const ownUnit = overlay.operations.some((other) => ('file' in other && other.file.path.endsWith(`/${o.unit}`)) || ('template' in other && other.template.path.endsWith(`/${o.unit}`)));
+    const ownUnit = overlay.operations.some(
+      (other) =>
+        ('file' in other && other.file.path.endsWith(`/${o.unit}`)) ||
+        ('template' in other && other.template.path.endsWith(`/${o.unit}`)),
+    );
     const target = o.target ?? 'multi-user.target';
-    return [{ origin, op: 'symlink', partition: 'root', path: `/etc/systemd/system/${target}.wants/${o.unit}`, target: ownUnit ? `/etc/systemd/system/${o.unit}` : `/lib/systemd/system/${o.unit}` }];
+    return [
+      {
+        origin,
+        op: 'symlink',
+        partition: 'root',
+        path: `/etc/systemd/system/${target}.wants/${o.unit}`,
+        target: ownUnit ? `/etc/systemd/system/${o.unit}` : `/lib/systemd/system/${o.unit}`,
+      },
+    ];
   }
   const o = op.remove;
   return [{ origin, op: 'remove', partition: o.partition ?? 'root', path: t(o.path), recursive: o.recursive ?? false }];
@@ -127,16 +197,25 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
   const derived = new Map(
     profile.nodes.map((spec) => {
       const gadget = spec.interfaces.some((i) => i.kind === 'usb-gadget') ? gadgetMacs(spec.index) : undefined;
-      return [spec, { gadget, interfaces: interfacesOf(spec, gadget, profile.nodes), swarm: undefined as NodeSwarm | undefined }];
+      return [
+        spec,
+        { gadget, interfaces: interfacesOf(spec, gadget, profile.nodes), swarm: undefined as NodeSwarm | undefined },
+      ];
     }),
   );
   let managerAddress = '';
   if (swarm) {
     const manager = managerOf(profile);
-    managerAddress = managerAddressOf(swarm, manager && { hostname: manager.hostname, interfaces: derived.get(manager)!.interfaces });
-    for (const [spec, d] of derived) if (spec.board !== 'pc') d.swarm = nodeSwarm(spec, d.interfaces, swarm, managerAddress, epoch);
+    managerAddress = managerAddressOf(
+      swarm,
+      manager && { hostname: manager.hostname, interfaces: derived.get(manager)!.interfaces },
+    );
+    for (const [spec, d] of derived)
+      if (spec.board !== 'pc') d.swarm = nodeSwarm(spec, d.interfaces, swarm, managerAddress, epoch);
   }
-  const hostEntries = profile.etcHosts ? [...derived].map(([spec, d]) => ({ hostname: spec.hostname, interfaces: d.interfaces })) : [];
+  const hostEntries = profile.etcHosts
+    ? [...derived].map(([spec, d]) => ({ hostname: spec.hostname, interfaces: d.interfaces }))
+    : [];
   const members = [...derived].flatMap(([spec, d]) => (d.swarm ? [{ hostname: spec.hostname, swarm: d.swarm }] : []));
   const maxIndex = Math.max(...profile.nodes.map((n) => n.index));
   const width = Math.max(2, String(maxIndex).length);
@@ -160,7 +239,12 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
     if (interfaces.length > 0) edits.push({ origin: 'core', op: 'network', interfaces });
     for (const use of spec.overlays) {
       const overlay = profile.overlays.get(use.id)!;
-      const context = { cluster: { name: profile.cluster, nodes: summary }, node, params: use.params, links: interfaces.filter((i) => i.kind === 'usb-host-link') };
+      const context = {
+        cluster: { name: profile.cluster, nodes: summary },
+        node,
+        params: use.params,
+        links: interfaces.filter((i) => i.kind === 'usb-host-link'),
+      };
       try {
         for (const op of overlay.operations) edits.push(...overlayEdits(overlay, op, context));
       } catch (error) {
@@ -181,7 +265,13 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
     if (spec.gpio) edits.push(...gpioEdits());
     return { ...node, edits: withoutRepeats(edits) };
   });
-  return { cluster: profile.cluster, ...(profile.description ? { description: profile.description } : {}), profile: profile.file, sourceDateEpoch: epoch, nodes };
+  return {
+    cluster: profile.cluster,
+    ...(profile.description ? { description: profile.description } : {}),
+    profile: profile.file,
+    sourceDateEpoch: epoch,
+    nodes,
+  };
 }
 
 /** `--only 2,4-6`: the indices to build; every one must be in the plan. */
@@ -196,6 +286,9 @@ export function parseOnly(text: string, plan: ClusterPlan): Set<number> {
   }
   const known = new Set(plan.nodes.map((n) => n.index));
   const missing = [...wanted].filter((i) => !known.has(i));
-  if (missing.length > 0) throw new UserError(`--only names node ${missing.join(', ')}, which the plan does not have; it has ${[...known].join(', ')}.`);
+  if (missing.length > 0)
+    throw new UserError(
+      `--only names node ${missing.join(', ')}, which the plan does not have; it has ${[...known].join(', ')}.`,
+    );
   return wanted;
 }

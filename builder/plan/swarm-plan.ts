@@ -4,7 +4,7 @@
  * swarm itself). A worker's part depends only on the profile and its own index.
  */
 import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
-import { firstStaticAddress, type Edit, type PlannedInterface } from './edits.js';
+import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';
 
 export interface NodeSwarm {
@@ -28,7 +28,13 @@ export function managerOf(profile: LoadedProfile): NodeSpec | undefined {
   return profile.swarm?.manager ? profile.nodes.find((n) => n.hostname === profile.swarm!.manager) : undefined;
 }
 
-export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm: LoadedSwarm, managerAddress: string, epoch: number): NodeSwarm {
+export function nodeSwarm(
+  spec: NodeSpec,
+  interfaces: PlannedInterface[],
+  swarm: LoadedSwarm,
+  managerAddress: string,
+  epoch: number,
+): NodeSwarm {
   const isManager = swarm.manager === spec.hostname;
   const own = (isManager ? swarm.advertise : undefined) ?? firstStaticAddress(interfaces);
   return {
@@ -39,7 +45,14 @@ export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm:
     // Without a static address, Raspberry Pi OS announces <hostname>.local over mDNS (avahi).
     sshAddress: own ?? `${spec.hostname}.local`,
     manager: swarm.join ? swarm.join.manager : managerAddress,
-    labels: Object.fromEntries(Object.entries({ role: spec.role, board: spec.board, ...(spec.gpio ? { gpio: 'true' } : {}), ...spec.labels }).sort(([a], [b]) => a.localeCompare(b))),
+    labels: Object.fromEntries(
+      Object.entries({
+        role: spec.role,
+        board: spec.board,
+        ...(spec.gpio ? { gpio: 'true' } : {}),
+        ...spec.labels,
+      }).sort(([a], [b]) => a.localeCompare(b)),
+    ),
     epoch,
     docker: { method: swarm.docker.method, version: swarm.docker.version ?? '' },
     interval: swarm.interval ?? 30,
@@ -51,26 +64,72 @@ export function nodeSwarm(spec: NodeSpec, interfaces: PlannedInterface[], swarm:
  * host: its first gadget link), else its mDNS name (DHCP; the manager then tells each worker its
  * real address when it pushes the token).
  */
-export function managerAddressOf(swarm: LoadedSwarm, manager: { hostname: string; interfaces: PlannedInterface[] } | undefined): string {
+export function managerAddressOf(
+  swarm: LoadedSwarm,
+  manager: { hostname: string; interfaces: PlannedInterface[] } | undefined,
+): string {
   return swarm.advertise ?? (manager && (firstStaticAddress(manager.interfaces) ?? `${manager.hostname}.local`)) ?? '';
 }
 
 /** Files only the manager carries: the planned nodes, networks, stacks and the cluster key. */
 export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; swarm: NodeSwarm }[]): Edit[] {
   const origin = 'swarm';
-  const nodes = members.map((m) => `${m.hostname} ${m.swarm.sshAddress} ${m.swarm.joinAs} ${Object.entries(m.swarm.labels).map(([k, v]) => `${k}=${v}`).join(',')}`);
+  const nodes = members.map(
+    (m) =>
+      `${m.hostname} ${m.swarm.sshAddress} ${m.swarm.joinAs} ${Object.entries(m.swarm.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',')}`,
+  );
   const edits: Edit[] = [
-    { origin, op: 'write', partition: 'root', path: '/etc/swarmcard/nodes', content: `# hostname ssh-address joins-as labels\n${nodes.join('\n')}\n`, mode: 0o644 },
+    {
+      origin,
+      op: 'write',
+      partition: 'root',
+      path: '/etc/swarmcard/nodes',
+      content: `# hostname ssh-address joins-as labels\n${nodes.join('\n')}\n`,
+      mode: 0o644,
+    },
     { origin, op: 'secret', partition: 'root', path: '/etc/swarmcard/cluster_key', secret: 'cluster-key', mode: 0o600 },
   ];
-  if (swarm.networks?.length) edits.push({ origin, op: 'write', partition: 'root', path: '/etc/swarmcard/networks', content: `${swarm.networks.map((n) => n.name).join('\n')}\n`, mode: 0o644 });
+  if (swarm.networks?.length)
+    edits.push({
+      origin,
+      op: 'write',
+      partition: 'root',
+      path: '/etc/swarmcard/networks',
+      content: `${swarm.networks.map((n) => n.name).join('\n')}\n`,
+      mode: 0o644,
+    });
   // Built-in stacks first: user stacks may push to the registry.
   for (const stack of [...builtInStacks(swarm), ...swarm.stacks.map((st) => ({ ...st, dirs: [] as string[] }))]) {
-    edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.yml`, content: stack.compose, mode: 0o644 });
+    edits.push({
+      origin,
+      op: 'write',
+      partition: 'root',
+      path: `/etc/swarmcard/stacks/${stack.name}.yml`,
+      content: stack.compose,
+      mode: 0o644,
+    });
     // Bind-mount sources a stack needs (swarm refuses a missing one).
-    if (stack.dirs.length > 0) edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.dirs`, content: stack.dirs.map((d) => `${d}\n`).join(''), mode: 0o644 });
+    if (stack.dirs.length > 0)
+      edits.push({
+        origin,
+        op: 'write',
+        partition: 'root',
+        path: `/etc/swarmcard/stacks/${stack.name}.dirs`,
+        content: stack.dirs.map((d) => `${d}\n`).join(''),
+        mode: 0o644,
+      });
     const env = Object.entries(stack.env);
-    if (env.length > 0) edits.push({ origin, op: 'write', partition: 'root', path: `/etc/swarmcard/stacks/${stack.name}.env`, content: env.map(([k, v]) => `${k}=${shellWord(v)}\n`).join(''), mode: 0o644 });
+    if (env.length > 0)
+      edits.push({
+        origin,
+        op: 'write',
+        partition: 'root',
+        path: `/etc/swarmcard/stacks/${stack.name}.env`,
+        content: env.map(([k, v]) => `${k}=${shellWord(v)}\n`).join(''),
+        mode: 0o644,
+      });
   }
   return edits;
 }
@@ -82,6 +141,18 @@ function shellWord(value: string): string {
 
 export function memberEdits(swarm: LoadedSwarm): Edit[] {
   const origin = 'swarm';
-  if (swarm.join) return [{ origin, op: 'secret', partition: 'root', path: '/etc/swarmcard/join-token', secret: 'join-token', mode: 0o600 }];
-  return [{ origin, op: 'secret', partition: 'root', path: '/root/.ssh/authorized_keys', secret: 'authorized-key', mode: 0o600 }];
+  if (swarm.join)
+    return [
+      { origin, op: 'secret', partition: 'root', path: '/etc/swarmcard/join-token', secret: 'join-token', mode: 0o600 },
+    ];
+  return [
+    {
+      origin,
+      op: 'secret',
+      partition: 'root',
+      path: '/root/.ssh/authorized_keys',
+      secret: 'authorized-key',
+      mode: 0o600,
+    },
+  ];
 }

@@ -5,7 +5,7 @@
  */
 import type { LoadedAdmin, LoadedSwarm } from '../profile/load-profile.js';
 import type { NfsData } from '../profile/schema.js';
-import { firstStaticAddress, type Edit, type PlannedInterface } from './edits.js';
+import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
 
 /** Where the admin-user overlay's first-boot unit finds the keys it installs into the admin's ~/.ssh. */
 export const ADMIN_DIR = '/etc/swarmcard/admin';
@@ -14,14 +14,28 @@ export function adminEdits(admin: LoadedAdmin): Edit[] {
   const origin = 'admin';
   const edits: Edit[] = [
     { origin, op: 'admin', user: admin.user, authorizedKeys: admin.authorizedKeys ?? [] },
-    { origin, op: 'write', partition: 'root', path: `${ADMIN_DIR}/authorized_keys`, content: (admin.authorizedKeys ?? []).map((k) => `${k}\n`).join(''), mode: 0o644 },
+    {
+      origin,
+      op: 'write',
+      partition: 'root',
+      path: `${ADMIN_DIR}/authorized_keys`,
+      content: (admin.authorizedKeys ?? []).map((k) => `${k}\n`).join(''),
+      mode: 0o644,
+    },
     // The official switch: sshd enabled at first boot (also on images without the swarm overlay).
     { origin, op: 'write', partition: 'boot', path: '/ssh', content: '' },
   ];
   if (admin.clusterKey) {
     edits.push(
       { origin, op: 'secret', partition: 'root', path: `${ADMIN_DIR}/id_ed25519`, secret: 'cluster-key', mode: 0o600 },
-      { origin, op: 'secret', partition: 'root', path: `${ADMIN_DIR}/id_ed25519.pub`, secret: 'cluster-public-key', mode: 0o644 },
+      {
+        origin,
+        op: 'secret',
+        partition: 'root',
+        path: `${ADMIN_DIR}/id_ed25519.pub`,
+        secret: 'cluster-public-key',
+        mode: 0o644,
+      },
     );
   }
   return edits;
@@ -38,7 +52,9 @@ export function hostsEdits(nodes: HostEntry[]): Edit[] {
     const address = firstStaticAddress(n.interfaces);
     return address ? [`${address}\t${n.hostname}`] : [];
   });
-  return [{ origin: 'hosts', op: 'block', partition: 'root', path: '/etc/hosts', block: 'cluster', lines, comment: '#' }];
+  return [
+    { origin: 'hosts', op: 'block', partition: 'root', path: '/etc/hosts', block: 'cluster', lines, comment: '#' },
+  ];
 }
 
 export const NFS_OPTIONS = 'rw,_netdev,x-systemd.mount-timeout=60';
@@ -52,7 +68,14 @@ export function nfsEdits(nfs: NfsData): Edit[] {
     ...nfs.mounts.map((m): Edit => ({ origin, op: 'mkdir', path: m.path, mode: 0o755 })),
     { origin, op: 'waitOnline' },
     // The first-boot script waits for these before anything uses shared storage.
-    { origin, op: 'write', partition: 'root', path: '/etc/swarmcard/mounts', content: nfs.mounts.map((m) => `${m.path}\n`).join(''), mode: 0o644 },
+    {
+      origin,
+      op: 'write',
+      partition: 'root',
+      path: '/etc/swarmcard/mounts',
+      content: nfs.mounts.map((m) => `${m.path}\n`).join(''),
+      mode: 0o644,
+    },
   ];
   if (nfs.shared) edits.push({ origin, op: 'symlink', partition: 'root', path: '/shared', target: nfs.shared });
   return edits;
@@ -62,19 +85,21 @@ export const GPIO_RULE_PATH = '/etc/udev/rules.d/90-swarmcard-gpio.rules';
 
 /** /dev/gpiomem for the gpio group, as Raspberry Pi OS sets it, stated here so the node does not depend on it. */
 export function gpioEdits(): Edit[] {
-  return [{
-    origin: 'gpio',
-    op: 'write',
-    partition: 'root',
-    path: GPIO_RULE_PATH,
-    content: [
-      '# swarmcard: containers on this node drive GPIO through /dev/gpiomem (group gpio)',
-      'SUBSYSTEM=="bcm2835-gpiomem", KERNEL=="gpiomem", GROUP="gpio", MODE="0660"',
-      'SUBSYSTEM=="rpi-gpiomem", KERNEL=="gpiomem*", GROUP="gpio", MODE="0660"',
-      '',
-    ].join('\n'),
-    mode: 0o644,
-  }];
+  return [
+    {
+      origin: 'gpio',
+      op: 'write',
+      partition: 'root',
+      path: GPIO_RULE_PATH,
+      content: [
+        '# swarmcard: containers on this node drive GPIO through /dev/gpiomem (group gpio)',
+        'SUBSYSTEM=="bcm2835-gpiomem", KERNEL=="gpiomem", GROUP="gpio", MODE="0660"',
+        'SUBSYSTEM=="rpi-gpiomem", KERNEL=="gpiomem*", GROUP="gpio", MODE="0660"',
+        '',
+      ].join('\n'),
+      mode: 0o644,
+    },
+  ];
 }
 
 /** The registry's addresses as nodes pull from it: the manager's address and name, on its port. */
@@ -86,11 +111,22 @@ export function registryAddresses(swarm: LoadedSwarm, managerAddress: string): s
 /** Every node trusts the private registry over plain HTTP. */
 export function daemonJsonEdits(swarm: LoadedSwarm, managerAddress: string): Edit[] {
   if (!swarm.registry) return [];
-  return [{ origin: 'registry', op: 'json', partition: 'root', path: '/etc/docker/daemon.json', set: { 'insecure-registries': registryAddresses(swarm, managerAddress) }, mode: 0o644 }];
+  return [
+    {
+      origin: 'registry',
+      op: 'json',
+      partition: 'root',
+      path: '/etc/docker/daemon.json',
+      set: { 'insecure-registries': registryAddresses(swarm, managerAddress) },
+      mode: 0o644,
+    },
+  ];
 }
 
 /** Stacks swarmcard writes itself: the registry and Portainer, pinned to the manager (host-mode ports). */
-export function builtInStacks(swarm: LoadedSwarm): { name: string; compose: string; env: Record<string, string>; dirs: string[] }[] {
+export function builtInStacks(
+  swarm: LoadedSwarm,
+): { name: string; compose: string; env: Record<string, string>; dirs: string[] }[] {
   const stacks = [];
   const pin = `node.hostname == ${swarm.manager}`;
   if (swarm.registry) {

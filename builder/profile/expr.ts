@@ -20,7 +20,9 @@ export function evaluate(expression: string, k: number): number {
       return value;
     }
     if (token === '-') return -primary();
-    throw new ExpressionError(`unexpected "${token ?? 'end'}" in {${expression}}; use k, whole numbers, + - * / % and parentheses`);
+    throw new ExpressionError(
+      `unexpected "${token ?? 'end'}" in {${expression}}; use k, whole numbers, + - * / % and parentheses`,
+    );
   };
   const product = (): number => {
     let value = primary();

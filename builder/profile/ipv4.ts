@@ -14,7 +14,8 @@ export function parseIpv4(text: string): number | undefined {
 
 export function parseCidr(text: string): Cidr | undefined {
   const [ip, prefixText, extra] = text.split('/');
-  if (extra !== undefined || ip === undefined || prefixText === undefined || !/^\d{1,2}$/.test(prefixText)) return undefined;
+  if (extra !== undefined || ip === undefined || prefixText === undefined || !/^\d{1,2}$/.test(prefixText))
+    return undefined;
   const address = parseIpv4(ip);
   const prefix = Number(prefixText);
   if (address === undefined || prefix > 32) return undefined;

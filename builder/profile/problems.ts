@@ -12,7 +12,12 @@ export interface Problem {
 }
 
 export function formatPath(path: FieldPath): string {
-  return path.reduce<string>((out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${part}` : part), '') || '(top level)';
+  return (
+    path.reduce<string>(
+      (out, part) => (typeof part === 'number' ? `${out}[${part}]` : out ? `${out}.${part}` : part),
+      '',
+    ) || '(top level)'
+  );
 }
 
 export class ProfileError extends UserError {
@@ -20,11 +25,7 @@ export class ProfileError extends UserError {
     readonly file: string,
     readonly problems: { line?: number; path: FieldPath; message: string }[],
   ) {
-    super(
-      problems
-        .map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${formatPath(p.path)}: ${p.message}`)
-        .join('\n'),
-    );
+    super(problems.map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${formatPath(p.path)}: ${p.message}`).join('\n'));
     this.name = 'ProfileError';
   }
 }

@@ -2,7 +2,7 @@
  * Rules across fields, each small and named, each returning every problem it finds. They run on
  * the expanded node list, so a pattern group's problem points at the group's YAML.
  */
-import { contains, formatNetwork, overlaps, parseCidr, parseIpv4, type Cidr } from './ipv4.js';
+import { type Cidr, contains, formatNetwork, overlaps, parseCidr, parseIpv4 } from './ipv4.js';
 import type { NodeSpec } from './load-profile.js';
 import type { Problem } from './problems.js';
 import type { ProfileData } from './schema.js';
@@ -19,7 +19,14 @@ const uniqueIndices: Rule = (nodes) => {
   return nodes.flatMap((n) => {
     const other = seen.get(n.index);
     seen.set(n.index, n);
-    return other ? [{ path: [...n.source, 'index'], message: `node index ${n.index} is used twice (also by ${other.hostname}); give every node its own index` }] : [];
+    return other
+      ? [
+          {
+            path: [...n.source, 'index'],
+            message: `node index ${n.index} is used twice (also by ${other.hostname}); give every node its own index`,
+          },
+        ]
+      : [];
   });
 };
 
@@ -28,7 +35,12 @@ const validHostnames: Rule = (nodes) =>
     .filter((n) => !hostnamePattern.test(n.hostname))
     .map((n) => ({
       path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'],
-      message: `"${n.hostname}" is not a valid host name (RFC 1123: lower-case letters, digits and inner hyphens, at most 63); use e.g. ${n.hostname.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '') || 'node1'}`,
+      message: `"${n.hostname}" is not a valid host name (RFC 1123: lower-case letters, digits and inner hyphens, at most 63); use e.g. ${
+        n.hostname
+          .toLowerCase()
+          .replace(/[^a-z0-9-]/g, '-')
+          .replace(/^-+|-+$/g, '') || 'node1'
+      }`,
     }));
 
 const uniqueHostnames: Rule = (nodes) => {
@@ -36,7 +48,14 @@ const uniqueHostnames: Rule = (nodes) => {
   return nodes.flatMap((n) => {
     const other = seen.get(n.hostname);
     seen.set(n.hostname, n);
-    return other ? [{ path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'], message: `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; host names must be unique` }] : [];
+    return other
+      ? [
+          {
+            path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'],
+            message: `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; host names must be unique`,
+          },
+        ]
+      : [];
   });
 };
 
@@ -48,35 +67,73 @@ const addresses: Rule = (nodes) => {
     for (const [j, iface] of n.interfaces.entries()) {
       const path = [...n.source, 'interfaces', j];
       if (iface.address === 'dhcp') {
-        if (iface.gateway !== undefined || iface.dns !== undefined) problems.push({ path: [...path, iface.gateway !== undefined ? 'gateway' : 'dns'], message: `${n.hostname} ${iface.name} takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns, or give a static address` });
+        if (iface.gateway !== undefined || iface.dns !== undefined)
+          problems.push({
+            path: [...path, iface.gateway !== undefined ? 'gateway' : 'dns'],
+            message: `${n.hostname} ${iface.name} takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns, or give a static address`,
+          });
         continue;
       }
       const cidr = parseCidr(iface.address);
       if (!cidr) {
-        problems.push({ path: [...path, 'address'], message: `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp` });
+        problems.push({
+          path: [...path, 'address'],
+          message: `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp`,
+        });
         continue;
       }
-      if (cidr.address === cidr.network || cidr.prefix < 31 && cidr.address === cidr.network + 2 ** (32 - cidr.prefix) - 1) {
-        problems.push({ path: [...path, 'address'], message: `${iface.address} (node ${n.hostname}) is the network or broadcast address of ${formatNetwork(cidr)}; use a host address` });
+      if (
+        cidr.address === cidr.network ||
+        (cidr.prefix < 31 && cidr.address === cidr.network + 2 ** (32 - cidr.prefix) - 1)
+      ) {
+        problems.push({
+          path: [...path, 'address'],
+          message: `${iface.address} (node ${n.hostname}) is the network or broadcast address of ${formatNetwork(cidr)}; use a host address`,
+        });
       }
       const where = `${n.hostname} ${iface.name}`;
       const twin = seen.get(cidr.address);
-      if (twin) problems.push({ path: [...path, 'address'], message: `${iface.address.split('/')[0]} is given to both ${twin} and ${where}; addresses must be unique` });
+      if (twin)
+        problems.push({
+          path: [...path, 'address'],
+          message: `${iface.address.split('/')[0]} is given to both ${twin} and ${where}; addresses must be unique`,
+        });
       seen.set(cidr.address, where);
       if (iface.gateway !== undefined) {
         const gateway = parseIpv4(iface.gateway);
-        if (gateway === undefined) problems.push({ path: [...path, 'gateway'], message: `"${iface.gateway}" (node ${n.hostname}) is not an IPv4 address` });
-        else if (!contains(cidr, gateway)) problems.push({ path: [...path, 'gateway'], message: `${iface.gateway} is outside ${formatNetwork(cidr)}, the subnet of ${where}; a gateway must be on the link` });
+        if (gateway === undefined)
+          problems.push({
+            path: [...path, 'gateway'],
+            message: `"${iface.gateway}" (node ${n.hostname}) is not an IPv4 address`,
+          });
+        else if (!contains(cidr, gateway))
+          problems.push({
+            path: [...path, 'gateway'],
+            message: `${iface.gateway} is outside ${formatNetwork(cidr)}, the subnet of ${where}; a gateway must be on the link`,
+          });
       }
       for (const dns of iface.dns ?? []) {
-        if (parseIpv4(dns) === undefined) problems.push({ path: [...path, 'dns'], message: `"${dns}" (node ${n.hostname}) is not an IPv4 address` });
+        if (parseIpv4(dns) === undefined)
+          problems.push({ path: [...path, 'dns'], message: `"${dns}" (node ${n.hostname}) is not an IPv4 address` });
       }
-      const clash = subnets.find((s) => overlaps(s.cidr, cidr) && (s.cidr.network !== cidr.network || s.cidr.prefix !== cidr.prefix));
-      if (clash) problems.push({ path: [...path, 'address'], message: `the subnet ${formatNetwork(cidr)} of ${where} overlaps ${formatNetwork(clash.cidr)} of ${clash.where}; subnets must be identical (one link) or disjoint` });
+      const clash = subnets.find(
+        (s) => overlaps(s.cidr, cidr) && (s.cidr.network !== cidr.network || s.cidr.prefix !== cidr.prefix),
+      );
+      if (clash)
+        problems.push({
+          path: [...path, 'address'],
+          message: `the subnet ${formatNetwork(cidr)} of ${where} overlaps ${formatNetwork(clash.cidr)} of ${clash.where}; subnets must be identical (one link) or disjoint`,
+        });
       // Every USB gadget is its own point-to-point link: two gadgets on one subnet collide on the host.
       if (iface.kind === 'usb-gadget') {
-        const same = subnets.find((s) => s.cidr.network === cidr.network && s.cidr.prefix === cidr.prefix && s.where.endsWith('(gadget)'));
-        if (same) problems.push({ path: [...path, 'address'], message: `${where} and ${same.where.replace(' (gadget)', '')} are USB gadgets on the same subnet ${formatNetwork(cidr)}; each gadget link needs its own subnet` });
+        const same = subnets.find(
+          (s) => s.cidr.network === cidr.network && s.cidr.prefix === cidr.prefix && s.where.endsWith('(gadget)'),
+        );
+        if (same)
+          problems.push({
+            path: [...path, 'address'],
+            message: `${where} and ${same.where.replace(' (gadget)', '')} are USB gadgets on the same subnet ${formatNetwork(cidr)}; each gadget link needs its own subnet`,
+          });
       }
       subnets.push({ cidr, where: iface.kind === 'usb-gadget' ? `${where} (gadget)` : where, path });
     }
@@ -91,9 +148,21 @@ const gadgets: Rule = (nodes) => {
     for (const [j, iface] of n.interfaces.entries()) {
       if (iface.kind !== 'usb-gadget') continue;
       const path = [...n.source, 'interfaces', j];
-      if (!gadgetBoards.has(n.board)) problems.push({ path: [...path, 'kind'], message: `${n.hostname} is a ${n.board}, which has no USB OTG port; a usb-gadget interface needs one of ${[...gadgetBoards].join(', ')}` });
-      if (hosts.length !== 1) problems.push({ path: [...path, 'kind'], message: `usb-gadget links need exactly one node with role host to plug into; the profile has ${hosts.length}` });
-      if (iface.gateway === undefined) problems.push({ path: [...path], message: `gateway is missing: on a usb-gadget link it is the host's address on that link; add gateway` });
+      if (!gadgetBoards.has(n.board))
+        problems.push({
+          path: [...path, 'kind'],
+          message: `${n.hostname} is a ${n.board}, which has no USB OTG port; a usb-gadget interface needs one of ${[...gadgetBoards].join(', ')}`,
+        });
+      if (hosts.length !== 1)
+        problems.push({
+          path: [...path, 'kind'],
+          message: `usb-gadget links need exactly one node with role host to plug into; the profile has ${hosts.length}`,
+        });
+      if (iface.gateway === undefined)
+        problems.push({
+          path: [...path],
+          message: `gateway is missing: on a usb-gadget link it is the host's address on that link; add gateway`,
+        });
     }
   }
   return problems;
@@ -102,7 +171,10 @@ const gadgets: Rule = (nodes) => {
 const baseImages: Rule = (nodes) =>
   nodes
     .filter((n) => n.board !== 'pc' && n.base === undefined)
-    .map((n) => ({ path: [...n.source], message: `no base image for ${n.hostname}; add base: { image: … } at the top of the profile or to this group` }));
+    .map((n) => ({
+      path: [...n.source],
+      message: `no base image for ${n.hostname}; add base: { image: … } at the top of the profile or to this group`,
+    }));
 
 const interfaceNames: Rule = (nodes) =>
   nodes.flatMap((n) => {
@@ -110,38 +182,87 @@ const interfaceNames: Rule = (nodes) =>
     return n.interfaces.flatMap((iface, j) => {
       const path = [...n.source, 'interfaces', j];
       const problems: Problem[] = [];
-      if (seen.has(iface.name)) problems.push({ path: [...path, 'name'], message: `${n.hostname} lists the interface ${iface.name} twice; give each interface once` });
+      if (seen.has(iface.name))
+        problems.push({
+          path: [...path, 'name'],
+          message: `${n.hostname} lists the interface ${iface.name} twice; give each interface once`,
+        });
       seen.add(iface.name);
-      if (iface.kind === 'wifi' && iface.country === undefined) problems.push({ path, message: `country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB (your ISO 3166 code)` });
-      if (iface.kind !== 'wifi' && iface.country !== undefined) problems.push({ path: [...path, 'country'], message: `applies only to wifi interfaces; remove it from ${iface.name}` });
+      if (iface.kind === 'wifi' && iface.country === undefined)
+        problems.push({
+          path,
+          message: `country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB (your ISO 3166 code)`,
+        });
+      if (iface.kind !== 'wifi' && iface.country !== undefined)
+        problems.push({
+          path: [...path, 'country'],
+          message: `applies only to wifi interfaces; remove it from ${iface.name}`,
+        });
       return problems;
     });
   });
 
-export const rules: Rule[] = [uniqueIndices, validHostnames, uniqueHostnames, addresses, interfaceNames, gadgets, baseImages];
+export const rules: Rule[] = [
+  uniqueIndices,
+  validHostnames,
+  uniqueHostnames,
+  addresses,
+  interfaceNames,
+  gadgets,
+  baseImages,
+];
 
 /** Rules on the cluster-wide sections (admin, nfs) that need the node list. */
 export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[] {
   const problems: Problem[] = [];
   const { admin, nfs } = profile;
   if (admin) {
-    if (admin.passwordHash !== undefined && admin.passwordFile !== undefined) problems.push({ path: ['admin', 'passwordFile'], message: 'give either passwordHash or passwordFile, not both; remove one' });
-    if (admin.passwordHash === undefined && admin.passwordFile === undefined) problems.push({ path: ['admin'], message: 'passwordHash or passwordFile is missing: Raspberry Pi OS creates no user without a password; add passwordFile: admin.password (a file holding the password) or passwordHash: $6$… (openssl passwd -6)' });
-    if (['root', 'daemon', 'bin', 'sys', 'nobody', 'docker'].includes(admin.user)) problems.push({ path: ['admin', 'user'], message: `${admin.user} is a system account; choose another name such as admin` });
+    if (admin.passwordHash !== undefined && admin.passwordFile !== undefined)
+      problems.push({
+        path: ['admin', 'passwordFile'],
+        message: 'give either passwordHash or passwordFile, not both; remove one',
+      });
+    if (admin.passwordHash === undefined && admin.passwordFile === undefined)
+      problems.push({
+        path: ['admin'],
+        message:
+          'passwordHash or passwordFile is missing: Raspberry Pi OS creates no user without a password; add passwordFile: admin.password (a file holding the password) or passwordHash: $6$… (openssl passwd -6)',
+      });
+    if (['root', 'daemon', 'bin', 'sys', 'nobody', 'docker'].includes(admin.user))
+      problems.push({
+        path: ['admin', 'user'],
+        message: `${admin.user} is a system account; choose another name such as admin`,
+      });
   }
   if (nfs) {
     const paths = new Set<string>();
     for (const [j, mount] of nfs.mounts.entries()) {
-      if (paths.has(mount.path)) problems.push({ path: ['nfs', 'mounts', j, 'path'], message: `${mount.path} is mounted twice; give each mount its own path` });
+      if (paths.has(mount.path))
+        problems.push({
+          path: ['nfs', 'mounts', j, 'path'],
+          message: `${mount.path} is mounted twice; give each mount its own path`,
+        });
       paths.add(mount.path);
-      if (mount.path === '/shared') problems.push({ path: ['nfs', 'mounts', j, 'path'], message: '/shared is the link swarmcard makes to the cluster export; mount under /mnt (e.g. /mnt/cluster) and set shared to it' });
+      if (mount.path === '/shared')
+        problems.push({
+          path: ['nfs', 'mounts', j, 'path'],
+          message:
+            '/shared is the link swarmcard makes to the cluster export; mount under /mnt (e.g. /mnt/cluster) and set shared to it',
+        });
     }
     if (nfs.shared !== undefined && ![...paths].some((p) => nfs.shared === p || nfs.shared!.startsWith(`${p}/`))) {
-      problems.push({ path: ['nfs', 'shared'], message: `${nfs.shared} is not on any NFS mount; use one of ${[...paths].join(', ')} or a folder under one` });
+      problems.push({
+        path: ['nfs', 'shared'],
+        message: `${nfs.shared} is not on any NFS mount; use one of ${[...paths].join(', ')} or a folder under one`,
+      });
     }
   }
   if (profile.etcHosts && !nodes.some((n) => n.interfaces.some((i) => i.address !== 'dhcp'))) {
-    problems.push({ path: ['etcHosts'], message: 'no node has a static address to list in /etc/hosts; remove etcHosts (nodes find each other as <hostname>.local over mDNS)' });
+    problems.push({
+      path: ['etcHosts'],
+      message:
+        'no node has a static address to list in /etc/hosts; remove etcHosts (nodes find each other as <hostname>.local over mDNS)',
+    });
   }
   return problems;
 }

@@ -13,30 +13,68 @@
  *         interfaces: [{ name: usb0, kind: usb-gadget, address: "10.0.{k+10}.2/24", gateway: "10.0.{k+10}.1" }] }
  * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{k/250}`, `{k%250}`).
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 
-const Hostname = Type.String({ description: 'RFC 1123 host name (a-z, 0-9, -), or in a pattern group a template with {k}.', minLength: 1 });
-const Sha256 = Type.String({ pattern: '^[0-9a-fA-F]{64}$', hint: 'must be 64 hex digits (sha256sum of the image file)', description: 'sha256 of the image file as downloaded (hex).' });
+const Hostname = Type.String({
+  description: 'RFC 1123 host name (a-z, 0-9, -), or in a pattern group a template with {k}.',
+  minLength: 1,
+});
+const Sha256 = Type.String({
+  pattern: '^[0-9a-fA-F]{64}$',
+  hint: 'must be 64 hex digits (sha256sum of the image file)',
+  description: 'sha256 of the image file as downloaded (hex).',
+});
 
 export const Base = Type.Object(
   {
-    image: Type.String({ minLength: 1, description: 'Path (relative to the profile) or https:// URL of a Raspberry Pi OS image: .img, .img.xz, .zip, .img.gz or .img.zst.' }),
+    image: Type.String({
+      minLength: 1,
+      description:
+        'Path (relative to the profile) or https:// URL of a Raspberry Pi OS image: .img, .img.xz, .zip, .img.gz or .img.zst.',
+    }),
     sha256: Type.Optional(Sha256),
   },
   { additionalProperties: false, description: 'The Raspberry Pi OS image nodes are cloned from.' },
 );
 
-export const boards = ['pi0', 'pi0w', 'pi1', 'pi2', 'pi3', 'pi0-2w', 'pi4', 'pi400', 'pi5', 'pi500', 'cm3', 'cm4', 'cm5', 'pc'] as const;
+export const boards = [
+  'pi0',
+  'pi0w',
+  'pi1',
+  'pi2',
+  'pi3',
+  'pi0-2w',
+  'pi4',
+  'pi400',
+  'pi5',
+  'pi500',
+  'cm3',
+  'cm4',
+  'cm5',
+  'pc',
+] as const;
 export const roles = ['host', 'manager', 'worker'] as const;
 
 export const Interface = Type.Object(
   {
-    name: Type.String({ pattern: '^[a-z][a-z0-9_.-]{0,14}$', hint: 'must be an interface name such as eth0 or usb0', description: 'Interface name as the node sees it: usb0, eth0, wlan0.' }),
+    name: Type.String({
+      pattern: '^[a-z][a-z0-9_.-]{0,14}$',
+      hint: 'must be an interface name such as eth0 or usb0',
+      description: 'Interface name as the node sees it: usb0, eth0, wlan0.',
+    }),
     kind: Type.Union([Type.Literal('usb-gadget'), Type.Literal('ethernet'), Type.Literal('wifi')], {
-      description: 'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port; wifi: the wireless LAN named in the secrets file.',
+      description:
+        'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port; wifi: the wireless LAN named in the secrets file.',
     }),
     address: Type.String({ description: 'Static IPv4 address with prefix, e.g. 10.0.{k+10}.2/24, or dhcp.' }),
-    country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$', hint: 'must be a two-letter ISO 3166 country code in capitals, such as GB or US', description: 'wifi: the regulatory country (ISO 3166 alpha-2), required: without it the Pi keeps Wi-Fi blocked.' })),
+    country: Type.Optional(
+      Type.String({
+        pattern: '^[A-Z]{2}$',
+        hint: 'must be a two-letter ISO 3166 country code in capitals, such as GB or US',
+        description:
+          'wifi: the regulatory country (ISO 3166 alpha-2), required: without it the Pi keeps Wi-Fi blocked.',
+      }),
+    ),
     gateway: Type.Optional(Type.String({ description: 'Default router on this interface.' })),
     dns: Type.Optional(Type.Array(Type.String(), { description: 'Name servers.' })),
   },
@@ -45,8 +83,14 @@ export const Interface = Type.Object(
 
 export const OverlayUse = Type.Object(
   {
-    id: Type.String({ pattern: '^[a-z0-9][a-z0-9-]*$', hint: 'must be an overlay directory name such as otg-gadget', description: 'Directory name under overlays/.' }),
-    params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: "Values for the overlay's declared parameters." })),
+    id: Type.String({
+      pattern: '^[a-z0-9][a-z0-9-]*$',
+      hint: 'must be an overlay directory name such as otg-gadget',
+      description: 'Directory name under overlays/.',
+    }),
+    params: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), { description: "Values for the overlay's declared parameters." }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -54,35 +98,65 @@ export const OverlayUse = Type.Object(
 export const Docker = Type.Object(
   {
     method: Type.Union([Type.Literal('apt'), Type.Literal('convenience'), Type.Literal('preinstalled')], {
-      description: "How Docker gets onto a node that lacks it at first boot: apt (the release's docker.io), convenience (Docker's get.docker.com script), preinstalled (the base has it).",
+      description:
+        "How Docker gets onto a node that lacks it at first boot: apt (the release's docker.io), convenience (Docker's get.docker.com script), preinstalled (the base has it).",
     }),
-    version: Type.Optional(Type.String({ pattern: '^\\d+(\\.\\d+){0,2}$', hint: 'must be a Docker version such as 28.5', description: "convenience: the Docker version to install (the script's VERSION); required on ARMv6 boards (Pi 1, Zero, Zero W), where Docker 29 and later do not run." })),
+    version: Type.Optional(
+      Type.String({
+        pattern: '^\\d+(\\.\\d+){0,2}$',
+        hint: 'must be a Docker version such as 28.5',
+        description:
+          "convenience: the Docker version to install (the script's VERSION); required on ARMv6 boards (Pi 1, Zero, Zero W), where Docker 29 and later do not run.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 
 export const Swarm = Type.Object(
   {
-    manager: Type.Optional(Type.String({ description: 'Host name of the node that runs `docker swarm init` and pushes the join token to every other node.' })),
-    advertise: Type.Optional(Type.String({ description: "The manager's cluster address (default: its first address)." })),
+    manager: Type.Optional(
+      Type.String({
+        description:
+          'Host name of the node that runs `docker swarm init` and pushes the join token to every other node.',
+      }),
+    ),
+    advertise: Type.Optional(
+      Type.String({ description: "The manager's cluster address (default: its first address)." }),
+    ),
     join: Type.Optional(
       Type.Object(
         {
           manager: Type.String({ description: 'Address (host or host:port) of a manager of an existing swarm.' }),
-          tokenFile: Type.String({ description: 'File (relative to the profile) holding the worker join token. The token is then a secret inside every image.' }),
+          tokenFile: Type.String({
+            description:
+              'File (relative to the profile) holding the worker join token. The token is then a secret inside every image.',
+          }),
         },
         { additionalProperties: false, description: 'Join an existing swarm instead of creating one.' },
       ),
     ),
     docker: Docker,
-    networks: Type.Optional(Type.Array(Type.Object({ name: Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }) }, { additionalProperties: false }), { description: 'Attachable overlay networks the manager creates once every planned node is Ready.' })),
+    networks: Type.Optional(
+      Type.Array(
+        Type.Object(
+          { name: Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }) },
+          { additionalProperties: false },
+        ),
+        { description: 'Attachable overlay networks the manager creates once every planned node is Ready.' },
+      ),
+    ),
     stacks: Type.Optional(
       Type.Array(
         Type.Object(
           {
             name: Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_-]*$' }),
             compose: Type.String({ description: 'Compose file, relative to the profile.' }),
-            env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$' }), Type.String(), { description: 'Variables for ${VAR} in the compose file.' })),
+            env: Type.Optional(
+              Type.Record(Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$' }), Type.String(), {
+                description: 'Variables for ${VAR} in the compose file.',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -92,39 +166,110 @@ export const Swarm = Type.Object(
     registry: Type.Optional(
       Type.Object(
         {
-          storage: Type.String({ pattern: '^/', hint: 'must be an absolute path such as /shared/registry', description: "Where the registry keeps its data on the manager, e.g. /shared/registry on the cluster's NFS export." }),
-          port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, default: 5000, description: 'Port on the manager (default 5000).' })),
-          image: Type.Optional(Type.String({ default: 'registry:2', description: 'Registry image (default registry:2).' })),
+          storage: Type.String({
+            pattern: '^/',
+            hint: 'must be an absolute path such as /shared/registry',
+            description:
+              "Where the registry keeps its data on the manager, e.g. /shared/registry on the cluster's NFS export.",
+          }),
+          port: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 65535,
+              default: 5000,
+              description: 'Port on the manager (default 5000).',
+            }),
+          ),
+          image: Type.Optional(
+            Type.String({ default: 'registry:2', description: 'Registry image (default registry:2).' }),
+          ),
         },
-        { additionalProperties: false, description: "A private registry stack on the manager; every node's /etc/docker/daemon.json lists it under insecure-registries." },
+        {
+          additionalProperties: false,
+          description:
+            "A private registry stack on the manager; every node's /etc/docker/daemon.json lists it under insecure-registries.",
+        },
       ),
     ),
     portainer: Type.Optional(
       Type.Object(
         {
-          image: Type.Optional(Type.String({ default: 'portainer/portainer-ce:lts', description: 'Portainer server image.' })),
-          agentImage: Type.Optional(Type.String({ default: 'portainer/agent:lts', description: 'Portainer agent image (one per node).' })),
-          port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, default: 9443, description: "HTTPS port of the UI on the manager (default 9443)." })),
+          image: Type.Optional(
+            Type.String({ default: 'portainer/portainer-ce:lts', description: 'Portainer server image.' }),
+          ),
+          agentImage: Type.Optional(
+            Type.String({ default: 'portainer/agent:lts', description: 'Portainer agent image (one per node).' }),
+          ),
+          port: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 65535,
+              default: 9443,
+              description: 'HTTPS port of the UI on the manager (default 9443).',
+            }),
+          ),
         },
-        { additionalProperties: false, description: 'The Portainer management UI on the manager with its agent on every node.' },
+        {
+          additionalProperties: false,
+          description: 'The Portainer management UI on the manager with its agent on every node.',
+        },
       ),
     ),
-    interval: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, description: 'Seconds between manager rounds (retries, re-pushes, labels). Default 30.' })),
+    interval: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 3600,
+        description: 'Seconds between manager rounds (retries, re-pushes, labels). Default 30.',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'Docker Swarm formation at first boot.' },
 );
 
-const SshKey = Type.String({ pattern: '^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$', hint: 'must be one OpenSSH public key line such as "ssh-ed25519 AAAA… me@laptop"' });
+const SshKey = Type.String({
+  pattern:
+    '^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$',
+  hint: 'must be one OpenSSH public key line such as "ssh-ed25519 AAAA… me@laptop"',
+});
 
 export const Admin = Type.Object(
   {
-    user: Type.String({ pattern: '^[a-z_][a-z0-9_-]{0,31}$', hint: 'must be a Linux user name: lower-case letters, digits, _ and -, starting with a letter', description: 'The admin login created at first boot (with sudo).' }),
-    passwordHash: Type.Optional(Type.String({ secret: true, pattern: '^\\$6\\$(rounds=\\d+\\$)?[^:$\\s]{1,16}\\$[./0-9A-Za-z]{86}$', hint: 'must be a SHA-512 crypt hash ($6$salt$…, as made by "openssl passwd -6"); or give passwordFile instead', description: 'SHA-512 crypt hash of the password ($6$…).' })),
-    passwordFile: Type.Optional(Type.String({ description: 'File (relative to the profile) holding the plain password; swarmcard hashes it and keeps the hash in the secrets file. When it does not exist, the first build writes a random password into it (mode 0600).' })),
-    authorizedKeys: Type.Optional(Type.Array(SshKey, { description: "Public keys that may log in as the admin (the admin's ~/.ssh/authorized_keys)." })),
-    clusterKey: Type.Optional(Type.Boolean({ default: false, description: "Put the cluster SSH key in the admin's ~/.ssh on every node and authorize it: every node can then SSH to every other. Every image then holds the private key." })),
+    user: Type.String({
+      pattern: '^[a-z_][a-z0-9_-]{0,31}$',
+      hint: 'must be a Linux user name: lower-case letters, digits, _ and -, starting with a letter',
+      description: 'The admin login created at first boot (with sudo).',
+    }),
+    passwordHash: Type.Optional(
+      Type.String({
+        secret: true,
+        pattern: '^\\$6\\$(rounds=\\d+\\$)?[^:$\\s]{1,16}\\$[./0-9A-Za-z]{86}$',
+        hint: 'must be a SHA-512 crypt hash ($6$salt$…, as made by "openssl passwd -6"); or give passwordFile instead',
+        description: 'SHA-512 crypt hash of the password ($6$…).',
+      }),
+    ),
+    passwordFile: Type.Optional(
+      Type.String({
+        description:
+          'File (relative to the profile) holding the plain password; swarmcard hashes it and keeps the hash in the secrets file. When it does not exist, the first build writes a random password into it (mode 0600).',
+      }),
+    ),
+    authorizedKeys: Type.Optional(
+      Type.Array(SshKey, {
+        description: "Public keys that may log in as the admin (the admin's ~/.ssh/authorized_keys).",
+      }),
+    ),
+    clusterKey: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "Put the cluster SSH key in the admin's ~/.ssh on every node and authorize it: every node can then SSH to every other. Every image then holds the private key.",
+      }),
+    ),
   },
-  { additionalProperties: false, description: 'The admin user of every node (userconf.txt, or cloud-init user-data on trixie). SSH is enabled.' },
+  {
+    additionalProperties: false,
+    description: 'The admin user of every node (userconf.txt, or cloud-init user-data on trixie). SSH is enabled.',
+  },
 );
 
 export const Nfs = Type.Object(
@@ -133,38 +278,87 @@ export const Nfs = Type.Object(
     mounts: Type.Array(
       Type.Object(
         {
-          export: Type.String({ pattern: '^/', hint: 'must be an absolute path on the server such as /export/cluster', description: 'Exported path on the server.' }),
-          path: Type.String({ pattern: '^/[^\\s]*$', hint: 'must be an absolute path without spaces such as /mnt/cluster', description: 'Mount point on every node.' }),
-          options: Type.Optional(Type.String({ pattern: '^[^\\s]+$', hint: 'must be comma-separated mount options without spaces', description: 'Mount options (default rw,_netdev,x-systemd.mount-timeout=60).' })),
+          export: Type.String({
+            pattern: '^/',
+            hint: 'must be an absolute path on the server such as /export/cluster',
+            description: 'Exported path on the server.',
+          }),
+          path: Type.String({
+            pattern: '^/[^\\s]*$',
+            hint: 'must be an absolute path without spaces such as /mnt/cluster',
+            description: 'Mount point on every node.',
+          }),
+          options: Type.Optional(
+            Type.String({
+              pattern: '^[^\\s]+$',
+              hint: 'must be comma-separated mount options without spaces',
+              description: 'Mount options (default rw,_netdev,x-systemd.mount-timeout=60).',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
       { minItems: 1 },
     ),
-    shared: Type.Optional(Type.String({ pattern: '^/', description: 'Mount point (or a folder under one) that /shared links to on every node.' })),
+    shared: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        description: 'Mount point (or a folder under one) that /shared links to on every node.',
+      }),
+    ),
   },
-  { additionalProperties: false, description: 'NFS mounts from a NAS on every node (/etc/fstab, nfs4), with boot waiting for the network.' },
+  {
+    additionalProperties: false,
+    description: 'NFS mounts from a NAS on every node (/etc/fstab, nfs4), with boot waiting for the network.',
+  },
 );
 
 const nodeFields = {
-  role: Type.Union(roles.map((r) => Type.Literal(r)), { description: 'host: the machine the others hang off (USB hub host); manager/worker: swarm roles.' }),
-  board: Type.Union(boards.map((b) => Type.Literal(b)), { description: 'Raspberry Pi model; decides which image architecture can boot it (pi0/pi0w/pi1 need 32-bit armhf). "pc" means a laptop or PC host: no image, a host kit instead.' }),
+  role: Type.Union(
+    roles.map((r) => Type.Literal(r)),
+    { description: 'host: the machine the others hang off (USB hub host); manager/worker: swarm roles.' },
+  ),
+  board: Type.Union(
+    boards.map((b) => Type.Literal(b)),
+    {
+      description:
+        'Raspberry Pi model; decides which image architecture can boot it (pi0/pi0w/pi1 need 32-bit armhf). "pc" means a laptop or PC host: no image, a host kit instead.',
+    },
+  ),
   base: Type.Optional(Base),
   interfaces: Type.Optional(Type.Array(Interface)),
   overlays: Type.Optional(Type.Array(OverlayUse)),
-  labels: Type.Optional(Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }), Type.String(), { description: 'Swarm node labels (role and board are added by themselves), e.g. leds: "true".' })),
-  gpio: Type.Optional(Type.Boolean({ description: 'Containers on this node drive GPIO: /dev/gpiomem belongs to the gpio group (mode 0660) and the node is labelled gpio=true.' })),
+  labels: Type.Optional(
+    Type.Record(Type.String({ pattern: '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$' }), Type.String(), {
+      description: 'Swarm node labels (role and board are added by themselves), e.g. leds: "true".',
+    }),
+  ),
+  gpio: Type.Optional(
+    Type.Boolean({
+      description:
+        'Containers on this node drive GPIO: /dev/gpiomem belongs to the gpio group (mode 0660) and the node is labelled gpio=true.',
+    }),
+  ),
 };
 
 export const ExplicitNode = Type.Object(
-  { index: Type.Integer({ minimum: 0, maximum: 9999, description: 'Node number: the NN in NN-hostname.img.' }), hostname: Hostname, ...nodeFields },
+  {
+    index: Type.Integer({ minimum: 0, maximum: 9999, description: 'Node number: the NN in NN-hostname.img.' }),
+    hostname: Hostname,
+    ...nodeFields,
+  },
   { additionalProperties: false, description: 'One named node.' },
 );
 
 export const PatternGroup = Type.Object(
   {
-    pattern: Type.String({ minLength: 1, description: 'Host name template, e.g. otg{k}; k runs from first to first+count-1.' }),
-    first: Type.Optional(Type.Integer({ minimum: 0, maximum: 9999, default: 1, description: 'Index of the first node (default 1).' })),
+    pattern: Type.String({
+      minLength: 1,
+      description: 'Host name template, e.g. otg{k}; k runs from first to first+count-1.',
+    }),
+    first: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 9999, default: 1, description: 'Index of the first node (default 1).' }),
+    ),
     count: Type.Integer({ minimum: 1, maximum: 9999, description: 'How many nodes; `--nodes N` overrides it.' }),
     ...nodeFields,
   },
@@ -174,12 +368,25 @@ export const PatternGroup = Type.Object(
 export const Profile = Type.Object(
   {
     $schema: Type.Optional(Type.String()),
-    cluster: Type.String({ pattern: '^[a-z0-9][a-z0-9-]{0,62}$', hint: 'must be lower-case letters, digits and hyphens, such as my-cluster', description: 'Cluster name: the dist/<cluster>/ folder and the seed of every derived identifier.' }),
+    cluster: Type.String({
+      pattern: '^[a-z0-9][a-z0-9-]{0,62}$',
+      hint: 'must be lower-case letters, digits and hyphens, such as my-cluster',
+      description: 'Cluster name: the dist/<cluster>/ folder and the seed of every derived identifier.',
+    }),
     description: Type.Optional(Type.String()),
-    sourceDateEpoch: Type.Integer({ minimum: 0, description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.' }),
+    sourceDateEpoch: Type.Integer({
+      minimum: 0,
+      description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.',
+    }),
     base: Type.Optional(Base),
     admin: Type.Optional(Admin),
-    etcHosts: Type.Optional(Type.Boolean({ default: false, description: "Every node's /etc/hosts lists every node with a static address. Growing the cluster then changes every image." })),
+    etcHosts: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "Every node's /etc/hosts lists every node with a static address. Growing the cluster then changes every image.",
+      }),
+    ),
     nfs: Type.Optional(Nfs),
     swarm: Type.Optional(Swarm),
     nodes: Type.Array(Type.Union([ExplicitNode, PatternGroup]), { minItems: 1 }),
@@ -199,5 +406,9 @@ export type NfsData = Static<typeof Nfs>;
 
 /** The JSON Schema document written to profiles/schema.json. */
 export function profileJsonSchema(): TSchema {
-  return { $schema: 'http://json-schema.org/draft-07/schema#', $id: 'https://swarmcard.invalid/profile.schema.json', ...JSON.parse(JSON.stringify(Profile)) };
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://swarmcard.invalid/profile.schema.json',
+    ...JSON.parse(JSON.stringify(Profile)),
+  };
 }

@@ -4,25 +4,62 @@ import type { NodeSpec } from './load-profile.js';
 import type { Problem } from './problems.js';
 import type { SwarmData } from './schema.js';
 
-/** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (raspios-facts.md #7). */
+/** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (docs/raspios.md #7). */
 export const armv6Boards = new Set(['pi0', 'pi0w', 'pi1']);
 
 export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
   const problems: Problem[] = [];
-  if (swarm.join && swarm.manager) problems.push({ path: ['swarm', 'join'], message: 'a profile either creates a swarm (manager) or joins an existing one (join), not both; remove one' });
-  if (!swarm.join && !swarm.manager) problems.push({ path: ['swarm'], message: 'manager is missing: name the node that runs docker swarm init, or give join: { manager, tokenFile } to join an existing swarm' });
+  if (swarm.join && swarm.manager)
+    problems.push({
+      path: ['swarm', 'join'],
+      message: 'a profile either creates a swarm (manager) or joins an existing one (join), not both; remove one',
+    });
+  if (!swarm.join && !swarm.manager)
+    problems.push({
+      path: ['swarm'],
+      message:
+        'manager is missing: name the node that runs docker swarm init, or give join: { manager, tokenFile } to join an existing swarm',
+    });
   if (swarm.manager) {
     const manager = nodes.find((n) => n.hostname === swarm.manager);
-    if (!manager) problems.push({ path: ['swarm', 'manager'], message: `no node is called ${swarm.manager}; use one of ${nodes.slice(0, 5).map((n) => n.hostname).join(', ')}${nodes.length > 5 ? ', …' : ''}` });
-    else if (manager.role === 'worker') problems.push({ path: ['swarm', 'manager'], message: `${swarm.manager} has role worker; the swarm manager must be a node with role manager or host` });
-    else if (manager.board === 'pc') problems.push({ path: ['swarm', 'manager'], message: `${swarm.manager} is a pc without an image; the manager must be a Raspberry Pi node` });
+    if (!manager)
+      problems.push({
+        path: ['swarm', 'manager'],
+        message: `no node is called ${swarm.manager}; use one of ${nodes
+          .slice(0, 5)
+          .map((n) => n.hostname)
+          .join(', ')}${nodes.length > 5 ? ', …' : ''}`,
+      });
+    else if (manager.role === 'worker')
+      problems.push({
+        path: ['swarm', 'manager'],
+        message: `${swarm.manager} has role worker; the swarm manager must be a node with role manager or host`,
+      });
+    else if (manager.board === 'pc')
+      problems.push({
+        path: ['swarm', 'manager'],
+        message: `${swarm.manager} is a pc without an image; the manager must be a Raspberry Pi node`,
+      });
   }
-  if (swarm.join && (swarm.registry || swarm.portainer)) problems.push({ path: ['swarm', swarm.registry ? 'registry' : 'portainer'], message: 'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, or remove it' });
-  if (swarm.advertise !== undefined && parseIpv4(swarm.advertise) === undefined) problems.push({ path: ['swarm', 'advertise'], message: `"${swarm.advertise}" is not an IPv4 address` });
-  if (swarm.join && !/^[\w.-]+(:\d{1,5})?$/.test(swarm.join.manager)) problems.push({ path: ['swarm', 'join', 'manager'], message: `"${swarm.join.manager}" is not an address such as 192.168.1.10 or 192.168.1.10:2377` });
+  if (swarm.join && (swarm.registry || swarm.portainer))
+    problems.push({
+      path: ['swarm', swarm.registry ? 'registry' : 'portainer'],
+      message:
+        'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, or remove it',
+    });
+  if (swarm.advertise !== undefined && parseIpv4(swarm.advertise) === undefined)
+    problems.push({ path: ['swarm', 'advertise'], message: `"${swarm.advertise}" is not an IPv4 address` });
+  if (swarm.join && !/^[\w.-]+(:\d{1,5})?$/.test(swarm.join.manager))
+    problems.push({
+      path: ['swarm', 'join', 'manager'],
+      message: `"${swarm.join.manager}" is not an address such as 192.168.1.10 or 192.168.1.10:2377`,
+    });
   for (const [j, stack] of (swarm.stacks ?? []).entries()) {
     if ((stack.name === 'registry' && swarm.registry) || (stack.name === 'portainer' && swarm.portainer)) {
-      problems.push({ path: ['swarm', 'stacks', j, 'name'], message: `${stack.name} is the name of the stack swarm.${stack.name} makes; name this stack otherwise` });
+      problems.push({
+        path: ['swarm', 'stacks', j, 'name'],
+        message: `${stack.name} is the name of the stack swarm.${stack.name} makes; name this stack otherwise`,
+      });
     }
   }
   const { method, version } = swarm.docker;

@@ -5,7 +5,7 @@
  *   /etc/NetworkManager/system-connections, root-owned mode 0600 (NM skips keyfiles others can read),
  *   and for USB gadgets a udev rule undoing NM's default NM_UNMANAGED=1 for DEVTYPE=gadget.
  * - cloud-init (trixie): told to leave the network and the host name alone, so it agrees with the
- *   keyfiles and /etc/hostname swarmcard wrote (raspios-facts.md #1, #2, #4).
+ *   keyfiles and /etc/hostname swarmcard wrote (docs/raspios.md #1, #2, #4).
  */
 import { createHash, pbkdf2Sync } from 'node:crypto';
 import type { Edit, PlannedInterface } from '../plan/edits.js';
@@ -31,13 +31,15 @@ export function wpaPsk(wifi: WifiSecret): string {
 
 /** dhcpcd configures every interface by DHCP unless told otherwise: only static ones get lines. */
 export function dhcpcdBlock(interfaces: PlannedInterface[]): string[] {
-  return interfaces.filter((i) => i.address !== 'dhcp').flatMap((i, n) => [
-    ...(n > 0 ? [''] : []),
-    `interface ${i.name}`,
-    `static ip_address=${i.address}`,
-    ...(i.gateway ? [`static routers=${i.gateway}`] : []),
-    ...(i.dns.length > 0 ? [`static domain_name_servers=${i.dns.join(' ')}`] : []),
-  ]);
+  return interfaces
+    .filter((i) => i.address !== 'dhcp')
+    .flatMap((i, n) => [
+      ...(n > 0 ? [''] : []),
+      `interface ${i.name}`,
+      `static ip_address=${i.address}`,
+      ...(i.gateway ? [`static routers=${i.gateway}`] : []),
+      ...(i.dns.length > 0 ? [`static domain_name_servers=${i.dns.join(' ')}`] : []),
+    ]);
 }
 
 /** GKeyFile string escaping (NetworkManager keyfiles). */
@@ -56,7 +58,15 @@ export function nmKeyfile(cluster: string, index: number, i: PlannedInterface, w
         ];
   const medium =
     i.kind === 'wifi'
-      ? ['[wifi]', 'mode=infrastructure', `ssid=${keyfileString(wifi!.ssid)}`, '', '[wifi-security]', 'key-mgmt=wpa-psk', `psk=${wpaPsk(wifi!)}`]
+      ? [
+          '[wifi]',
+          'mode=infrastructure',
+          `ssid=${keyfileString(wifi!.ssid)}`,
+          '',
+          '[wifi-security]',
+          'key-mgmt=wpa-psk',
+          `psk=${wpaPsk(wifi!)}`,
+        ]
       : ['[ethernet]'];
   return [
     '[connection]',
@@ -109,11 +119,25 @@ function wifiCountryEdits(country: string): Edit[] {
   const origin = 'core';
   return [
     { origin, op: 'cmdline', set: { 'cfg80211.ieee80211_regdom': country }, addToList: {}, remove: [] },
-    ...['platform-3f300000.mmcnr:wlan', 'platform-fe300000.mmcnr:wlan'].map((name): Edit => ({ origin, op: 'write', partition: 'root', path: `/var/lib/systemd/rfkill/${name}`, content: '0\n', mode: 0o644 })),
+    ...['platform-3f300000.mmcnr:wlan', 'platform-fe300000.mmcnr:wlan'].map(
+      (name): Edit => ({
+        origin,
+        op: 'write',
+        partition: 'root',
+        path: `/var/lib/systemd/rfkill/${name}`,
+        content: '0\n',
+        mode: 0o644,
+      }),
+    ),
   ];
 }
 
-export function renderNetwork(stack: NetworkStack, interfaces: PlannedInterface[], ids: { cluster: string; index: number }, wifi?: WifiSecret): Edit[] {
+export function renderNetwork(
+  stack: NetworkStack,
+  interfaces: PlannedInterface[],
+  ids: { cluster: string; index: number },
+  wifi?: WifiSecret,
+): Edit[] {
   const origin = 'core';
   const wireless = interfaces.find((i) => i.kind === 'wifi');
   if (wireless && !wifi) throw new Error('a wifi interface needs the Wi-Fi secret');
@@ -121,8 +145,30 @@ export function renderNetwork(stack: NetworkStack, interfaces: PlannedInterface[
   if (stack === 'dhcpcd') {
     const block = dhcpcdBlock(interfaces);
     return [
-      ...(block.length > 0 ? [{ origin, op: 'block', partition: 'root', path: '/etc/dhcpcd.conf', block: 'network', lines: block, comment: '#' } as Edit] : []),
-      ...(wireless ? [{ origin, op: 'write', partition: 'boot', path: '/wpa_supplicant.conf', content: wpaSupplicantConf(wireless.country!, wifi!) } as Edit] : []),
+      ...(block.length > 0
+        ? [
+            {
+              origin,
+              op: 'block',
+              partition: 'root',
+              path: '/etc/dhcpcd.conf',
+              block: 'network',
+              lines: block,
+              comment: '#',
+            } as Edit,
+          ]
+        : []),
+      ...(wireless
+        ? [
+            {
+              origin,
+              op: 'write',
+              partition: 'boot',
+              path: '/wpa_supplicant.conf',
+              content: wpaSupplicantConf(wireless.country!, wifi!),
+            } as Edit,
+          ]
+        : []),
       ...country,
     ];
   }
@@ -136,7 +182,15 @@ export function renderNetwork(stack: NetworkStack, interfaces: PlannedInterface[
     uid: 0,
     gid: 0,
   }));
-  if (interfaces.some((i) => i.kind === 'usb-gadget')) edits.push({ origin, op: 'write', partition: 'root', path: NM_GADGET_RULE_PATH, content: NM_GADGET_RULE, mode: 0o644 });
+  if (interfaces.some((i) => i.kind === 'usb-gadget'))
+    edits.push({
+      origin,
+      op: 'write',
+      partition: 'root',
+      path: NM_GADGET_RULE_PATH,
+      content: NM_GADGET_RULE,
+      mode: 0o644,
+    });
   return [...edits, ...country];
 }
 
@@ -144,9 +198,26 @@ export function renderNetwork(stack: NetworkStack, interfaces: PlannedInterface[
 export function renderWaitOnline(stack: NetworkStack): Edit[] {
   const origin = 'core';
   if (stack === 'dhcpcd') {
-    return [{ origin, op: 'write', partition: 'root', path: '/etc/systemd/system/dhcpcd.service.d/wait.conf', content: '[Service]\nExecStart=\nExecStart=/usr/lib/dhcpcd5/dhcpcd -q -w\n', mode: 0o644 }];
+    return [
+      {
+        origin,
+        op: 'write',
+        partition: 'root',
+        path: '/etc/systemd/system/dhcpcd.service.d/wait.conf',
+        content: '[Service]\nExecStart=\nExecStart=/usr/lib/dhcpcd5/dhcpcd -q -w\n',
+        mode: 0o644,
+      },
+    ];
   }
-  return [{ origin, op: 'symlink', partition: 'root', path: '/etc/systemd/system/network-online.target.wants/NetworkManager-wait-online.service', target: '/lib/systemd/system/NetworkManager-wait-online.service' }];
+  return [
+    {
+      origin,
+      op: 'symlink',
+      partition: 'root',
+      path: '/etc/systemd/system/network-online.target.wants/NetworkManager-wait-online.service',
+      target: '/lib/systemd/system/NetworkManager-wait-online.service',
+    },
+  ];
 }
 
 export const CLOUD_INIT_DROPIN = '/etc/cloud/cloud.cfg.d/90-swarmcard.cfg';

@@ -1,5 +1,5 @@
 /**
- * The admin user, rendered for the release found in the image (pure; raspios-facts.md #10, #4):
+ * The admin user, rendered for the release found in the image (pure; docs/raspios.md #10, #4):
  * - bullseye (2022-04+) and bookworm: `userconf.txt` on the boot partition, `name:$6$…`; first boot
  *   renames the first user to it, sets the password and deletes the file;
  * - trixie: cloud-init `user-data` on the boot partition (as Raspberry Pi Imager 2 writes it). Only
@@ -10,11 +10,34 @@ import { stringify } from 'yaml';
 import type { Edit } from '../plan/edits.js';
 
 /** The groups Raspberry Pi OS gives its first user (pi-gen), so the admin can use the hardware. */
-export const ADMIN_GROUPS = ['adm', 'dialout', 'cdrom', 'sudo', 'audio', 'video', 'plugdev', 'games', 'users', 'input', 'render', 'netdev', 'gpio', 'i2c', 'spi'];
+export const ADMIN_GROUPS = [
+  'adm',
+  'dialout',
+  'cdrom',
+  'sudo',
+  'audio',
+  'video',
+  'plugdev',
+  'games',
+  'users',
+  'input',
+  'render',
+  'netdev',
+  'gpio',
+  'i2c',
+  'spi',
+];
 
-export function renderAdmin(mechanism: 'userconf' | 'cloud-init', admin: { user: string; authorizedKeys: string[] }, passwordHash: string): Edit[] {
+export function renderAdmin(
+  mechanism: 'userconf' | 'cloud-init',
+  admin: { user: string; authorizedKeys: string[] },
+  passwordHash: string,
+): Edit[] {
   const origin = 'admin';
-  if (mechanism === 'userconf') return [{ origin, op: 'write', partition: 'boot', path: '/userconf.txt', content: `${admin.user}:${passwordHash}\n` }];
+  if (mechanism === 'userconf')
+    return [
+      { origin, op: 'write', partition: 'boot', path: '/userconf.txt', content: `${admin.user}:${passwordHash}\n` },
+    ];
   const userData = {
     users: [
       {
@@ -29,5 +52,13 @@ export function renderAdmin(mechanism: 'userconf' | 'cloud-init', admin: { user:
     ],
     ssh_pwauth: true,
   };
-  return [{ origin, op: 'write', partition: 'boot', path: '/user-data', content: `#cloud-config\n# swarmcard: the admin user. The password hash is a secret: keep this image private.\n${stringify(userData, { lineWidth: 0 })}` }];
+  return [
+    {
+      origin,
+      op: 'write',
+      partition: 'boot',
+      path: '/user-data',
+      content: `#cloud-config\n# swarmcard: the admin user. The password hash is a secret: keep this image private.\n${stringify(userData, { lineWidth: 0 })}`,
+    },
+  ];
 }

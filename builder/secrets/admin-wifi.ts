@@ -10,7 +10,7 @@ import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { LoadedAdmin } from '../profile/load-profile.js';
 import type { WifiSecret } from '../render/network.js';
-import { secretsPath, updateSecrets, writePrivateFile, type ClusterSecrets } from './secrets-file.js';
+import { type ClusterSecrets, secretsPath, updateSecrets, writePrivateFile } from './secrets-file.js';
 
 const CRYPT_ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
@@ -20,31 +20,52 @@ function freshSalt(): string {
 
 /** No password file yet: write a fresh random password (0600, never replacing one a race made). */
 async function createPasswordFile(file: string): Promise<void> {
-  if (await stat(file).then(() => true, () => false)) return;
+  if (
+    await stat(file).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
   if (await writePrivateFile(file, `${randomBytes(15).toString('base64url')}\n`, 'create')) {
     log.info(`generated a random admin password into ${file} (mode 0600): read it there, and keep the file private`);
   }
 }
 
-export async function adminPasswordHash(admin: LoadedAdmin, stored: ClusterSecrets, profileFile: string, cluster: string): Promise<string> {
+export async function adminPasswordHash(
+  admin: LoadedAdmin,
+  stored: ClusterSecrets,
+  profileFile: string,
+  cluster: string,
+): Promise<string> {
   if (admin.passwordHash) return admin.passwordHash;
   const file = admin.passwordFile!;
   await createPasswordFile(file);
   const password = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
-  if (password.length === 0 || password.includes('\n')) throw new UserError(`${file} must hold the admin's password on one line; it is ${password.length === 0 ? 'empty' : 'several lines'}.`);
+  if (password.length === 0 || password.includes('\n'))
+    throw new UserError(
+      `${file} must hold the admin's password on one line; it is ${password.length === 0 ? 'empty' : 'several lines'}.`,
+    );
   const previous = stored.adminPassword?.hash;
   if (previous && verify(password, previous)) return previous;
   const hash = encrypt(password, `$6$${freshSalt()}`);
   await updateSecrets(profileFile, cluster, { adminPassword: { hash } });
-  log.info(`hashed the admin password from ${file} (SHA-512 crypt, new salt); the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`);
+  log.info(
+    `hashed the admin password from ${file} (SHA-512 crypt, new salt); the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`,
+  );
   return hash;
 }
 
 export function checkWifi(wifi: WifiSecret | undefined, file: string): WifiSecret {
   const example = 'wifi: { ssid: "my-lan", passphrase: "8 to 63 characters" }';
-  if (!wifi) throw new UserError(`${file} has no Wi-Fi network, which the profile's wifi interfaces need; add ${example}.`);
+  if (!wifi)
+    throw new UserError(`${file} has no Wi-Fi network, which the profile's wifi interfaces need; add ${example}.`);
   const ssidBytes = Buffer.byteLength(wifi.ssid, 'utf8');
-  if (ssidBytes < 1 || ssidBytes > 32 || /[\x00-\x1f]/.test(wifi.ssid)) throw new UserError(`${file}: wifi.ssid must be 1 to 32 bytes without control characters; fix it (${example}).`);
-  if (wifi.passphrase.length < 8 || wifi.passphrase.length > 63 || !/^[\x20-\x7e]+$/.test(wifi.passphrase)) throw new UserError(`${file}: wifi.passphrase must be 8 to 63 printable ASCII characters (WPA2-PSK); fix it (${example}).`);
+  if (ssidBytes < 1 || ssidBytes > 32 || [...wifi.ssid].some((c) => c.charCodeAt(0) < 0x20))
+    throw new UserError(`${file}: wifi.ssid must be 1 to 32 bytes without control characters; fix it (${example}).`);
+  if (wifi.passphrase.length < 8 || wifi.passphrase.length > 63 || !/^[\x20-\x7e]+$/.test(wifi.passphrase))
+    throw new UserError(
+      `${file}: wifi.passphrase must be 8 to 63 printable ASCII characters (WPA2-PSK); fix it (${example}).`,
+    );
   return wifi;
 }

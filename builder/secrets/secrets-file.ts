@@ -21,7 +21,8 @@ export interface ClusterSecrets {
   wifi?: { ssid: string; passphrase: string };
 }
 
-const HEADER = (cluster: string) => `# swarmcard secrets of the ${cluster} cluster: keep this file private and keep it — rebuilds reuse it.\n`;
+const HEADER = (cluster: string) =>
+  `# swarmcard secrets of the ${cluster} cluster: keep this file private and keep it — rebuilds reuse it.\n`;
 
 export function secretsPath(profileFile: string, cluster: string): string {
   return join(process.env.SWARMCARD_SECRETS_DIR || dirname(resolve(profileFile)), `${cluster}.secrets.yaml`);
@@ -32,7 +33,9 @@ async function generate(cluster: string): Promise<ClusterSecrets> {
     const dir = await scope.tempDir('swarmcard-key-');
     const key = join(dir, 'cluster_key');
     await run('ssh_keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `swarmcard@${cluster}`, '-f', key]);
-    return { clusterKey: { private: await readFile(key, 'utf8'), public: (await readFile(`${key}.pub`, 'utf8')).trim() } };
+    return {
+      clusterKey: { private: await readFile(key, 'utf8'), public: (await readFile(`${key}.pub`, 'utf8')).trim() },
+    };
   });
 }
 
@@ -63,25 +66,47 @@ export async function loadOrCreateSecrets(profileFile: string, cluster: string):
   if (!(await stat(file).catch(() => undefined))) {
     const secrets = await generate(cluster);
     // When two builds race, the first key wins.
-    if (await writePrivateFile(file, `${HEADER(cluster)}${stringify(secrets)}`, 'create')) log.info(`generated the cluster SSH key into ${file} (mode 0600); keep it: rebuilds reuse it`);
+    if (await writePrivateFile(file, `${HEADER(cluster)}${stringify(secrets)}`, 'create'))
+      log.info(`generated the cluster SSH key into ${file} (mode 0600); keep it: rebuilds reuse it`);
   }
   const info = await stat(file);
-  if ((info.mode & 0o077) !== 0) throw new UserError(`${file} holds secrets but others can read it (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
+  if ((info.mode & 0o077) !== 0)
+    throw new UserError(
+      `${file} holds secrets but others can read it (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
+    );
   const data = parse(await readFile(file, 'utf8')) as Partial<ClusterSecrets> | null;
   const key = data?.clusterKey;
-  if (!key || typeof key.private !== 'string' || !key.private.includes('PRIVATE KEY') || typeof key.public !== 'string' || !key.public.startsWith('ssh-')) {
-    throw new UserError(`${file} has no valid clusterKey (private and public); restore it from a backup, or delete it to generate a new key (then rebuild every image).`);
+  if (
+    !key ||
+    typeof key.private !== 'string' ||
+    !key.private.includes('PRIVATE KEY') ||
+    typeof key.public !== 'string' ||
+    !key.public.startsWith('ssh-')
+  ) {
+    throw new UserError(
+      `${file} has no valid clusterKey (private and public); restore it from a backup, or delete it to generate a new key (then rebuild every image).`,
+    );
   }
   const wifi = data?.wifi;
   if (wifi !== undefined && (typeof wifi?.ssid !== 'string' || typeof wifi.passphrase !== 'string')) {
-    throw new UserError(`${file}: wifi must hold ssid and passphrase, both strings (quote them); for example wifi: { ssid: "my-lan", passphrase: "…" }.`);
+    throw new UserError(
+      `${file}: wifi must hold ssid and passphrase, both strings (quote them); for example wifi: { ssid: "my-lan", passphrase: "…" }.`,
+    );
   }
   const hash = data?.adminPassword?.hash;
-  return { clusterKey: key, ...(typeof hash === 'string' ? { adminPassword: { hash } } : {}), ...(wifi ? { wifi } : {}) };
+  return {
+    clusterKey: key,
+    ...(typeof hash === 'string' ? { adminPassword: { hash } } : {}),
+    ...(wifi ? { wifi } : {}),
+  };
 }
 
 /** Add or replace top-level entries of the secrets file, atomically, keeping it 0600. */
-export async function updateSecrets(profileFile: string, cluster: string, patch: Partial<ClusterSecrets>): Promise<void> {
+export async function updateSecrets(
+  profileFile: string,
+  cluster: string,
+  patch: Partial<ClusterSecrets>,
+): Promise<void> {
   const file = secretsPath(profileFile, cluster);
   const data = { ...(parse(await readFile(file, 'utf8')) as ClusterSecrets), ...patch };
   await writePrivateFile(file, `${HEADER(cluster)}${stringify(data)}`, 'replace');

@@ -10,7 +10,7 @@ import { mkdir, open, readFile, realpath, rename, rm, stat, writeFile } from 'no
 import { extname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ChecksumError, UserError, errorMessage } from '../errors.js';
+import { ChecksumError, errorMessage, UserError } from '../errors.js';
 import { run, stream, ToolError } from '../exec/run.js';
 import { log, progress } from '../log.js';
 import { withScope } from '../util/scope.js';
@@ -63,7 +63,11 @@ async function hashFile(path: string, label: string): Promise<string> {
   const size = (await stat(path)).size;
   const bar = progress(`hashing ${label}`, size);
   const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }), counter((n) => bar.update(n)), hash);
+  await pipeline(
+    createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }),
+    counter((n) => bar.update(n)),
+    hash,
+  );
   bar.done();
   return hash.digest('hex');
 }
@@ -111,7 +115,12 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
   const known = pin?.toLowerCase() ?? (await readFile(urlKey, 'utf8').catch(() => ''));
   if (sha256Pattern.test(known)) {
     const cached = join(cachePaths.downloads(), `${known}${extension}`);
-    if (await stat(cached).then((s) => s.isFile(), () => false)) {
+    if (
+      await stat(cached).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    ) {
       log.info(`using cached download of ${location}`);
       return { path: cached, sha256: known };
     }
@@ -126,14 +135,22 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
     } catch (error) {
       throw new UserError(`cannot download ${location}: ${errorMessage((error as Error).cause ?? error)}.`);
     }
-    if (!response.ok || !response.body) throw new UserError(`cannot download ${location}: the server answered ${response.status} ${response.statusText}.`);
+    if (!response.ok || !response.body)
+      throw new UserError(
+        `cannot download ${location}: the server answered ${response.status} ${response.statusText}.`,
+      );
     const length = Number(response.headers.get('content-length')) || undefined;
     const bar = progress(`downloading ${url.pathname.split('/').at(-1)}`, length);
     const hash = createHash('sha256');
     await pipeline(
       Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
       counter((n) => bar.update(n)),
-      new Transform({ transform(chunk: Buffer, _e, cb) { hash.update(chunk); cb(null, chunk); } }),
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          hash.update(chunk);
+          cb(null, chunk);
+        },
+      }),
       createWriteStream(partial),
     );
     bar.done();
@@ -160,16 +177,27 @@ async function decompressor(source: string, compression: Exclude<Compression, 'n
       const { stdout } = await run('unzip', ['-Z1', source]);
       const images = stdout.split('\n').filter((n) => /\.img$/i.test(n));
       if (images.length !== 1) {
-        throw new UserError(`${source} must hold exactly one .img file, and holds ${images.length === 0 ? 'none' : images.join(', ')}.`);
+        throw new UserError(
+          `${source} must hold exactly one .img file, and holds ${images.length === 0 ? 'none' : images.join(', ')}.`,
+        );
       }
       return { tool: 'unzip' as const, args: ['-p', source, images[0]!], stdin: false };
     }
   }
 }
 
-async function decompress(source: string, compression: Exclude<Compression, 'none'>, sourceSha: string): Promise<string> {
+async function decompress(
+  source: string,
+  compression: Exclude<Compression, 'none'>,
+  sourceSha: string,
+): Promise<string> {
   const final = join(cachePaths.images(), `${sourceSha}.img`);
-  if (await stat(final).then((s) => s.isFile(), () => false)) {
+  if (
+    await stat(final).then(
+      (s) => s.isFile(),
+      () => false,
+    )
+  ) {
     log.info(`using cached decompressed image ${final}`);
     return final;
   }
@@ -185,14 +213,27 @@ async function decompress(source: string, compression: Exclude<Compression, 'non
     scope.defer(`stop ${tool}`, () => child.subprocess.kill());
     const bar = progress(`decompressing ${source.split('/').at(-1)}`, stdin ? size : undefined);
     const feeding = stdin
-      ? pipeline(createReadStream(source, { highWaterMark: 4 * 1024 * 1024 }), counter((n) => bar.update(n)), child.stdin!)
+      ? pipeline(
+          createReadStream(source, { highWaterMark: 4 * 1024 * 1024 }),
+          counter((n) => bar.update(n)),
+          child.stdin!,
+        )
       : Promise.resolve(child.stdin?.end());
-    const draining = stdin ? pipeline(child.stdout!, output) : pipeline(child.stdout!, counter((n) => bar.update(n)), output);
+    const draining = stdin
+      ? pipeline(child.stdout!, output)
+      : pipeline(
+          child.stdout!,
+          counter((n) => bar.update(n)),
+          output,
+        );
     await Promise.all([feeding, draining, child.done]).catch(async (error) => {
       // A decompressor's own message ("Unexpected end of input") says more than EPIPE.
       await child.done.catch((toolError: unknown) => {
-        const said = toolError instanceof ToolError ? toolError.stderr.trim().split('\n').at(-1) : errorMessage(toolError);
-        throw new UserError(`${source} cannot be decompressed (${said}); it is truncated or corrupt, so download it again.`);
+        const said =
+          toolError instanceof ToolError ? toolError.stderr.trim().split('\n').at(-1) : errorMessage(toolError);
+        throw new UserError(
+          `${source} cannot be decompressed (${said}); it is truncated or corrupt, so download it again.`,
+        );
       });
       throw error;
     });
@@ -200,7 +241,8 @@ async function decompress(source: string, compression: Exclude<Compression, 'non
     const head = Buffer.alloc(512);
     const handle = await open(partial, 'r');
     await handle.read(head, 0, 512, 0).finally(() => handle.close());
-    if (head[510] !== 0x55 || head[511] !== 0xaa) throw new UserError(`${source} does not contain a disk image (no partition table after decompressing).`);
+    if (head[510] !== 0x55 || head[511] !== 0xaa)
+      throw new UserError(`${source} does not contain a disk image (no partition table after decompressing).`);
     await rename(partial, final);
     return final;
   });
@@ -210,7 +252,10 @@ async function decompress(source: string, compression: Exclude<Compression, 'non
  * `hash: false` skips hashing a raw, unpinned .img (inspect does not need it); compressed sources
  * are always hashed because the hash is their cache key.
  */
-export async function resolveBaseImage(spec: BaseImageSpec, options: { hash?: boolean } = {}): Promise<ResolvedBaseImage> {
+export async function resolveBaseImage(
+  spec: BaseImageSpec,
+  options: { hash?: boolean } = {},
+): Promise<ResolvedBaseImage> {
   if (spec.sha256 !== undefined && !sha256Pattern.test(spec.sha256.toLowerCase())) {
     throw new UserError(`the sha256 pin "${spec.sha256}" is not 64 hex digits.`);
   }
@@ -221,7 +266,10 @@ export async function resolveBaseImage(spec: BaseImageSpec, options: { hash?: bo
   } else {
     source = spec.location;
     const st = await stat(source).catch(() => undefined);
-    if (!st) throw new UserError(`${source} does not exist; give the path of a Raspberry Pi OS image (.img, .img.xz, .zip, .img.gz or .img.zst) or an https:// URL.`);
+    if (!st)
+      throw new UserError(
+        `${source} does not exist; give the path of a Raspberry Pi OS image (.img, .img.xz, .zip, .img.gz or .img.zst) or an https:// URL.`,
+      );
     if (!st.isFile()) throw new UserError(`${source} is not a regular file; give the path of a Raspberry Pi OS image.`);
   }
   const head = Buffer.alloc(512);

@@ -18,7 +18,8 @@ export async function sparseWriter(path: string): Promise<Writable> {
     while (pending.length - offset >= BLOCK || (final && offset < pending.length)) {
       const block = pending.subarray(offset, offset + BLOCK);
       // Buffer.compare is a native memcmp: far faster than scanning bytes in JavaScript.
-      if (Buffer.compare(block, ZEROS.subarray(0, block.length)) !== 0) await handle.write(block, 0, block.length, position);
+      if (Buffer.compare(block, ZEROS.subarray(0, block.length)) !== 0)
+        await handle.write(block, 0, block.length, position);
       position += block.length;
       offset += block.length;
     }
@@ -39,7 +40,10 @@ export async function sparseWriter(path: string): Promise<Writable> {
         .then(() => callback(), callback);
     },
     destroy(error, callback) {
-      handle.close().then(() => callback(error), () => callback(error));
+      handle.close().then(
+        () => callback(error),
+        () => callback(error),
+      );
     },
   });
 }

@@ -32,7 +32,8 @@ export function getToken(tokens: Cmdline, key: string): string | undefined {
 export function setToken(tokens: Cmdline, key: string, value?: string): Cmdline {
   const token = value === undefined ? key : `${key}=${value}`;
   const index = tokens.findIndex((t) => keyOf(t) === key);
-  if (index !== -1) return tokens.map((t, i) => (i === index ? token : t)).filter((t, i) => i === index || keyOf(t) !== key);
+  if (index !== -1)
+    return tokens.map((t, i) => (i === index ? token : t)).filter((t, i) => i === index || keyOf(t) !== key);
   const initIndex = tokens.findIndex((t) => keyOf(t) === 'init' || keyOf(t) === 'systemd.run');
   if (initIndex === -1) return [...tokens, token];
   return [...tokens.slice(0, initIndex), token, ...tokens.slice(initIndex)];

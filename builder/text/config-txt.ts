@@ -25,6 +25,9 @@ export function parseConfigTxt(text: string): ConfigSection[] {
 /** Settings (non-comment, non-blank lines) per section, for `inspect`. */
 export function configSettings(sections: ConfigSection[]): { filter: string; settings: string[] }[] {
   return sections
-    .map((s) => ({ filter: s.filter ?? '(global)', settings: s.lines.map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')) }))
+    .map((s) => ({
+      filter: s.filter ?? '(global)',
+      settings: s.lines.map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#')),
+    }))
     .filter((s) => s.settings.length > 0 || s.filter !== '(global)');
 }

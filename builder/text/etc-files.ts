@@ -28,7 +28,14 @@ export function parseFstab(text: string): FstabEntry[] {
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'))
     .map((l) => l.split(/\s+/))
-    .map(([spec = '', file = '', vfstype = '', options = 'defaults', freq = '0', passno = '0']) => ({ spec, file, vfstype, options, freq, passno }));
+    .map(([spec = '', file = '', vfstype = '', options = 'defaults', freq = '0', passno = '0']) => ({
+      spec,
+      file,
+      vfstype,
+      options,
+      freq,
+      passno,
+    }));
 }
 
 /**
@@ -36,5 +43,8 @@ export function parseFstab(text: string): FstabEntry[] {
  * everything else byte for byte.
  */
 export function replacePartUuids(text: string, oldDiskId: string, newDiskId: string): string {
-  return text.replace(new RegExp(`PARTUUID=${oldDiskId}-(\\d{2})`, 'gi'), (_m, n: string) => `PARTUUID=${newDiskId}-${n}`);
+  return text.replace(
+    new RegExp(`PARTUUID=${oldDiskId}-(\\d{2})`, 'gi'),
+    (_m, n: string) => `PARTUUID=${newDiskId}-${n}`,
+  );
 }

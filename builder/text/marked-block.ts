@@ -22,7 +22,8 @@ export function setMarkedBlock(text: string, body: string[], options: BlockOptio
   const lines = text.length === 0 ? [] : text.replace(/\n$/, '').split('\n');
   const start = lines.indexOf(begin);
   const stop = start === -1 ? -1 : lines.indexOf(end, start);
-  const next = start !== -1 && stop !== -1 ? [...lines.slice(0, start), ...block, ...lines.slice(stop + 1)] : [...lines, ...block];
+  const next =
+    start !== -1 && stop !== -1 ? [...lines.slice(0, start), ...block, ...lines.slice(stop + 1)] : [...lines, ...block];
   return `${next.join('\n')}\n`;
 }
 

@@ -7,6 +7,9 @@ import { UserError } from '../errors.js';
 export function buildEpoch(fallback: number): number {
   const raw = process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) throw new UserError(`SOURCE_DATE_EPOCH="${raw}" is not a whole number of seconds; unset it or set it to e.g. 1700000000.`);
+  if (!/^\d+$/.test(raw))
+    throw new UserError(
+      `SOURCE_DATE_EPOCH="${raw}" is not a whole number of seconds; unset it or set it to e.g. 1700000000.`,
+    );
   return Number(raw);
 }

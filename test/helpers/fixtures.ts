@@ -3,11 +3,12 @@
  * concurrent generation by another test file writes the same bytes and the rename is atomic),
  * then copied per test so no test edits a shared file (balena-image-fs habit).
  */
-import type { ExecutionContext } from 'ava';
-import { execa } from 'execa';
+
 import { mkdir, mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { execa } from 'execa';
 import type { FlavourName } from '../../builder/fixture/flavours.js';
 import { makeFixtureImage } from '../../builder/fixture/make-fixture-image.js';
 
@@ -15,7 +16,13 @@ export const fixtureDir = join(tmpdir(), `swarmcard-test-fixtures-${process.getu
 
 export async function fixture(name: FlavourName, options: { booted?: boolean } = {}): Promise<string> {
   const path = join(fixtureDir, `${name}${options.booted ? '-booted' : ''}.img`);
-  if (await stat(path).then((s) => s.isFile(), () => false)) return path;
+  if (
+    await stat(path).then(
+      (s) => s.isFile(),
+      () => false,
+    )
+  )
+    return path;
   await mkdir(fixtureDir, { recursive: true });
   const unique = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}`;
   await makeFixtureImage(name, unique, options);

@@ -18,8 +18,13 @@ const wait = () => {
 if (mode === 'clone') {
   await cloneImage(image, out, wait);
 } else {
-  await withPartition(await readLayout(image), 'root', { epoch: 1, ext4Backend: mode === 'loop' ? 'loop' : 'debugfs' }, async (fs) => {
-    await fs.write('/etc/held', 'x');
-    return wait();
-  });
+  await withPartition(
+    await readLayout(image),
+    'root',
+    { epoch: 1, ext4Backend: mode === 'loop' ? 'loop' : 'debugfs' },
+    async (fs) => {
+      await fs.write('/etc/held', 'x');
+      return wait();
+    },
+  );
 }

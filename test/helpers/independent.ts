@@ -2,9 +2,10 @@
  * Read images back with the standard tools directly (mtools, debugfs, sfdisk), never through
  * swarmcard's own editors, so a test passes only if the bytes on disk are right.
  */
-import { execa } from 'execa';
+
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { execa } from 'execa';
 
 const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
 
@@ -25,7 +26,11 @@ export async function partitionOffsets(image: string): Promise<{ boot: number; r
 
 export async function mtypeBytes(image: string, path: string): Promise<Buffer> {
   const { boot } = await partitionOffsets(image);
-  const { stdout } = await execa('mtype', ['-i', `${image}@@${boot}`, `::${path}`], { env: MTOOLS_ENV, encoding: 'buffer', stripFinalNewline: false });
+  const { stdout } = await execa('mtype', ['-i', `${image}@@${boot}`, `::${path}`], {
+    env: MTOOLS_ENV,
+    encoding: 'buffer',
+    stripFinalNewline: false,
+  });
   return Buffer.from(stdout);
 }
 
@@ -35,19 +40,29 @@ export async function mtype(image: string, path: string): Promise<string> {
 
 export async function mdir(image: string, path = '/'): Promise<string[]> {
   const { boot } = await partitionOffsets(image);
-  const { stdout } = await execa('mdir', ['-b', '-a', '-i', `${image}@@${boot}`, `::${path}`], { env: MTOOLS_ENV, reject: false });
+  const { stdout } = await execa('mdir', ['-b', '-a', '-i', `${image}@@${boot}`, `::${path}`], {
+    env: MTOOLS_ENV,
+    reject: false,
+  });
   return stdout.split('\n').filter(Boolean);
 }
 
 export async function debugfs(image: string, request: string): Promise<{ stdout: string; stderr: string }> {
   const { root } = await partitionOffsets(image);
-  const result = await execa('debugfs', ['-R', request, `${image}?offset=${root}`], { stripFinalNewline: false, reject: false });
+  const result = await execa('debugfs', ['-R', request, `${image}?offset=${root}`], {
+    stripFinalNewline: false,
+    reject: false,
+  });
   return { stdout: result.stdout, stderr: result.stderr };
 }
 
 export async function debugfsBytes(image: string, path: string): Promise<Buffer> {
   const { root } = await partitionOffsets(image);
-  const result = await execa('debugfs', ['-R', `cat "${path}"`, `${image}?offset=${root}`], { encoding: 'buffer', reject: false, stripFinalNewline: false });
+  const result = await execa('debugfs', ['-R', `cat "${path}"`, `${image}?offset=${root}`], {
+    encoding: 'buffer',
+    reject: false,
+    stripFinalNewline: false,
+  });
   if (/not found/.test(Buffer.from(result.stderr).toString())) throw new Error(`${path} not found in ${image}`);
   return Buffer.from(result.stdout);
 }
@@ -87,7 +102,15 @@ export async function e2fsckClean(image: string): Promise<{ ok: boolean; output:
   const part = (JSON.parse(size) as { partitiontable: SfdiskTable }).partitiontable.partitions[1]!;
   // e2fsck has no offset option: check through a private sparse slice of the partition.
   const slice = `${image}.root-check`;
-  await execa('dd', [`if=${image}`, `of=${slice}`, 'bs=512', `skip=${root / 512}`, `count=${part.size}`, 'conv=sparse', 'status=none']);
+  await execa('dd', [
+    `if=${image}`,
+    `of=${slice}`,
+    'bs=512',
+    `skip=${root / 512}`,
+    `count=${part.size}`,
+    'conv=sparse',
+    'status=none',
+  ]);
   const result = await execa('e2fsck', ['-fn', slice], { reject: false, all: true });
   await execa('rm', ['-f', slice]);
   return { ok: result.exitCode === 0, output: result.all ?? '' };

@@ -6,7 +6,9 @@ let probe: Promise<boolean> | undefined;
 export function loopAvailable(image: string): Promise<boolean> {
   probe ??= (async () => {
     if (process.getuid?.() !== 0) return false;
-    const attach = await execa('losetup', ['--find', '--show', '--offset', '0', '--sizelimit', '1048576', image], { reject: false });
+    const attach = await execa('losetup', ['--find', '--show', '--offset', '0', '--sizelimit', '1048576', image], {
+      reject: false,
+    });
     if (attach.exitCode !== 0) return false;
     await execa('losetup', ['--detach', attach.stdout.trim()], { reject: false });
     return true;

@@ -4,9 +4,10 @@
  * hostname, /run, cgroups, and the files extracted from its image bind-mounted where the image has
  * them), running one Docker engine and one sshd. Everything started is recorded and torn down.
  */
-import { execa, type ResultPromise } from 'execa';
+
 import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
 import { partitionOffsets } from './independent.js';
 
 export interface LabNode {
@@ -25,13 +26,19 @@ export const imageDirs = ['/etc/swarmcard', '/usr/local/lib/swarmcard', '/root/.
  * state folder: the mounts (local → in the image) that make them the node's own. A directory the
  * image does not have (the manager has no /root/.ssh) is left out.
  */
-export async function extractNodeFiles(image: string, dir: string, inImage: string[] = imageDirs): Promise<Record<string, string>> {
+export async function extractNodeFiles(
+  image: string,
+  dir: string,
+  inImage: string[] = imageDirs,
+): Promise<Record<string, string>> {
   const { root: offset } = await partitionOffsets(image);
   const mounts: Record<string, string> = {};
   for (const path of inImage) {
     const local = join(dir, path.slice(1).replaceAll('/', '-'));
     await mkdir(local, { recursive: true });
-    const result = await execa('debugfs', ['-R', `rdump ${path} ${local}`, `${image}?offset=${offset}`], { reject: false });
+    const result = await execa('debugfs', ['-R', `rdump ${path} ${local}`, `${image}?offset=${offset}`], {
+      reject: false,
+    });
     if ((await readdir(local)).length === 0) continue;
     if (result.exitCode !== 0) throw new Error(`debugfs could not extract ${path} from ${image}: ${result.stderr}`);
     mounts[join(local, path.split('/').at(-1)!)] = path;
@@ -64,7 +71,10 @@ export class SwarmLab {
   private readonly links: string[] = [];
   private readonly switches: string[] = [];
 
-  constructor(private readonly root: string, private readonly prefix: string) {}
+  constructor(
+    private readonly root: string,
+    private readonly prefix: string,
+  ) {}
 
   async addNode(name: string, mounts: Record<string, string>): Promise<LabNode> {
     const netns = `${this.prefix}${name}`;
@@ -73,17 +83,41 @@ export class SwarmLab {
     await execa('ip', ['netns', 'add', netns]);
     await execa('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
     for (const target of Object.values(mounts)) {
-      if (!(await stat(target).then(() => true, () => false))) {
+      if (
+        !(await stat(target).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         await mkdir(target, { recursive: true });
         this.createdDirs.push(target);
       }
     }
     this.spawn(
       'ip',
-      ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', holderScript, 'holder', name, ...Object.entries(mounts).flat()],
+      [
+        'netns',
+        'exec',
+        netns,
+        'unshare',
+        '--mount',
+        '--uts',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        holderScript,
+        'holder',
+        name,
+        ...Object.entries(mounts).flat(),
+      ],
       join(dir, 'holder.log'),
     );
-    await waitFor(async () => (await readText(join(dir, 'holder.log'))).includes('ready'), 10_000, `${name}'s namespaces`);
+    await waitFor(
+      async () => (await readText(join(dir, 'holder.log'))).includes('ready'),
+      10_000,
+      `${name}'s namespaces`,
+    );
     // The holder is the `sleep` that the shell exec'd into: find it inside the network namespace.
     const { stdout } = await execa('ip', ['netns', 'pids', netns]);
     const node = { name, netns, dir, holder: Number(stdout.trim().split('\n')[0]) };
@@ -96,7 +130,10 @@ export class SwarmLab {
     const [x, y] = [`${this.prefix}${this.links.length}a`, `${this.prefix}${this.links.length}b`];
     this.links.push(x);
     await execa('ip', ['link', 'add', x, 'type', 'veth', 'peer', 'name', y]);
-    for (const [end, node, name, address] of [[x, a, aName, aAddress], [y, b, bName, bAddress]] as const) {
+    for (const [end, node, name, address] of [
+      [x, a, aName, aAddress],
+      [y, b, bName, bAddress],
+    ] as const) {
       const ns = this.nodes.get(node)!.netns;
       await execa('ip', ['link', 'set', end, 'netns', ns]);
       await execa('ip', ['-n', ns, 'link', 'set', end, 'name', name]);
@@ -128,7 +165,11 @@ export class SwarmLab {
   /** Run a command inside a node (its network, mount and UTS namespaces). */
   exec(node: string, argv: string[], options: { input?: string; env?: Record<string, string> } = {}) {
     const n = this.nodes.get(node)!;
-    return execa('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', ...argv], { reject: false, input: options.input, env: options.env });
+    return execa('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', ...argv], {
+      reject: false,
+      input: options.input,
+      env: options.env,
+    });
   }
 
   /** Start a long-running process inside a node, its output in a log file; stopped at teardown. */
@@ -138,7 +179,15 @@ export class SwarmLab {
   }
 
   private spawn(file: string, args: string[], log: string, env?: Record<string, string>): ResultPromise {
-    const child = execa(file, args, { reject: false, detached: true, stdin: 'ignore', stdout: { file: log }, stderr: { file: log }, env, cleanup: true });
+    const child = execa(file, args, {
+      reject: false,
+      detached: true,
+      stdin: 'ignore',
+      stdout: { file: log },
+      stderr: { file: log },
+      env,
+      cleanup: true,
+    });
     this.processes.push(child);
     return child;
   }
@@ -147,28 +196,71 @@ export class SwarmLab {
   // configFile: the node's /etc/docker/daemon.json, as the image has it.
   async startDocker(node: string, configFile?: string): Promise<void> {
     const n = this.nodes.get(node)!;
-    this.start(node, ['dockerd', '--data-root', join(n.dir, 'docker'), '--exec-root', '/run/d', '--pidfile', '/run/docker.pid',
-      '-H', 'unix:///run/docker.sock', '--bridge=none', '--iptables=false', '--ip-forward=false', ...(configFile ? ['--config-file', configFile] : [])], 'dockerd.log');
-    await waitFor(async () => (await this.exec(node, ['docker', 'info'])).exitCode === 0, 30_000, `${node}'s Docker engine`);
+    this.start(
+      node,
+      [
+        'dockerd',
+        '--data-root',
+        join(n.dir, 'docker'),
+        '--exec-root',
+        '/run/d',
+        '--pidfile',
+        '/run/docker.pid',
+        '-H',
+        'unix:///run/docker.sock',
+        '--bridge=none',
+        '--iptables=false',
+        '--ip-forward=false',
+        ...(configFile ? ['--config-file', configFile] : []),
+      ],
+      'dockerd.log',
+    );
+    await waitFor(
+      async () => (await this.exec(node, ['docker', 'info'])).exitCode === 0,
+      30_000,
+      `${node}'s Docker engine`,
+    );
   }
 
   /** Kill a node's Docker engine at once (as a power cut would), leaving its state on disk. */
   async killDocker(node: string): Promise<void> {
     // dockerd and the containerd it started, and /run (a tmpfs), as a power cut would take them.
-    await this.exec(node, ['sh', '-c', 'pid=$(cat /run/docker.pid); pkill -9 -P "$pid"; kill -9 "$pid"; sleep 0.2; rm -rf /run/d /run/docker.pid /run/docker.sock']);
+    await this.exec(node, [
+      'sh',
+      '-c',
+      'pid=$(cat /run/docker.pid); pkill -9 -P "$pid"; kill -9 "$pid"; sleep 0.2; rm -rf /run/d /run/docker.pid /run/docker.sock',
+    ]);
     await new Promise((r) => setTimeout(r, 500));
   }
 
   async startSshd(node: string, listen: string): Promise<void> {
     const n = this.nodes.get(node)!;
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(n.dir, 'host_key')]);
-    await writeFile(join(n.dir, 'sshd_config'), [
-      'Port 22', `ListenAddress ${listen}`, `HostKey ${join(n.dir, 'host_key')}`, 'PidFile /run/sshd.pid',
-      'PermitRootLogin prohibit-password', 'PubkeyAuthentication yes', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
-      'UsePAM no', 'AuthorizedKeysFile .ssh/authorized_keys', 'StrictModes no', '',
-    ].join('\n'));
+    await writeFile(
+      join(n.dir, 'sshd_config'),
+      [
+        'Port 22',
+        `ListenAddress ${listen}`,
+        `HostKey ${join(n.dir, 'host_key')}`,
+        'PidFile /run/sshd.pid',
+        'PermitRootLogin prohibit-password',
+        'PubkeyAuthentication yes',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'AuthorizedKeysFile .ssh/authorized_keys',
+        'StrictModes no',
+        '',
+      ].join('\n'),
+    );
     this.start(node, ['/usr/sbin/sshd', '-D', '-e', '-f', join(n.dir, 'sshd_config')], 'sshd.log');
-    await waitFor(async () => (await this.exec(node, ['sh', '-c', `exec 3<>/dev/tcp/${listen}/22`])).exitCode === 0 || (await readText(join(n.dir, 'sshd.log'))).includes('listening'), 10_000, `${node}'s sshd`);
+    await waitFor(
+      async () =>
+        (await this.exec(node, ['sh', '-c', `exec 3<>/dev/tcp/${listen}/22`])).exitCode === 0 ||
+        (await readText(join(n.dir, 'sshd.log'))).includes('listening'),
+      10_000,
+      `${node}'s sshd`,
+    );
   }
 
   /** The last lines of every node's logs, for a failed test's report. */
