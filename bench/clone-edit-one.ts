@@ -5,8 +5,9 @@
  */
 import { withPartition } from '../builder/fs/partition.js';
 import { cloneImage, writeDiskId } from '../builder/image/clone.js';
-import { deriveDiskId, retargetCmdline, retargetFstab } from '../builder/image/identity.js';
+import { retargetCmdline, retargetFstab } from '../builder/image/identity.js';
 import { readLayout } from '../builder/image/layout.js';
+import { deriveDiskId } from '../builder/plan/ids.js';
 import { setMarkedBlock } from '../builder/text/marked-block.js';
 
 const [base, out] = process.argv.slice(2) as [string, string];

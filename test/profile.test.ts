@@ -4,7 +4,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { schemaText } from '../builder/commands/schema.js';
-import { gadgetMacs } from '../builder/plan/gadget-mac.js';
+import { gadgetMacs } from '../builder/plan/ids.js';
 import { parseOnly, planCluster } from '../builder/plan/plan.js';
 import { evaluate, interpolate } from '../builder/profile/expr.js';
 import { loadProfile } from '../builder/profile/load-profile.js';

@@ -2,9 +2,10 @@
  * swarmcard build PROFILE [--base IMAGE] [--nodes N] [--only LIST] [--out DIR] [--json]
  * Writes dist/<cluster>/NN-<hostname>.img for every node, manifest.json and SHA256SUMS.
  */
-import { buildCluster } from '../build/build.js';
+
 import type { Ext4Backend } from '../fs/partition.js';
 import { formatBytes, log } from '../log.js';
+import { buildCluster } from '../pipeline/build-cluster.js';
 import { parseOnly, planCluster } from '../plan/plan.js';
 import { loadProfile } from '../profile/load-profile.js';
 import { buildEpoch } from '../util/epoch.js';

@@ -3,19 +3,12 @@
  * PARTUUID) until first boot, so two unbooted cards in one reader collide (docs/raspios.md #5):
  * each node gets its own id, and `root=PARTUUID=` in cmdline.txt and /etc/fstab change with it.
  */
-import { createHash } from 'node:crypto';
 import type { FsEditor } from '../fs/editor.js';
 import { type PartitionOptions, withPartition } from '../fs/partition.js';
 import { replacePartUuids } from '../text/etc-files.js';
 import { writeDiskId } from './clone.js';
 import { type ImageLayout, readLayout } from './layout.js';
 import { formatDiskId } from './mbr.js';
-
-/** A stable disk id for node `index` of a cluster: a hash, never a random source. Never 0. */
-export function deriveDiskId(seed: string, index: number): number {
-  const digest = createHash('sha256').update(`swarmcard disk-id\0${seed}\0${index}`).digest();
-  return digest.readUInt32LE(0) || 1;
-}
 
 /** Point `root=PARTUUID=` in cmdline.txt at a new disk id (inside a boot partition session). */
 export async function retargetCmdline(boot: FsEditor, oldId: number, newId: number): Promise<void> {

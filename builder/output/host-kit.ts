@@ -7,9 +7,9 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { shellQuote } from '../overlay/template.js';
 import type { Edit } from '../plan/edits.js';
 import type { NodePlan } from '../plan/plan.js';
+import { shellQuote } from '../text/shell.js';
 
 export interface KitFile {
   path: string;

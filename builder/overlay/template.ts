@@ -4,14 +4,9 @@
  * string). Helpers: shellQuote, join, add, pad.
  */
 import Handlebars from 'handlebars';
+import { shellQuote } from '../text/shell.js';
 
 const env = Handlebars.create();
-
-/** Quote one word for POSIX sh: 'it'\''s' style, safe for any byte but NUL. */
-export function shellQuote(value: unknown): string {
-  const text = String(value);
-  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
-}
 
 env.registerHelper('shellQuote', (value: unknown) => shellQuote(value));
 env.registerHelper('join', (list: unknown, separator: unknown) =>

@@ -5,7 +5,6 @@
  * manager, which lists every node, and every node when the profile asks for an /etc/hosts block.
  */
 import { UserError } from '../errors.js';
-import { deriveDiskId } from '../image/identity.js';
 import { formatDiskId } from '../image/mbr.js';
 import type { OperationData, Overlay } from '../overlay/manifest.js';
 import { render } from '../overlay/template.js';
@@ -13,7 +12,7 @@ import { parseCidr } from '../profile/ipv4.js';
 import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';
 import type { BaseData, Board, Role } from '../profile/schema.js';
 import type { Edit, PlannedInterface } from './edits.js';
-import { type GadgetMacs, gadgetMacs } from './gadget-mac.js';
+import { deriveDiskId, type GadgetMacs, gadgetMacs } from './ids.js';
 import { managerAddressOf, managerEdits, managerOf, memberEdits, type NodeSwarm, nodeSwarm } from './swarm-plan.js';
 import { adminEdits, daemonJsonEdits, gpioEdits, hostsEdits, nfsEdits } from './system-plan.js';
 

@@ -3,7 +3,9 @@
  * other node waits for the manager to push the token over SSH (or, in join mode, joins an existing
  * swarm itself). A worker's part depends only on the profile and its own index.
  */
+
 import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
+import { shellQuote } from '../text/shell.js';
 import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';
 
@@ -127,16 +129,11 @@ export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; sw
         op: 'write',
         partition: 'root',
         path: `/etc/swarmcard/stacks/${stack.name}.env`,
-        content: env.map(([k, v]) => `${k}=${shellWord(v)}\n`).join(''),
+        content: env.map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''),
         mode: 0o644,
       });
   }
   return edits;
-}
-
-/** Quote a value for a shell-sourced env file. */
-function shellWord(value: string): string {
-  return /^[\w@%+=:,./-]*$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
 export function memberEdits(swarm: LoadedSwarm): Edit[] {

@@ -7,17 +7,11 @@
  * - cloud-init (trixie): told to leave the network and the host name alone, so it agrees with the
  *   keyfiles and /etc/hostname swarmcard wrote (docs/raspios.md #1, #2, #4).
  */
-import { createHash, pbkdf2Sync } from 'node:crypto';
+import { pbkdf2Sync } from 'node:crypto';
 import type { Edit, PlannedInterface } from '../plan/edits.js';
+import { connectionUuid } from '../plan/ids.js';
 
 export type NetworkStack = 'dhcpcd' | 'networkmanager';
-
-/** A stable UUID for a connection: a hash of cluster, node and interface, never random. */
-export function connectionUuid(cluster: string, index: number, iface: string): string {
-  const h = createHash('sha256').update(`swarmcard nm-connection\0${cluster}\0${index}\0${iface}`).digest('hex');
-  // Shaped as a version 4 (random) UUID so NetworkManager accepts it; the bits come from the hash.
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-${((Number.parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
 
 export interface WifiSecret {
   ssid: string;
