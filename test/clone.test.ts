@@ -10,6 +10,7 @@ import { withPartition } from '../builder/fs/partition.js';
 import { cloneImage } from '../builder/image/clone.js';
 import { setDiskIdentity } from '../builder/image/identity.js';
 import { readLayout } from '../builder/image/layout.js';
+import { applyEdits } from '../builder/pipeline/apply-edits.js';
 import { deriveDiskId } from '../builder/plan/ids.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { debugfsCat, debugfsStat, mtype, sfdisk } from './helpers/independent.js';
@@ -52,7 +53,9 @@ for (const name of ['jessie-armhf', 'bullseye-arm64', 'bookworm-armhf', 'trixie-
     const image = await scratchCopy(t, await fixture(name));
     const before = await debugfsStat(image, '/etc/fstab');
     const diskId = deriveDiskId('cluster-a', 3);
-    const layout = await setDiskIdentity(await readLayout(image), diskId, { epoch: 1700000000 });
+    const { layout: base, identity } = await setDiskIdentity(image, diskId);
+    await applyEdits(base, identity, { epoch: 1700000000 });
+    const layout = await readLayout(image);
     const hex = diskId.toString(16).padStart(8, '0');
     t.is((await sfdisk(image)).id, `0x${hex}`);
     t.is(layout.mbr.diskId, diskId);

@@ -1,39 +1,33 @@
 /**
  * A node's disk identity. All cards written from one image share the disk id (and so every
  * PARTUUID) until first boot, so two unbooted cards in one reader collide (docs/raspios.md #5):
- * each node gets its own id, and `root=PARTUUID=` in cmdline.txt and /etc/fstab change with it.
+ * each node gets its own id (`plan/ids.ts`), and `root=PARTUUID=` in cmdline.txt and /etc/fstab
+ * change with it. One step for the build and the tests: the MBR is written here; the two files
+ * change through edits that run first in the node's partition sessions.
  */
-import type { FsEditor } from '../fs/editor.js';
-import { type PartitionOptions, withPartition } from '../fs/partition.js';
-import { replacePartUuids } from '../text/etc-files.js';
+import type { ImageEdit } from '../plan/edits.js';
 import { writeDiskId } from './clone.js';
 import { type ImageLayout, readLayout } from './layout.js';
 import { formatDiskId } from './mbr.js';
 
-/** Point `root=PARTUUID=` in cmdline.txt at a new disk id (inside a boot partition session). */
-export async function retargetCmdline(boot: FsEditor, oldId: number, newId: number): Promise<void> {
-  const cmdline = await boot.readText('/cmdline.txt');
-  const updated = replacePartUuids(cmdline, formatDiskId(oldId), formatDiskId(newId));
-  if (updated !== cmdline) await boot.write('/cmdline.txt', updated);
-}
-
-/** Point /etc/fstab's PARTUUIDs at a new disk id, keeping the file's mode and owner. */
-export async function retargetFstab(root: FsEditor, oldId: number, newId: number): Promise<void> {
-  const st = await root.stat('/etc/fstab');
-  if (!st) return;
-  const fstab = await root.readText('/etc/fstab');
-  const updated = replacePartUuids(fstab, formatDiskId(oldId), formatDiskId(newId));
-  if (updated !== fstab) await root.write('/etc/fstab', updated, { mode: st.mode, uid: st.uid, gid: st.gid });
-}
-
-/** Set the disk id and rewrite every PARTUUID reference to it; returns the re-read layout. */
+/**
+ * Give a copy of a base image the disk id `diskId`: writes the MBR and returns the layout read
+ * before (its partitions, the old id) and the edits that retarget the PARTUUIDs. Apply them, first,
+ * with `applyEdits(layout, [...identity, ...others])`.
+ */
 export async function setDiskIdentity(
-  layout: ImageLayout,
+  image: string,
   diskId: number,
-  options: PartitionOptions,
-): Promise<ImageLayout> {
-  await writeDiskId(layout.path, diskId);
-  await withPartition(layout, 'boot', options, (fs) => retargetCmdline(fs, layout.mbr.diskId, diskId));
-  await withPartition(layout, 'root', options, (fs) => retargetFstab(fs, layout.mbr.diskId, diskId));
-  return readLayout(layout.path);
+): Promise<{ layout: ImageLayout; identity: ImageEdit[] }> {
+  const layout = await readLayout(image);
+  await writeDiskId(image, diskId);
+  const [from, to] = [formatDiskId(layout.mbr.diskId), formatDiskId(diskId)];
+  const origin = 'identity';
+  return {
+    layout,
+    identity: [
+      { origin, op: 'partUuids', partition: 'boot', path: '/cmdline.txt', from, to },
+      { origin, op: 'partUuids', partition: 'root', path: '/etc/fstab', from, to },
+    ],
+  };
 }

@@ -2,11 +2,13 @@
  * Everything swarmcard needs to know about a base image before planning edits for it, read
  * without root: release, architecture, partitions, boot settings, network stack, first-boot
  * mechanism, SSH/user state, identity leftovers and ext4 features. Reading is separate from
- * judging: `hygieneWarnings()` turns a report into the clone-hygiene problems it shows.
+ * judging: `imageWarnings()` turns a report into the problems it shows (clone hygiene from
+ * `render/hygiene.ts`, whose rules also fix them on every clone).
  */
 import { UserError } from '../errors.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
 import { e2fsprogsVersion, withPartition } from '../fs/partition.js';
+import { hygieneProblems } from '../render/hygiene.js';
 import { getToken, parseCmdline } from '../text/cmdline.js';
 import { configSettings, parseConfigTxt } from '../text/config-txt.js';
 import { parseFstab, parseOsRelease } from '../text/etc-files.js';
@@ -14,63 +16,9 @@ import { type Arch, bootableModels, parseElf } from './elf.js';
 import { unsupportedFeatures } from './ext4-superblock.js';
 import { type ImageLayout, readLayout } from './layout.js';
 import { formatDiskId, partUuid } from './mbr.js';
+import type { FirstBoot, ImageReport, MachineIdState, NetworkStack } from './report.js';
 
-export type NetworkStack = 'dhcpcd' | 'networkmanager' | 'none';
-export type FirstBoot = 'init_resize' | 'raspberrypi-sys-mods' | 'rpi-resize' | 'none';
-export type MachineIdState = 'empty' | 'uninitialized' | 'set' | 'missing';
-
-export interface ImageReport {
-  path: string;
-  size: number;
-  diskId: string;
-  partitions: {
-    number: number;
-    type: string;
-    role: 'boot' | 'root' | 'other';
-    start: number;
-    size: number;
-    label?: string;
-    filesystem?: string;
-  }[];
-  release: { codename: string; versionId: string; prettyName: string; id: string };
-  arch: { arch: Arch; detectedFrom: string; bootableModels: string[] };
-  bootMount: string;
-  cmdline: { tokens: string[]; root?: string; init?: string };
-  config: { filter: string; settings: string[] }[];
-  hostname: string;
-  network: {
-    active: NetworkStack;
-    dhcpcd: { installed: boolean; enabled: boolean };
-    networkManager: { installed: boolean; enabled: boolean };
-    cloudInit: { installed: boolean; enabled: boolean };
-  };
-  firstBoot: { mechanism: FirstBoot; imagerCustomisation?: string };
-  ssh: {
-    installed: boolean;
-    enabledAtBoot: boolean;
-    bootFlag?: string;
-    hostKeys: string[];
-    hostKeyRegeneration?: string;
-  };
-  users: { userconf: boolean; cloudInitUserData: boolean; passwd: string[] };
-  identity: {
-    machineId: MachineIdState;
-    dbusMachineId: 'absent' | 'file' | 'symlink';
-    dockerEngineId: boolean;
-    dockerKeyJson: boolean;
-    dockerSwarmState: boolean;
-    cloudState: string[];
-  };
-  ext4: {
-    uuid: string;
-    label: string;
-    features: string[];
-    e2fsprogs: string;
-    unsupported: string[];
-    needsRecovery: boolean;
-  };
-  warnings: string[];
-}
+export type { FirstBoot, ImageReport, MachineIdState, NetworkStack } from './report.js';
 
 async function readOptional(fs: FsEditor, path: string): Promise<string | undefined> {
   try {
@@ -279,51 +227,30 @@ export async function inspectImage(path: string): Promise<ImageReport> {
     },
     warnings: [],
   };
-  report.warnings = hygieneWarnings(report);
+  report.warnings = imageWarnings(report);
   return report;
 }
 
-/** Clone-hygiene problems (docs/raspios.md #6) and anything that blocks writing. */
-export function hygieneWarnings(r: ImageReport): string[] {
+/** What stops swarmcard from writing the root filesystem safely (docs/raspios.md #8). */
+export function writeBlockers(r: ImageReport): string[] {
   const w: string[] = [];
-  const trixieLike = r.release.codename === 'trixie' || r.network.cloudInit.installed;
-  if (r.identity.machineId === 'set')
-    w.push(
-      '/etc/machine-id is set: every card cloned from this image would share one machine id (empty it, or "uninitialized" on trixie).',
-    );
-  if (r.identity.machineId === 'empty' && trixieLike)
-    w.push(
-      '/etc/machine-id is empty on trixie: it must read "uninitialized", or first boot skips the filesystem resize.',
-    );
-  if (r.identity.machineId === 'missing')
-    w.push(
-      '/etc/machine-id is missing: systemd cannot mark first boot; create it empty (or "uninitialized" on trixie).',
-    );
-  if (r.identity.dbusMachineId === 'file')
-    w.push('/var/lib/dbus/machine-id is present: clones would share a D-Bus machine id; remove it.');
-  if (r.ssh.hostKeys.length > 0)
-    w.push(
-      `SSH host keys are present (${r.ssh.hostKeys.join(', ')}): every clone would share them; remove /etc/ssh/ssh_host_*.`,
-    );
-  if (r.ssh.installed && !r.ssh.hostKeyRegeneration)
-    w.push('nothing in the image regenerates SSH host keys at first boot: sshd will fail once they are removed.');
-  if (r.identity.dockerEngineId)
-    w.push('/var/lib/docker/engine-id is present: clones would share a Docker engine id; remove it.');
-  if (r.identity.dockerKeyJson)
-    w.push('/etc/docker/key.json is present: clones would share a Docker identity key; remove it.');
-  if (r.identity.dockerSwarmState)
-    w.push("/var/lib/docker/swarm is present: clones would carry another node's swarm state; remove it.");
-  if (r.identity.cloudState.length > 0)
-    w.push(
-      `/var/lib/cloud is not empty (${r.identity.cloudState.join(', ')}): cloud-init would think it already ran; empty it.`,
-    );
   if (r.ext4.unsupported.length > 0)
     w.push(
-      `e2fsprogs ${r.ext4.e2fsprogs} does not support the ext4 features ${r.ext4.unsupported.join(', ')}: swarmcard will refuse to write this image.`,
+      `e2fsprogs ${r.ext4.e2fsprogs} does not support the ext4 features ${r.ext4.unsupported.join(', ')}: ` +
+        'swarmcard will refuse to write this image.',
     );
   if (r.ext4.needsRecovery)
     w.push('the root filesystem needs journal recovery (not cleanly unmounted): run "e2fsck -fy" on it first.');
-  if (r.arch.arch !== 'armhf' && r.arch.arch !== 'arm64')
-    w.push(`the image's binaries are ${r.arch.arch}: no Raspberry Pi can boot it.`);
   return w;
+}
+
+/** Clone-hygiene problems (docs/raspios.md #6), then anything that blocks writing or booting. */
+export function imageWarnings(r: ImageReport): string[] {
+  return [
+    ...hygieneProblems(r),
+    ...writeBlockers(r),
+    ...(r.arch.arch !== 'armhf' && r.arch.arch !== 'arm64'
+      ? [`the image's binaries are ${r.arch.arch}: no Raspberry Pi can boot it.`]
+      : []),
+  ];
 }

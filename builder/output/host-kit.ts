@@ -7,8 +7,8 @@ import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import type { Edit } from '../plan/edits.js';
-import type { NodePlan } from '../plan/plan.js';
+import type { ImageEdit } from '../plan/edits.js';
+import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import { shellQuote } from '../text/shell.js';
 
 export interface KitFile {
@@ -17,8 +17,25 @@ export interface KitFile {
   mode: number;
 }
 
+/**
+ * The host of a gadget cluster, reduced to what a laptop or PC needs: the host side of the links
+ * (core edits and the host's own overlays). The swarm's files, users and keys stay in the image.
+ * Undefined when the cluster has no gadget links.
+ */
+export function hostSide(plan: ClusterPlan): NodePlan | undefined {
+  const host = plan.nodes.find((n) => n.role === 'host' && n.interfaces.some((i) => i.kind === 'usb-host-link'));
+  if (!host) return undefined;
+  const hostOverlays = new Set(
+    host.overlays.map((o) => o.id).filter((id) => id !== 'swarm-node' && id !== 'admin-user'),
+  );
+  return {
+    ...host,
+    edits: host.edits.filter((e) => (e.origin === 'core' || hostOverlays.has(e.origin)) && e.op !== 'secret'),
+  };
+}
+
 /** The files of a host kit: the host's own root-partition files, rendered for NetworkManager. */
-export function hostKitFiles(host: NodePlan, rendered: Edit[], cluster: string): KitFile[] {
+export function hostKitFiles(host: NodePlan, rendered: ImageEdit[], cluster: string): KitFile[] {
   const files: KitFile[] = [];
   const units: string[] = [];
   for (const edit of rendered) {

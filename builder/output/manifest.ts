@@ -2,8 +2,14 @@
  * dist/<cluster>/manifest.json and SHA256SUMS. Stable key order and sorted arrays, no timestamps:
  * the same build writes the same manifest. Never holds secrets.
  */
-import { rename, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { ImageReport } from '../image/report.js';
+import type { ClusterPlan, NodePlan } from '../plan/plan.js';
+import type { BaseData } from '../profile/schema.js';
+import { secretsIn } from '../secrets/for-build.js';
 
 export interface ManifestNode {
   index: number;
@@ -67,4 +73,86 @@ export async function writeManifest(dir: string, manifest: Manifest): Promise<vo
   ];
   // The format `sha256sum -c` reads: hash, two spaces, file name.
   await writeAtomic(`${dir}/SHA256SUMS`, sums.map(([sum, file]) => `${sum}  ${file}\n`).join(''));
+}
+
+/** A built node's entry: what the plan says about it, its base's release, its file's facts. */
+export function manifestNode(
+  node: NodePlan,
+  base: Pick<ImageReport, 'release' | 'arch'>,
+  file: { sha256: string; size: number },
+): ManifestNode {
+  const secrets = secretsIn(node.edits);
+  return {
+    index: node.index,
+    hostname: node.hostname,
+    role: node.role,
+    board: node.board,
+    file: node.file,
+    sha256: file.sha256,
+    size: file.size,
+    diskId: node.diskId,
+    release: base.release.codename,
+    arch: base.arch.arch,
+    interfaces: node.interfaces.map((i) => ({
+      name: i.name,
+      address: i.address,
+      ...(i.gateway ? { gateway: i.gateway } : {}),
+      ...(i.mac ? { mac: i.mac } : {}),
+    })),
+    ...(node.gadget ? { gadget: node.gadget } : {}),
+    overlays: node.overlays.map((o) => o.id),
+    ...(secrets.length > 0 ? { secrets } : {}),
+  };
+}
+
+/** Entries of a previous manifest for nodes this run did not rebuild (`--only`) and still present. */
+export async function carriedOver(dir: string, plan: ClusterPlan, built: ManifestNode[]): Promise<ManifestNode[]> {
+  const previous = await readFile(join(dir, 'manifest.json'), 'utf8').then(
+    (t) => JSON.parse(t) as Manifest,
+    () => undefined,
+  );
+  if (!previous || previous.cluster !== plan.cluster) return [];
+  const rebuilt = new Set(built.map((n) => n.index));
+  const planned = new Map(plan.nodes.map((n) => [n.index, n.file]));
+  const kept: ManifestNode[] = [];
+  for (const n of previous.nodes) {
+    if (rebuilt.has(n.index) || planned.get(n.index) !== n.file) continue;
+    const present = await stat(join(dir, n.file)).then(
+      () => true,
+      () => false,
+    );
+    if (present) kept.push(n);
+  }
+  return kept;
+}
+
+/** The manifest of a build: its inputs (profile, bases, tool), its nodes and its host kit. */
+export async function assembleManifest(build: {
+  plan: ClusterPlan;
+  toolVersion: string;
+  epoch: number;
+  bases: { spec: BaseData; sha256?: string; report: Pick<ImageReport, 'release' | 'arch'> }[];
+  nodes: ManifestNode[];
+  hostKit?: Manifest['hostKit'];
+}): Promise<Manifest> {
+  const { plan, hostKit } = build;
+  return {
+    cluster: plan.cluster,
+    tool: { name: 'swarmcard', version: build.toolVersion },
+    profile: {
+      file: plan.profile.split('/').at(-1)!,
+      sha256: createHash('sha256')
+        .update(await readFile(plan.profile))
+        .digest('hex'),
+    },
+    sourceDateEpoch: build.epoch,
+    bases: build.bases.map((b) => ({
+      image: b.spec.image.split('/').at(-1)!,
+      ...(b.sha256 ? { sha256: b.sha256 } : {}),
+      release: b.report.release.codename,
+      arch: b.report.arch.arch,
+    })),
+    nodes: build.nodes,
+    ...(hostKit ? { hostKit } : {}),
+  };
 }

@@ -6,19 +6,18 @@ import { UserError } from '../errors.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
 import { type Ext4Backend, withPartition } from '../fs/partition.js';
 import type { ImageLayout } from '../image/layout.js';
-import type { Edit, Partition } from '../plan/edits.js';
+import type { ImageEdit, Partition } from '../plan/edits.js';
 import { addToList, formatCmdline, parseCmdline, removeToken, setToken } from '../text/cmdline.js';
+import { replacePartUuids } from '../text/etc-files.js';
 import { setMarkedBlock } from '../text/marked-block.js';
 
 export interface ApplyOptions {
   epoch: number;
   ext4Backend?: Ext4Backend;
-  /** Runs first inside each session (disk identity: cmdline.txt and fstab). */
-  before?: Partial<Record<Partition, (fs: FsEditor) => Promise<void>>>;
 }
 
-type Handler<E extends Edit> = (fs: FsEditor, edit: E) => Promise<void>;
-type ByOp = { [K in Edit['op']]: Handler<Extract<Edit, { op: K }>> };
+type Handler<E extends ImageEdit> = (fs: FsEditor, edit: E) => Promise<void>;
+type ByOp = { [K in ImageEdit['op']]: Handler<Extract<ImageEdit, { op: K }>> };
 
 async function readOr(fs: FsEditor, path: string, fallback: string): Promise<string> {
   try {
@@ -96,42 +95,34 @@ const handlers: ByOp = {
     }
     await fs.write(e.path, `${JSON.stringify({ ...data, ...e.set }, null, 2)}\n`, { mode: e.mode });
   },
-  async network() {
-    throw new Error('network edits must be rendered for the image release before they are applied');
-  },
-  async admin() {
-    throw new Error('admin edits must be rendered for the image release before they are applied');
-  },
-  async waitOnline() {
-    throw new Error('waitOnline edits must be rendered for the image release before they are applied');
-  },
-  async secret() {
-    throw new Error('secret edits must be filled in from the secrets file before they are applied');
+  async partUuids(fs, e) {
+    const st = await fs.stat(e.path);
+    if (!st) return; // no fstab: nothing refers to the partitions by PARTUUID
+    const text = await fs.readText(e.path);
+    const updated = replacePartUuids(text, e.from, e.to);
+    if (updated !== text) await fs.write(e.path, updated, { mode: st.mode, uid: st.uid, gid: st.gid });
   },
 };
 
-export function partitionOf(edit: Edit): Partition {
-  if (edit.op === 'cmdline' || edit.op === 'configTxt') return 'boot';
-  if (
-    edit.op === 'hostname' ||
-    edit.op === 'network' ||
-    edit.op === 'secret' ||
-    edit.op === 'mkdir' ||
-    edit.op === 'waitOnline'
-  )
-    return 'root';
-  if (edit.op === 'admin') return 'boot';
-  return edit.partition;
+export function partitionOf(edit: ImageEdit): Partition {
+  switch (edit.op) {
+    case 'cmdline':
+    case 'configTxt':
+      return 'boot';
+    case 'hostname':
+    case 'mkdir':
+      return 'root';
+    default:
+      return edit.partition;
+  }
 }
 
-export async function applyEdits(layout: ImageLayout, edits: Edit[], options: ApplyOptions): Promise<void> {
+export async function applyEdits(layout: ImageLayout, edits: ImageEdit[], options: ApplyOptions): Promise<void> {
   for (const partition of ['boot', 'root'] as const) {
     const mine = edits.filter((e) => partitionOf(e) === partition);
-    const before = options.before?.[partition];
-    if (mine.length === 0 && !before) continue;
+    if (mine.length === 0) continue;
     await withPartition(layout, partition, { epoch: options.epoch, ext4Backend: options.ext4Backend }, async (fs) => {
-      await before?.(fs);
-      for (const edit of mine) await (handlers[edit.op] as Handler<Edit>)(fs, edit);
+      for (const edit of mine) await (handlers[edit.op] as Handler<ImageEdit>)(fs, edit);
     });
   }
 }

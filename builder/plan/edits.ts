@@ -1,7 +1,8 @@
 /**
  * The edits a plan lists per node, from a closed set. Overlay operations and core steps both become
- * these; `build/apply-edits.ts` has one handler per kind. `hostname` and `network` stay abstract
- * in the plan and are rendered at build time for the release found in the image.
+ * these. A plan's edits (`PlannedEdit`) may be abstract (network, admin, waitOnline, secret): they
+ * are rendered at build time for the release found in the image (`render/for-release.ts`) into
+ * `ImageEdit`s, which `pipeline/apply-edits.ts` applies with one handler per kind.
  */
 export type Partition = 'boot' | 'root';
 
@@ -49,37 +50,53 @@ interface Base {
   origin: string;
 }
 
-export type Edit = Base &
+/** Edits an image takes as they are: the same in the plan and at build. */
+type ConcreteEdit =
+  | { op: 'write'; partition: Partition; path: string; content: string; mode?: number; uid?: number; gid?: number }
+  | { op: 'cmdline'; set: Record<string, string>; addToList: Record<string, string[]>; remove: string[] }
+  | { op: 'configTxt'; block: string; section: string; lines: string[] }
+  | {
+      op: 'block';
+      partition: Partition;
+      path: string;
+      block: string;
+      lines: string[];
+      comment: string;
+      mode?: number;
+    }
+  | { op: 'symlink'; partition: 'root'; path: string; target: string }
+  | { op: 'mkdir'; path: string; mode: number }
+  | { op: 'remove'; partition: Partition; path: string; recursive: boolean }
+  | { op: 'hostname'; hostname: string }
+  /** Set top-level keys of a JSON file, keeping the others (e.g. /etc/docker/daemon.json). */
+  | { op: 'json'; partition: 'root'; path: string; set: Record<string, unknown>; mode: number };
+
+/** Edits whose bytes depend on the image's release or on the secrets file: rendered at build. */
+type AbstractEdit =
+  /** A file whose content is a secret: filled in at build time from the secrets file, never planned. */
+  | { op: 'secret'; partition: 'root'; path: string; secret: FileSecret; mode: number }
+  | { op: 'network'; interfaces: PlannedInterface[] }
+  /** The admin user: userconf.txt, or cloud-init user-data on trixie; the hash is a secret. */
+  | { op: 'admin'; user: string; authorizedKeys: string[] }
+  /** Boot waits for the network (network-online.target means online), for NFS mounts. */
+  | { op: 'waitOnline' };
+
+/** What the plan lists per node: concrete edits and the abstract ones rendering resolves. */
+export type PlannedEdit = Base & (ConcreteEdit | AbstractEdit);
+
+/**
+ * What an image takes (`pipeline/apply-edits.ts`): concrete edits only, so the compiler proves
+ * every abstract edit was rendered. `partUuids` (disk identity) never appears in a plan.
+ */
+export type ImageEdit = Base &
   (
-    | { op: 'write'; partition: Partition; path: string; content: string; mode?: number; uid?: number; gid?: number }
-    | { op: 'cmdline'; set: Record<string, string>; addToList: Record<string, string[]>; remove: string[] }
-    | { op: 'configTxt'; block: string; section: string; lines: string[] }
-    | {
-        op: 'block';
-        partition: Partition;
-        path: string;
-        block: string;
-        lines: string[];
-        comment: string;
-        mode?: number;
-      }
-    | { op: 'symlink'; partition: 'root'; path: string; target: string }
-    | { op: 'mkdir'; path: string; mode: number }
-    | { op: 'remove'; partition: Partition; path: string; recursive: boolean }
-    | { op: 'hostname'; hostname: string }
-    /** A file whose content is a secret: filled in at build time from the secrets file, never planned. */
-    | { op: 'secret'; partition: 'root'; path: string; secret: FileSecret; mode: number }
-    | { op: 'network'; interfaces: PlannedInterface[] }
-    /** The admin user: userconf.txt, or cloud-init user-data on trixie; the hash is a secret. */
-    | { op: 'admin'; user: string; authorizedKeys: string[] }
-    /** Boot waits for the network (network-online.target means online), for NFS mounts. */
-    | { op: 'waitOnline' }
-    /** Set top-level keys of a JSON file, keeping the others (e.g. /etc/docker/daemon.json). */
-    | { op: 'json'; partition: 'root'; path: string; set: Record<string, unknown>; mode: number }
+    | ConcreteEdit
+    /** Point every `PARTUUID=<from>-NN` in a file at the disk id `to` (docs/raspios.md #5). */
+    | { op: 'partUuids'; partition: Partition; path: string; from: string; to: string }
   );
 
 /** One line per edit, for `swarmcard plan` and build logs. */
-export function describeEdit(edit: Edit): string {
+export function describeEdit(edit: PlannedEdit): string {
   const mode = (m?: number) => (m === undefined ? '' : ` (${m.toString(8).padStart(4, '0')})`);
   switch (edit.op) {
     case 'write':

@@ -11,7 +11,7 @@ import { render } from '../overlay/template.js';
 import { parseCidr } from '../profile/ipv4.js';
 import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';
 import type { BaseData, Board, Role } from '../profile/schema.js';
-import type { Edit, PlannedInterface } from './edits.js';
+import type { PlannedEdit, PlannedInterface } from './edits.js';
 import { deriveDiskId, type GadgetMacs, gadgetMacs } from './ids.js';
 import { managerAddressOf, managerEdits, managerOf, memberEdits, type NodeSwarm, nodeSwarm } from './swarm-plan.js';
 import { adminEdits, daemonJsonEdits, gpioEdits, hostsEdits, nfsEdits } from './system-plan.js';
@@ -30,7 +30,7 @@ export interface NodePlan {
   interfaces: PlannedInterface[];
   overlays: { id: string; params: Record<string, unknown> }[];
   swarm?: NodeSwarm;
-  edits: Edit[];
+  edits: PlannedEdit[];
 }
 
 export interface ClusterPlan {
@@ -78,7 +78,7 @@ function overlayEdits(
   overlay: Overlay,
   op: OperationData,
   context: { params: Record<string, unknown> } & object,
-): Edit[] {
+): PlannedEdit[] {
   const t = (text: string) => render(text, context);
   const origin = overlay.id;
   const when = Object.values(op)[0]!.when;
@@ -177,7 +177,7 @@ function overlayEdits(
 }
 
 /** Two overlays may ask for the same thing (both enable ssh.service): keep the first. */
-function withoutRepeats(edits: Edit[]): Edit[] {
+function withoutRepeats(edits: PlannedEdit[]): PlannedEdit[] {
   const seen = new Set<string>();
   return edits.filter((e) => {
     const { origin: _origin, ...what } = e;
@@ -234,7 +234,7 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
       overlays: spec.overlays,
       ...(nodeSwarmPlan ? { swarm: nodeSwarmPlan } : {}),
     };
-    const edits: Edit[] = [{ origin: 'core', op: 'hostname', hostname: spec.hostname }];
+    const edits: PlannedEdit[] = [{ origin: 'core', op: 'hostname', hostname: spec.hostname }];
     if (interfaces.length > 0) edits.push({ origin: 'core', op: 'network', interfaces });
     for (const use of spec.overlays) {
       const overlay = profile.overlays.get(use.id)!;

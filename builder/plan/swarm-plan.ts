@@ -6,7 +6,7 @@
 
 import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
 import { shellQuote } from '../text/shell.js';
-import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
+import { firstStaticAddress, type PlannedEdit, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';
 
 export interface NodeSwarm {
@@ -74,7 +74,7 @@ export function managerAddressOf(
 }
 
 /** Files only the manager carries: the planned nodes, networks, stacks and the cluster key. */
-export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; swarm: NodeSwarm }[]): Edit[] {
+export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; swarm: NodeSwarm }[]): PlannedEdit[] {
   const origin = 'swarm';
   const nodes = members.map(
     (m) =>
@@ -82,7 +82,7 @@ export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; sw
         .map(([k, v]) => `${k}=${v}`)
         .join(',')}`,
   );
-  const edits: Edit[] = [
+  const edits: PlannedEdit[] = [
     {
       origin,
       op: 'write',
@@ -136,7 +136,7 @@ export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; sw
   return edits;
 }
 
-export function memberEdits(swarm: LoadedSwarm): Edit[] {
+export function memberEdits(swarm: LoadedSwarm): PlannedEdit[] {
   const origin = 'swarm';
   if (swarm.join)
     return [

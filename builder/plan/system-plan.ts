@@ -5,14 +5,14 @@
  */
 import type { LoadedAdmin, LoadedSwarm } from '../profile/load-profile.js';
 import type { NfsData } from '../profile/schema.js';
-import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
+import { firstStaticAddress, type PlannedEdit, type PlannedInterface } from './edits.js';
 
 /** Where the admin-user overlay's first-boot unit finds the keys it installs into the admin's ~/.ssh. */
 export const ADMIN_DIR = '/etc/swarmcard/admin';
 
-export function adminEdits(admin: LoadedAdmin): Edit[] {
+export function adminEdits(admin: LoadedAdmin): PlannedEdit[] {
   const origin = 'admin';
-  const edits: Edit[] = [
+  const edits: PlannedEdit[] = [
     { origin, op: 'admin', user: admin.user, authorizedKeys: admin.authorizedKeys ?? [] },
     {
       origin,
@@ -47,7 +47,7 @@ export interface HostEntry {
 }
 
 /** Every node with a static address, by its first one: `ADDRESS<TAB>NAME`. */
-export function hostsEdits(nodes: HostEntry[]): Edit[] {
+export function hostsEdits(nodes: HostEntry[]): PlannedEdit[] {
   const lines = nodes.flatMap((n) => {
     const address = firstStaticAddress(n.interfaces);
     return address ? [`${address}\t${n.hostname}`] : [];
@@ -60,12 +60,12 @@ export function hostsEdits(nodes: HostEntry[]): Edit[] {
 export const NFS_OPTIONS = 'rw,_netdev,x-systemd.mount-timeout=60';
 
 /** /etc/fstab lines, the mount points, /shared, and a boot that waits for the network. */
-export function nfsEdits(nfs: NfsData): Edit[] {
+export function nfsEdits(nfs: NfsData): PlannedEdit[] {
   const origin = 'nfs';
   const lines = nfs.mounts.map((m) => `${nfs.server}:${m.export}\t${m.path}\tnfs4\t${m.options ?? NFS_OPTIONS}\t0\t0`);
-  const edits: Edit[] = [
+  const edits: PlannedEdit[] = [
     { origin, op: 'block', partition: 'root', path: '/etc/fstab', block: 'nfs', lines, comment: '#' },
-    ...nfs.mounts.map((m): Edit => ({ origin, op: 'mkdir', path: m.path, mode: 0o755 })),
+    ...nfs.mounts.map((m): PlannedEdit => ({ origin, op: 'mkdir', path: m.path, mode: 0o755 })),
     { origin, op: 'waitOnline' },
     // The first-boot script waits for these before anything uses shared storage.
     {
@@ -84,7 +84,7 @@ export function nfsEdits(nfs: NfsData): Edit[] {
 export const GPIO_RULE_PATH = '/etc/udev/rules.d/90-swarmcard-gpio.rules';
 
 /** /dev/gpiomem for the gpio group, as Raspberry Pi OS sets it, stated here so the node does not depend on it. */
-export function gpioEdits(): Edit[] {
+export function gpioEdits(): PlannedEdit[] {
   return [
     {
       origin: 'gpio',
@@ -109,7 +109,7 @@ export function registryAddresses(swarm: LoadedSwarm, managerAddress: string): s
 }
 
 /** Every node trusts the private registry over plain HTTP. */
-export function daemonJsonEdits(swarm: LoadedSwarm, managerAddress: string): Edit[] {
+export function daemonJsonEdits(swarm: LoadedSwarm, managerAddress: string): PlannedEdit[] {
   if (!swarm.registry) return [];
   return [
     {

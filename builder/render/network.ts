@@ -8,8 +8,9 @@
  *   keyfiles and /etc/hostname swarmcard wrote (docs/raspios.md #1, #2, #4).
  */
 import { pbkdf2Sync } from 'node:crypto';
-import type { Edit, PlannedInterface } from '../plan/edits.js';
+import type { ImageEdit, PlannedInterface } from '../plan/edits.js';
 import { connectionUuid } from '../plan/ids.js';
+import type { Target } from './target.js';
 
 export type NetworkStack = 'dhcpcd' | 'networkmanager';
 
@@ -109,12 +110,12 @@ export function wpaSupplicantConf(country: string, wifi: WifiSecret): string {
  * Wi-Fi stays blocked until a country is set: the regulatory domain on the kernel command line
  * (as raspi-config does), and the rfkill soft-block pi-gen writes for the 5 GHz boards undone.
  */
-function wifiCountryEdits(country: string): Edit[] {
+function wifiCountryEdits(country: string): ImageEdit[] {
   const origin = 'core';
   return [
     { origin, op: 'cmdline', set: { 'cfg80211.ieee80211_regdom': country }, addToList: {}, remove: [] },
     ...['platform-3f300000.mmcnr:wlan', 'platform-fe300000.mmcnr:wlan'].map(
-      (name): Edit => ({
+      (name): ImageEdit => ({
         origin,
         op: 'write',
         partition: 'root',
@@ -127,12 +128,14 @@ function wifiCountryEdits(country: string): Edit[] {
 }
 
 export function renderNetwork(
-  stack: NetworkStack,
+  target: Target,
   interfaces: PlannedInterface[],
   ids: { cluster: string; index: number },
   wifi?: WifiSecret,
-): Edit[] {
+): ImageEdit[] {
   const origin = 'core';
+  // No stack at all is refused before a build when there are interfaces to configure.
+  const stack = target.network ?? 'networkmanager';
   const wireless = interfaces.find((i) => i.kind === 'wifi');
   if (wireless && !wifi) throw new Error('a wifi interface needs the Wi-Fi secret');
   const country = wireless ? wifiCountryEdits(wireless.country!) : [];
@@ -149,7 +152,7 @@ export function renderNetwork(
               block: 'network',
               lines: block,
               comment: '#',
-            } as Edit,
+            } as ImageEdit,
           ]
         : []),
       ...(wireless
@@ -160,13 +163,13 @@ export function renderNetwork(
               partition: 'boot',
               path: '/wpa_supplicant.conf',
               content: wpaSupplicantConf(wireless.country!, wifi!),
-            } as Edit,
+            } as ImageEdit,
           ]
         : []),
       ...country,
     ];
   }
-  const edits: Edit[] = interfaces.map((i) => ({
+  const edits: ImageEdit[] = interfaces.map((i) => ({
     origin,
     op: 'write',
     partition: 'root',
@@ -189,9 +192,9 @@ export function renderNetwork(
 }
 
 /** network-online.target means online: what raspi-config's "wait for network at boot" does. */
-export function renderWaitOnline(stack: NetworkStack): Edit[] {
+export function renderWaitOnline(target: Target): ImageEdit[] {
   const origin = 'core';
-  if (stack === 'dhcpcd') {
+  if (target.network === 'dhcpcd') {
     return [
       {
         origin,
@@ -217,7 +220,7 @@ export function renderWaitOnline(stack: NetworkStack): Edit[] {
 export const CLOUD_INIT_DROPIN = '/etc/cloud/cloud.cfg.d/90-swarmcard.cfg';
 
 /** cloud-init on trixie: keep the host name and network swarmcard wrote; a per-node instance id. */
-export function renderCloudInit(ids: { cluster: string; index: number; hostname: string }): Edit[] {
+export function renderCloudInit(ids: { cluster: string; index: number; hostname: string }): ImageEdit[] {
   return [
     {
       origin: 'core',

@@ -7,7 +7,8 @@
  * The keys go in through the admin-user overlay's unit once the user exists.
  */
 import { stringify } from 'yaml';
-import type { Edit } from '../plan/edits.js';
+import type { ImageEdit } from '../plan/edits.js';
+import type { Target } from './target.js';
 
 /** The groups Raspberry Pi OS gives its first user (pi-gen), so the admin can use the hardware. */
 export const ADMIN_GROUPS = [
@@ -29,12 +30,13 @@ export const ADMIN_GROUPS = [
 ];
 
 export function renderAdmin(
-  mechanism: 'userconf' | 'cloud-init',
+  target: Target,
   admin: { user: string; authorizedKeys: string[] },
   passwordHash: string,
-): Edit[] {
+): ImageEdit[] {
   const origin = 'admin';
-  if (mechanism === 'userconf')
+  // A release that creates no user is refused before a build when the profile has an admin.
+  if (target.users !== 'cloud-init')
     return [
       { origin, op: 'write', partition: 'boot', path: '/userconf.txt', content: `${admin.user}:${passwordHash}\n` },
     ];
