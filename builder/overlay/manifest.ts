@@ -11,9 +11,10 @@
  *     - configTxt: { block: otg, section: all, lines: [dtoverlay=dwc2] }
  *     - remove: { path: /etc/motd, when: removeMotd }
  *
- * Operations (each one handler): file, template, cmdline, configTxt, block,
- * enableUnit, remove. Every string field is a template; `when` names a boolean parameter
- * (prefix `!` to negate).
+ * Operations come from a closed set, one file each under operations/ (its header documents it):
+ * file, template, cmdline, configTxt, block, enableUnit, remove. Every string field is a template;
+ * `when` names a boolean parameter (prefix `!` to negate). `files` lists further files of the
+ * overlay that swarmcard reads itself (the swarm-node overlay's built-in stacks).
  */
 
 import { readFile } from 'node:fs/promises';
@@ -22,115 +23,11 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse } from 'yaml';
 import { UserError } from '../errors.js';
+import { Operation, type OperationData, sourceOf } from './operations/index.js';
 
-const Partition = Type.Union([Type.Literal('boot'), Type.Literal('root')]);
-const When = Type.Optional(Type.String({ pattern: '^!?[A-Za-z][A-Za-z0-9]*$' }));
-const Mode = Type.Optional(Type.String({ pattern: '^0[0-7]{3,4}$' }));
-const Owner = { uid: Type.Optional(Type.Integer({ minimum: 0 })), gid: Type.Optional(Type.Integer({ minimum: 0 })) };
+export type { OperationData } from './operations/index.js';
+
 const strict = { additionalProperties: false };
-
-export const Operation = Type.Union([
-  Type.Object(
-    {
-      file: Type.Object(
-        {
-          partition: Type.Optional(Partition),
-          path: Type.String(),
-          source: Type.String(),
-          mode: Mode,
-          ...Owner,
-          when: When,
-        },
-        strict,
-      ),
-    },
-    strict,
-  ),
-  Type.Object(
-    {
-      template: Type.Object(
-        {
-          partition: Type.Optional(Partition),
-          path: Type.String(),
-          source: Type.String(),
-          mode: Mode,
-          ...Owner,
-          when: When,
-        },
-        strict,
-      ),
-    },
-    strict,
-  ),
-  Type.Object(
-    {
-      cmdline: Type.Object(
-        {
-          set: Type.Optional(Type.Record(Type.String(), Type.String())),
-          addToList: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String()))),
-          remove: Type.Optional(Type.Array(Type.String())),
-          when: When,
-        },
-        strict,
-      ),
-    },
-    strict,
-  ),
-  Type.Object(
-    {
-      configTxt: Type.Object(
-        { block: Type.String(), section: Type.String({ minLength: 1 }), lines: Type.Array(Type.String()), when: When },
-        strict,
-      ),
-    },
-    strict,
-  ),
-  Type.Object(
-    {
-      block: Type.Object(
-        {
-          partition: Type.Optional(Partition),
-          path: Type.String(),
-          block: Type.String(),
-          lines: Type.Array(Type.String()),
-          comment: Type.Optional(Type.String()),
-          mode: Mode,
-          when: When,
-        },
-        strict,
-      ),
-    },
-    strict,
-  ),
-  Type.Object(
-    {
-      enableUnit: Type.Object(
-        {
-          unit: Type.String({ pattern: '^[\\w@.-]+\\.(service|timer|path|socket)$' }),
-          target: Type.Optional(Type.String()),
-          when: When,
-        },
-        strict,
-      ),
-    },
-    strict,
-  ),
-  Type.Object(
-    {
-      remove: Type.Object(
-        {
-          partition: Type.Optional(Partition),
-          path: Type.String(),
-          recursive: Type.Optional(Type.Boolean()),
-          when: When,
-        },
-        strict,
-      ),
-    },
-    strict,
-  ),
-]);
-export type OperationData = Static<typeof Operation>;
 
 const Param = Type.Object(
   {
@@ -159,6 +56,8 @@ const Manifest = Type.Object(
     description: Type.String(),
     params: Type.Optional(Type.Record(Type.String(), Param)),
     operations: Type.Array(Operation),
+    /** Files swarmcard itself reads from the overlay (the built-in stacks), loaded with the sources. */
+    files: Type.Optional(Type.Array(Type.String())),
   },
   strict,
 );
@@ -196,8 +95,8 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
             `${join(dir, 'overlay.yaml')} declares id "${manifest.id}" but lives in overlays/${id}; make them match.`,
           );
         const files = new Map<string, Buffer>();
-        for (const op of manifest.operations) {
-          const source = 'file' in op ? op.file.source : 'template' in op ? op.template.source : undefined;
+        const operations = manifest.operations as OperationData[];
+        for (const source of [...operations.map(sourceOf), ...(manifest.files ?? [])]) {
           if (source === undefined || files.has(source)) continue;
           if (source.includes('..') || source.startsWith('/'))
             throw new UserError(`${join(dir, 'overlay.yaml')}: source "${source}" must be a path inside the overlay.`);
@@ -213,7 +112,7 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
           dir,
           description: manifest.description,
           params: manifest.params ?? {},
-          operations: manifest.operations,
+          operations,
           files,
         };
       }

@@ -6,8 +6,7 @@
  */
 import { UserError } from '../errors.js';
 import { formatDiskId } from '../image/mbr.js';
-import type { OperationData, Overlay } from '../overlay/manifest.js';
-import { render } from '../overlay/template.js';
+import { planOperation } from '../overlay/operations/index.js';
 import { parseCidr } from '../profile/ipv4.js';
 import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';
 import type { BaseData, Board, Role } from '../profile/schema.js';
@@ -69,111 +68,6 @@ function interfacesOf(node: NodeSpec, gadget: GadgetMacs | undefined, all: NodeS
       ),
   );
   return [...own, ...links];
-}
-
-const modeOf = (mode?: string) => (mode === undefined ? undefined : Number.parseInt(mode, 8));
-
-/** Turn one overlay operation into edits for a node (templates rendered, `when` applied). */
-function overlayEdits(
-  overlay: Overlay,
-  op: OperationData,
-  context: { params: Record<string, unknown> } & object,
-): PlannedEdit[] {
-  const t = (text: string) => render(text, context);
-  const origin = overlay.id;
-  const when = Object.values(op)[0]!.when;
-  if (when) {
-    const negate = when.startsWith('!');
-    if (Boolean(context.params[when.replace(/^!/, '')]) === negate) return [];
-  }
-  if ('file' in op) {
-    const o = op.file;
-    return [
-      {
-        origin,
-        op: 'write',
-        partition: o.partition ?? 'root',
-        path: t(o.path),
-        content: overlay.files.get(o.source)!.toString('utf8'),
-        mode: modeOf(o.mode),
-        uid: o.uid,
-        gid: o.gid,
-      },
-    ];
-  }
-  if ('template' in op) {
-    const o = op.template;
-    return [
-      {
-        origin,
-        op: 'write',
-        partition: o.partition ?? 'root',
-        path: t(o.path),
-        content: t(overlay.files.get(o.source)!.toString('utf8')),
-        mode: modeOf(o.mode),
-        uid: o.uid,
-        gid: o.gid,
-      },
-    ];
-  }
-  if ('cmdline' in op) {
-    const o = op.cmdline;
-    return [
-      {
-        origin,
-        op: 'cmdline',
-        set: Object.fromEntries(Object.entries(o.set ?? {}).map(([k, v]) => [k, t(v)])),
-        addToList: Object.fromEntries(Object.entries(o.addToList ?? {}).map(([k, v]) => [k, v.map(t)])),
-        remove: o.remove ?? [],
-      },
-    ];
-  }
-  if ('configTxt' in op)
-    return [
-      {
-        origin,
-        op: 'configTxt',
-        block: op.configTxt.block,
-        section: op.configTxt.section,
-        lines: op.configTxt.lines.map(t),
-      },
-    ];
-  if ('block' in op) {
-    const o = op.block;
-    return [
-      {
-        origin,
-        op: 'block',
-        partition: o.partition ?? 'root',
-        path: t(o.path),
-        block: o.block,
-        lines: o.lines.map(t).flatMap((l) => l.split('\n')),
-        comment: o.comment ?? '#',
-        mode: modeOf(o.mode),
-      },
-    ];
-  }
-  if ('enableUnit' in op) {
-    const o = op.enableUnit;
-    // systemd enables a unit with a symlink in <target>.wants; no chroot or systemctl needed.
-    const ownUnit = overlay.operations.some(
-      (other) =>
-        ('file' in other && other.file.path.endsWith(`/${o.unit}`)) ||
-        ('template' in other && other.template.path.endsWith(`/${o.unit}`)),
-    );
-    const target = o.target ?? 'multi-user.target';
-    return [
-      {
-        origin,
-        op: 'symlink',
-        partition: 'root',
-        path: `/etc/systemd/system/${target}.wants/${o.unit}`,
-        target: ownUnit ? `/etc/systemd/system/${o.unit}` : `/lib/systemd/system/${o.unit}`,
-      },
-    ];
-  }
-  const o = op.remove;
-  return [{ origin, op: 'remove', partition: o.partition ?? 'root', path: t(o.path), recursive: o.recursive ?? false }];
 }
 
 /** Two overlays may ask for the same thing (both enable ssh.service): keep the first. */
@@ -245,14 +139,14 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
         links: interfaces.filter((i) => i.kind === 'usb-host-link'),
       };
       try {
-        for (const op of overlay.operations) edits.push(...overlayEdits(overlay, op, context));
+        for (const op of overlay.operations) edits.push(...planOperation(overlay, op, context));
       } catch (error) {
         throw new UserError(`overlay ${use.id} failed to render for ${spec.hostname}: ${(error as Error).message}`);
       }
     }
     if (swarm && nodeSwarmPlan) {
       if (nodeSwarmPlan.role === 'manager') {
-        edits.push(...managerEdits(swarm, members));
+        edits.push(...managerEdits(swarm, members, profile.overlays.get('swarm-node')!.files));
       } else {
         edits.push(...memberEdits(swarm));
       }

@@ -74,7 +74,11 @@ export function managerAddressOf(
 }
 
 /** Files only the manager carries: the planned nodes, networks, stacks and the cluster key. */
-export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; swarm: NodeSwarm }[]): PlannedEdit[] {
+export function managerEdits(
+  swarm: LoadedSwarm,
+  members: { hostname: string; swarm: NodeSwarm }[],
+  overlayFiles: ReadonlyMap<string, Buffer>,
+): PlannedEdit[] {
   const origin = 'swarm';
   const nodes = members.map(
     (m) =>
@@ -103,7 +107,10 @@ export function managerEdits(swarm: LoadedSwarm, members: { hostname: string; sw
       mode: 0o644,
     });
   // Built-in stacks first: user stacks may push to the registry.
-  for (const stack of [...builtInStacks(swarm), ...swarm.stacks.map((st) => ({ ...st, dirs: [] as string[] }))]) {
+  for (const stack of [
+    ...builtInStacks(swarm, overlayFiles),
+    ...swarm.stacks.map((st) => ({ ...st, dirs: [] as string[] })),
+  ]) {
     edits.push({
       origin,
       op: 'write',

@@ -3,6 +3,8 @@
  * and the private registry and Portainer the manager runs. Each function returns the edits for
  * one node; secrets stay abstract (`secret`, `admin`) and are filled in at build.
  */
+
+import { render } from '../overlay/template.js';
 import type { LoadedAdmin, LoadedSwarm } from '../profile/load-profile.js';
 import type { NfsData } from '../profile/schema.js';
 import { firstStaticAddress, type PlannedEdit, type PlannedInterface } from './edits.js';
@@ -123,34 +125,31 @@ export function daemonJsonEdits(swarm: LoadedSwarm, managerAddress: string): Pla
   ];
 }
 
-/** Stacks swarmcard writes itself: the registry and Portainer, pinned to the manager (host-mode ports). */
+/** The swarm-node overlay's files holding the built-in stacks' compose templates. */
+export const STACK_TEMPLATES = { registry: 'stacks/registry.yml.hbs', portainer: 'stacks/portainer.yml.hbs' };
+
+/**
+ * Stacks swarmcard writes itself: the registry and Portainer, pinned to the manager (host-mode
+ * ports). Their compose files are templates of the swarm-node overlay, loaded with it.
+ */
 export function builtInStacks(
   swarm: LoadedSwarm,
+  overlayFiles: ReadonlyMap<string, Buffer>,
 ): { name: string; compose: string; env: Record<string, string>; dirs: string[] }[] {
   const stacks = [];
   const pin = `node.hostname == ${swarm.manager}`;
+  const compose = (name: keyof typeof STACK_TEMPLATES, context: object) => {
+    const template = overlayFiles.get(STACK_TEMPLATES[name]);
+    if (!template) throw new Error(`the swarm-node overlay has no ${STACK_TEMPLATES[name]}`);
+    return render(template.toString('utf8'), context);
+  };
   if (swarm.registry) {
     const r = swarm.registry;
     stacks.push({
       name: 'registry',
       env: {},
       dirs: [r.storage],
-      compose: [
-        '# swarmcard: the private registry (swarm.registry in the profile); its data lives on the manager at',
-        `# ${r.storage}.`,
-        'version: "3.8"',
-        'services:',
-        '  registry:',
-        `    image: ${r.image ?? 'registry:2'}`,
-        '    ports:',
-        `      - { target: 5000, published: ${r.port ?? 5000}, protocol: tcp, mode: host }`,
-        '    volumes:',
-        `      - { type: bind, source: ${r.storage}, target: /var/lib/registry }`,
-        '    deploy:',
-        '      replicas: 1',
-        `      placement: { constraints: ["${pin}"] }`,
-        '',
-      ].join('\n'),
+      compose: compose('registry', { storage: r.storage, image: r.image ?? 'registry:2', port: r.port ?? 5000, pin }),
     });
   }
   if (swarm.portainer) {
@@ -159,37 +158,12 @@ export function builtInStacks(
       name: 'portainer',
       env: {},
       dirs: [],
-      compose: [
-        '# swarmcard: the Portainer UI on the manager, with its agent on every node (swarm.portainer).',
-        'version: "3.8"',
-        'services:',
-        '  agent:',
-        `    image: ${p.agentImage ?? 'portainer/agent:lts'}`,
-        '    volumes:',
-        '      - /var/run/docker.sock:/var/run/docker.sock',
-        '      - /var/lib/docker/volumes:/var/lib/docker/volumes',
-        '    networks: [agent_network]',
-        '    deploy:',
-        '      mode: global',
-        '  portainer:',
-        `    image: ${p.image ?? 'portainer/portainer-ce:lts'}`,
-        '    command: -H tcp://tasks.agent:9001 --tlsskipverify',
-        '    ports:',
-        `      - { target: 9443, published: ${p.port ?? 9443}, protocol: tcp, mode: host }`,
-        '    volumes:',
-        '      - portainer_data:/data',
-        '    networks: [agent_network]',
-        '    deploy:',
-        '      replicas: 1',
-        `      placement: { constraints: ["${pin}"] }`,
-        'networks:',
-        '  agent_network:',
-        '    driver: overlay',
-        '    attachable: true',
-        'volumes:',
-        '  portainer_data:',
-        '',
-      ].join('\n'),
+      compose: compose('portainer', {
+        agentImage: p.agentImage ?? 'portainer/agent:lts',
+        image: p.image ?? 'portainer/portainer-ce:lts',
+        port: p.port ?? 9443,
+        pin,
+      }),
     });
   }
   return stacks;
