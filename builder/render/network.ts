@@ -12,8 +12,6 @@ import type { ImageEdit, PlannedInterface } from '../plan/edits.js';
 import { connectionUuid } from '../plan/ids.js';
 import type { Target } from './target.js';
 
-export type NetworkStack = 'dhcpcd' | 'networkmanager';
-
 export interface WifiSecret {
   ssid: string;
   passphrase: string;

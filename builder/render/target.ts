@@ -4,7 +4,9 @@
  * release name: the host kit renders for a laptop or PC through the same renderers.
  */
 import type { ImageReport } from '../image/report.js';
-import type { NetworkStack } from './network.js';
+
+/** How the image configures its network (docs/raspios.md #1). */
+export type NetworkStack = 'dhcpcd' | 'networkmanager';
 
 export interface Target {
   /** The stack that runs: NetworkManager when enabled (bookworm+), else dhcpcd; neither: undefined. */
