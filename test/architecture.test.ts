@@ -87,7 +87,7 @@ test('planning and profile rules reach no file system or process runner, even th
       }
     }
   }
-  t.deepEqual(problems, [], "pure modules that reach I/O (import chains)");
+  t.deepEqual(problems, [], 'pure modules that reach I/O (import chains)');
 });
 
 /**

@@ -45,7 +45,8 @@ async function readBoot(fs: FsEditor, path: string) {
   const configText = await readOptional(fs, '/config.txt');
   if (cmdlineText === undefined || configText === undefined) {
     throw new UserError(
-      `${path} is not a Raspberry Pi OS image: its boot partition has no ${cmdlineText === undefined ? 'cmdline.txt' : 'config.txt'}.`,
+      `${path} is not a Raspberry Pi OS image: its boot partition has no ` +
+        `${cmdlineText === undefined ? 'cmdline.txt' : 'config.txt'}.`,
     );
   }
   const rootEntries = await fs.list('/');

@@ -90,7 +90,8 @@ const handlers: ByOp = {
       data = JSON.parse(text) as Record<string, unknown>;
     } catch (error) {
       throw new UserError(
-        `${e.path} in the base image is not valid JSON (${(error as Error).message}), so swarmcard cannot add ${Object.keys(e.set).join(', ')} to it; fix or remove it in the base image.`,
+        `${e.path} in the base image is not valid JSON (${(error as Error).message}), so swarmcard cannot add ` +
+          `${Object.keys(e.set).join(', ')} to it; fix or remove it in the base image.`,
       );
     }
     await fs.write(e.path, `${JSON.stringify({ ...data, ...e.set }, null, 2)}\n`, { mode: e.mode });

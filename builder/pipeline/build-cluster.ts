@@ -109,7 +109,8 @@ function verifyNodes(ctx: BuildContext): void {
     if (node.edits.some((e) => e.op === 'admin') && target.users === undefined) {
       problems.push(
         `${image} is Raspberry Pi OS ${report.release.codename}, which creates no user from userconf.txt or ` +
-          'cloud-init (that came with bullseye images from 2022-04); use a newer image or remove admin from the profile.',
+          'cloud-init (that came with bullseye images from 2022-04); use a newer image or remove admin from the ' +
+          'profile.',
       );
     }
     if (node.interfaces.length > 0 && !target.network) {

@@ -40,7 +40,10 @@ export interface PlannedInterface {
   peer?: string;
 }
 
-/** The first static address (without prefix): own interfaces come before a host's links; undefined when all use DHCP. */
+/**
+ * The first static address (without prefix): own interfaces come before a host's links; undefined
+ * when all use DHCP.
+ */
 export function firstStaticAddress(interfaces: PlannedInterface[]): string | undefined {
   return interfaces.find((i) => i.address !== 'dhcp')?.address.split('/')[0];
 }
@@ -102,7 +105,11 @@ export function describeEdit(edit: PlannedEdit): string {
     case 'write':
       return `${edit.partition}: write ${edit.path}${mode(edit.mode)}`;
     case 'cmdline':
-      return `boot: cmdline.txt ${[...Object.entries(edit.set).map(([k, v]) => `${k}=${v}`), ...Object.entries(edit.addToList).map(([k, v]) => `${k}+=${v.join(',')}`), ...edit.remove.map((k) => `-${k}`)].join(' ')}`;
+      return `boot: cmdline.txt ${[
+        ...Object.entries(edit.set).map(([k, v]) => `${k}=${v}`),
+        ...Object.entries(edit.addToList).map(([k, v]) => `${k}+=${v.join(',')}`),
+        ...edit.remove.map((k) => `-${k}`),
+      ].join(' ')}`;
     case 'configTxt':
       return `boot: config.txt block ${edit.block} under [${edit.section}]: ${edit.lines.join('; ')}`;
     case 'block':
@@ -118,9 +125,18 @@ export function describeEdit(edit: PlannedEdit): string {
     case 'secret':
       return `root: write ${edit.path}${mode(edit.mode)} with ${secretNames[edit.secret]}, filled in at build`;
     case 'network':
-      return `root: network ${edit.interfaces.map((i) => `${i.name}${i.kind === 'wifi' ? ` (Wi-Fi, ${i.country})` : ''} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}`).join(', ')} (dhcpcd or NetworkManager by release)`;
+      return `root: network ${edit.interfaces
+        .map(
+          (i) =>
+            `${i.name}${i.kind === 'wifi' ? ` (Wi-Fi, ${i.country})` : ''} ${i.address}` +
+            (i.gateway ? ` via ${i.gateway}` : ''),
+        )
+        .join(', ')} (dhcpcd or NetworkManager by release)`;
     case 'admin':
-      return `user ${edit.user} with sudo, password hash from the profile or secrets file, ${edit.authorizedKeys.length} authorized key(s) (userconf.txt, or cloud-init user-data on trixie)`;
+      return (
+        `user ${edit.user} with sudo, password hash from the profile or secrets file, ` +
+        `${edit.authorizedKeys.length} authorized key(s) (userconf.txt, or cloud-init user-data on trixie)`
+      );
     case 'waitOnline':
       return 'root: boot waits for the network (NetworkManager-wait-online, or dhcpcd -w)';
     case 'json':

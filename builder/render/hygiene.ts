@@ -38,9 +38,15 @@ const rules: HygieneRule[] = [
           '(empty it, or "uninitialized" on trixie).'
         );
       if (r.identity.machineId === 'empty' && t.machineId !== '')
-        return '/etc/machine-id is empty on trixie: it must read "uninitialized", or first boot skips the filesystem resize.';
+        return (
+          '/etc/machine-id is empty on trixie: it must read "uninitialized", or first boot skips the ' +
+          'filesystem resize.'
+        );
       if (r.identity.machineId === 'missing')
-        return '/etc/machine-id is missing: systemd cannot mark first boot; create it empty (or "uninitialized" on trixie).';
+        return (
+          '/etc/machine-id is missing: systemd cannot mark first boot; create it empty (or "uninitialized" ' +
+          'on trixie).'
+        );
       return undefined;
     },
     // Written on every clone: the content is the release's, whatever the base held.

@@ -17,7 +17,10 @@ export interface WifiSecret {
   passphrase: string;
 }
 
-/** The 256-bit WPA key wpa_passphrase derives (PBKDF2-SHA1, SSID as salt): the image never holds the passphrase itself. */
+/**
+ * The 256-bit WPA key wpa_passphrase derives (PBKDF2-SHA1, SSID as salt): the image never holds
+ * the passphrase itself.
+ */
 export function wpaPsk(wifi: WifiSecret): string {
   return pbkdf2Sync(wifi.passphrase, wifi.ssid, 4096, 32, 'sha1').toString('hex');
 }

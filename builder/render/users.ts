@@ -60,7 +60,9 @@ export function renderAdmin(
       op: 'write',
       partition: 'boot',
       path: '/user-data',
-      content: `#cloud-config\n# swarmcard: the admin user. The password hash is a secret: keep this image private.\n${stringify(userData, { lineWidth: 0 })}`,
+      content:
+        '#cloud-config\n# swarmcard: the admin user. The password hash is a secret: keep this image private.\n' +
+        stringify(userData, { lineWidth: 0 }),
     },
   ];
 }
