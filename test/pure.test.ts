@@ -2,8 +2,9 @@
 import test from 'ava';
 import { UserError } from '../builder/errors.js';
 import { elfStub } from '../builder/fixture/flavours.js';
-import { canonicalPath, type FileStat, normalizePath } from '../builder/fs/editor.js';
+import type { FileStat } from '../builder/fs/editor.js';
 import { parseDebugfsStat } from '../builder/fs/ext4-debugfs.js';
+import { canonicalPath, normalizePath } from '../builder/fs/paths.js';
 import { parseElf } from '../builder/image/elf.js';
 import { assertWritable, parseExt4Superblock, unsupportedFeatures } from '../builder/image/ext4-superblock.js';
 import { parseDiskId, parseMbr, partUuid, withDiskId } from '../builder/image/mbr.js';
