@@ -4,12 +4,12 @@
  * each node gets its own id, and `root=PARTUUID=` in cmdline.txt and /etc/fstab change with it.
  */
 import { createHash } from 'node:crypto';
+import { formatDiskId } from '../formats/mbr.js';
 import type { FsEditor } from '../fs/editor.js';
 import { type PartitionOptions, withPartition } from '../fs/partition.js';
 import { replacePartUuids } from '../text/etc-files.js';
 import { writeDiskId } from './clone.js';
 import { type ImageLayout, readLayout } from './layout.js';
-import { formatDiskId } from './mbr.js';
 
 /** A stable disk id for node `index` of a cluster: a hash, never a random source. Never 0. */
 export function deriveDiskId(seed: string, index: number): number {

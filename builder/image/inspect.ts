@@ -5,15 +5,15 @@
  * judging: `hygieneWarnings()` turns a report into the clone-hygiene problems it shows.
  */
 import { UserError } from '../errors.js';
+import { type Arch, bootableModels, parseElf } from '../formats/elf.js';
+import { unsupportedFeatures } from '../formats/ext4-superblock.js';
+import { formatDiskId, partUuid } from '../formats/mbr.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
 import { e2fsprogsVersion, withPartition } from '../fs/partition.js';
 import { getToken, parseCmdline } from '../text/cmdline.js';
 import { configSettings, parseConfigTxt } from '../text/config-txt.js';
 import { parseFstab, parseOsRelease } from '../text/etc-files.js';
-import { type Arch, bootableModels, parseElf } from './elf.js';
-import { unsupportedFeatures } from './ext4-superblock.js';
 import { type ImageLayout, readLayout } from './layout.js';
-import { formatDiskId, partUuid } from './mbr.js';
 
 export type NetworkStack = 'dhcpcd' | 'networkmanager' | 'none';
 export type FirstBoot = 'init_resize' | 'raspberrypi-sys-mods' | 'rpi-resize' | 'none';

@@ -5,8 +5,8 @@
  * manager, which lists every node, and every node when the profile asks for an /etc/hosts block.
  */
 import { UserError } from '../errors.js';
+import { formatDiskId } from '../formats/mbr.js';
 import { deriveDiskId } from '../image/identity.js';
-import { formatDiskId } from '../image/mbr.js';
 import type { OperationData, Overlay } from '../overlay/manifest.js';
 import { render } from '../overlay/template.js';
 import { parseCidr } from '../profile/ipv4.js';
