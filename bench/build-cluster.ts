@@ -16,6 +16,7 @@ import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 import { planCluster } from '../builder/plan/plan.js';
 import { loadProfile } from '../builder/profile/load-profile.js';
+import { isFile } from '../builder/util/is-file.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, dir: { type: 'string' } } });
 const runs = Number(values.runs);
@@ -27,12 +28,7 @@ const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9
 
 await mkdir(work, { recursive: true });
 const base = join(work, 'lite-shaped-armhf.img');
-if (
-  !(await stat(base).then(
-    (s) => s.isFile(),
-    () => false,
-  ))
-) {
+if (!(await isFile(base))) {
   process.stderr.write(`generating ${base}…\n`);
   await makeFixtureImage('trixie-armhf', base, { bootMiB: 512, rootMiB: 2250, payloadBytes: 1900 * 1024 * 1024 });
 }
@@ -74,12 +70,14 @@ await writeFile(
     'sourceDateEpoch: 1700000000',
     'base: { image: https://downloads.raspberrypi.com/raspios_lite_arm64_latest }',
     'nodes:',
-    '  - { index: 0, hostname: manager0, role: manager, board: pi4, interfaces: [{ name: eth0, kind: ethernet, address: 10.1.255.1/16, gateway: 10.1.255.254 }] }',
+    '  - { index: 0, hostname: manager0, role: manager, board: pi4, interfaces: ' +
+      '[{ name: eth0, kind: ethernet, address: 10.1.255.1/16, gateway: 10.1.255.254 }] }',
     '  - pattern: "node{k}"',
     '    count: 999',
     '    role: worker',
     '    board: pi4',
-    '    interfaces: [{ name: eth0, kind: ethernet, address: "10.1.{k/250}.{k%250+2}/16", gateway: 10.1.255.254, dns: [10.1.255.254] }]',
+    '    interfaces: [{ name: eth0, kind: ethernet, address: "10.1.{k/250}.{k%250+2}/16", ' +
+      'gateway: 10.1.255.254, dns: [10.1.255.254] }]',
     '',
   ].join('\n'),
 );

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
+import { isFile } from '../builder/util/is-file.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, dir: { type: 'string' } } });
 const runs = Number(values.runs);
@@ -26,12 +27,7 @@ const cli = fileURLToPath(new URL('./clone-edit-one.js', import.meta.url));
 
 async function image(name: string, options: Parameters<typeof makeFixtureImage>[2]): Promise<string> {
   const path = join(work, name);
-  if (
-    !(await stat(path).then(
-      (s) => s.isFile(),
-      () => false,
-    ))
-  ) {
+  if (!(await isFile(path))) {
     process.stderr.write(`generating ${path}…\n`);
     await makeFixtureImage('bookworm-arm64', path, options);
   }
@@ -88,13 +84,18 @@ console.log(`image: ${(bigSize / 2 ** 30).toFixed(2)} GiB (Lite-shaped), runs: $
 console.log(`plain cp (copy left dirty in page cache): ${large.cp.toFixed(2)} s`);
 console.log(`durable cp (cp + sync FILE):              ${large.durableCp.toFixed(2)} s`);
 console.log(
-  `clone + edit 1 node (durable):            ${large.clone.toFixed(2)} s (whole process incl. Node start-up: ${large.process.toFixed(2)} s)`,
+  `clone + edit 1 node (durable):            ${large.clone.toFixed(2)} s ` +
+    `(whole process incl. Node start-up: ${large.process.toFixed(2)} s)`,
 );
 console.log(`ratio clone+edit / durable cp: ${ratio.toFixed(3)} (target <= 1.10) ${ratio <= 1.1 ? 'OK' : 'MISSED'}`);
 console.log(
-  `ratio clone+edit / plain cp:   ${(large.clone / large.cp).toFixed(3)} (the copy's write-back is not counted in plain cp)`,
+  `ratio clone+edit / plain cp:   ${(large.clone / large.cp).toFixed(3)} ` +
+    "(the copy's write-back is not counted in plain cp)",
 );
+const smallSize = (await stat(small)).size;
 console.log(
-  `peak RSS: ${(large.rss / 1024).toFixed(0)} MiB on ${(bigSize / 2 ** 30).toFixed(2)} GiB, ${(tiny.rss / 1024).toFixed(0)} MiB on ${((await stat(small)).size / 2 ** 20).toFixed(0)} MiB (target < 200 MB) ${large.rss * 1024 < 200e6 ? 'OK' : 'MISSED'}`,
+  `peak RSS: ${(large.rss / 1024).toFixed(0)} MiB on ${(bigSize / 2 ** 30).toFixed(2)} GiB, ` +
+    `${(tiny.rss / 1024).toFixed(0)} MiB on ${(smallSize / 2 ** 20).toFixed(0)} MiB ` +
+    `(target < 200 MB) ${large.rss * 1024 < 200e6 ? 'OK' : 'MISSED'}`,
 );
 console.log(`RSS ratio large/small image: ${(large.rss / tiny.rss).toFixed(2)} (≈1 means independent of image size)`);

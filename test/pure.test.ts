@@ -2,11 +2,12 @@
 import test from 'ava';
 import { UserError } from '../builder/errors.js';
 import { elfStub } from '../builder/fixture/flavours.js';
-import { canonicalPath, type FileStat, normalizePath } from '../builder/fs/editor.js';
+import { parseElf } from '../builder/formats/elf.js';
+import { assertWritable, parseExt4Superblock, unsupportedFeatures } from '../builder/formats/ext4-superblock.js';
+import { parseDiskId, parseMbr, partUuid, withDiskId } from '../builder/formats/mbr.js';
+import type { FileStat } from '../builder/fs/editor.js';
 import { parseDebugfsStat } from '../builder/fs/ext4-debugfs.js';
-import { parseElf } from '../builder/image/elf.js';
-import { assertWritable, parseExt4Superblock, unsupportedFeatures } from '../builder/image/ext4-superblock.js';
-import { parseDiskId, parseMbr, partUuid, withDiskId } from '../builder/image/mbr.js';
+import { canonicalPath, normalizePath } from '../builder/fs/paths.js';
 import { detectCompression } from '../builder/source/base-image.js';
 import { addToList, formatCmdline, getToken, parseCmdline, removeToken, setToken } from '../builder/text/cmdline.js';
 import { configSettings, parseConfigTxt } from '../builder/text/config-txt.js';

@@ -30,9 +30,8 @@ export class ToolError extends Error {
     readonly exitCode: number | undefined,
     readonly stderr: string,
   ) {
-    super(
-      `${command} failed${exitCode === undefined ? '' : ` with exit code ${exitCode}`}${stderr ? `: ${stderr.trim()}` : ''}`,
-    );
+    const code = exitCode === undefined ? '' : ` with exit code ${exitCode}`;
+    super(`${command} failed${code}${stderr ? `: ${stderr.trim()}` : ''}`);
     this.name = 'ToolError';
   }
 }
@@ -40,6 +39,17 @@ export class ToolError extends Error {
 export function quoteCommand(argv: readonly string[]): string {
   return argv.map((arg) => (/^[\w@%+=:,./?-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
+
+/** Every tool runs with the C locale, so the output we parse is the same everywhere. */
+function start(tool: Tool, args: readonly string[], env: Record<string, string> | undefined) {
+  const file = toolPath(tool);
+  const command = quoteCommand([file, ...args]);
+  log.debug(`$ ${command}`);
+  return { file, command, env: { LC_ALL: 'C', ...env } };
+}
+
+/** The program could not be started because it is not there. */
+const notFound = (cause: unknown): boolean => (cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 
 export async function run(
   tool: Tool,
@@ -52,11 +62,9 @@ export async function run(
   args: readonly string[],
   options: RunOptions = {},
 ): Promise<RunResult<string | Buffer>> {
-  const file = toolPath(tool);
-  const command = quoteCommand([file, ...args]);
-  log.debug(`$ ${command}`);
+  const { file, command, env } = start(tool, args, options.env);
   const execaOptions: Options = {
-    env: { LC_ALL: 'C', ...options.env },
+    env,
     input: options.input,
     cwd: options.cwd,
     reject: false,
@@ -68,8 +76,7 @@ export async function run(
   const stderr =
     typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr as Uint8Array).toString();
   if (result.failed && result.exitCode === undefined) {
-    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
-      throw new MissingToolError(file, tools[tool]);
+    if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
     if (result.isTerminated) throw new ToolError(command, undefined, `terminated by ${result.signal}`);
     throw new ToolError(command, undefined, result.shortMessage ?? String(result.cause));
   }
@@ -80,26 +87,14 @@ export async function run(
   return { stdout, stderr, exitCode };
 }
 
-/** Whether a tool can be started at all (used by `make setup` checks and backend selection). */
-export async function hasTool(tool: Tool): Promise<boolean> {
-  try {
-    const result = await execa(toolPath(tool), ['--version'], { reject: false });
-    return !(result.failed && result.exitCode === undefined);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Start a tool whose stdout is consumed as a stream (decompressors). The caller pipes input and
  * reads `stdout`; `done` resolves when it exits and rejects with a ToolError on failure.
  */
 export function stream(tool: Tool, args: readonly string[], options: { env?: Record<string, string> } = {}) {
-  const file = toolPath(tool);
-  const command = quoteCommand([file, ...args]);
-  log.debug(`$ ${command}`);
+  const { file, command, env } = start(tool, args, options.env);
   const subprocess = execa(file, args, {
-    env: { LC_ALL: 'C', ...options.env },
+    env,
     stdin: 'pipe',
     stdout: 'pipe',
     stderr: 'pipe',
@@ -109,8 +104,7 @@ export function stream(tool: Tool, args: readonly string[], options: { env?: Rec
   });
   const done = subprocess.then((result) => {
     const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
-    if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT')
-      throw new MissingToolError(file, tools[tool]);
+    if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
     if (result.failed)
       throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
   });

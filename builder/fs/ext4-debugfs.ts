@@ -9,23 +9,15 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
-import {
-  baseName,
-  canonicalPath,
-  type DirEntry,
-  EditorBase,
-  type EditorContext,
-  type FileAttrs,
-  FileNotFoundError,
-  type FileStat,
-  type FileType,
-  type FsEditor,
-  parentOf,
-  pathSegments,
-} from './editor.js';
+import type { DirEntry, EditorContext, FileAttrs, FileStat, FileType } from './editor.js';
+import { EditorBase } from './editor-base.js';
+import { baseName, childOf, parentOf, pathPrefixes } from './paths.js';
 
 const typeNames: Record<string, FileType> = { regular: 'file', directory: 'dir', symlink: 'symlink' };
+/** The S_IFMT bits of an inode mode for each type (inode(7)). */
 const typeBits: Record<FileType, number> = { file: 0o100000, dir: 0o040000, symlink: 0o120000, other: 0 };
+const typeOfMode = (mode: number): FileType =>
+  (Object.keys(typeBits) as FileType[]).find((type) => typeBits[type] === (mode & 0o170000)) ?? 'other';
 
 /** Parse one `stat` answer. */
 export function parseDebugfsStat(text: string): FileStat | undefined {
@@ -52,13 +44,14 @@ function q(path: string): string {
   return `"${path}"`;
 }
 
-export class DebugfsEditor extends EditorBase implements FsEditor {
+export class DebugfsEditor extends EditorBase {
   readonly filesystem = 'ext4';
   readonly backend = 'debugfs';
-  protected readonly checksOwnership = true;
+  protected readonly storesOwnership = true;
   private script: string[] = [];
   /** Paths the queued script changes: reading one of them (or below one) needs a flush first. */
   private touched = new Set<string>();
+  /** The logical state (disk plus queued script) of every path seen so far. */
   private readonly state = new Map<string, FileStat | 'absent'>();
   private staged = 0;
   private stagingDir?: string;
@@ -77,8 +70,7 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
 
   /** Run a command script; any stderr line besides the version banner is an error. */
   private async debugfs(commands: string[], options: { write?: boolean; tolerate?: RegExp } = {}): Promise<string> {
-    const dir = await this.staging();
-    const file = join(dir, `cmds-${this.staged++}`);
+    const file = join(await this.staging(), `cmds-${this.staged++}`);
     await writeFile(file, `${commands.join('\n')}\n`);
     const args = [...(options.write ? ['-w'] : []), '-f', file, this.target];
     const { stdout, stderr } = await run('debugfs', args, { env: this.env() });
@@ -110,7 +102,7 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
   }
 
   /** Stat of the logical state; only unknown paths are asked, all in one debugfs run. */
-  private async lstatMany(paths: string[]): Promise<(FileStat | undefined)[]> {
+  protected async lstatMany(paths: string[]): Promise<(FileStat | undefined)[]> {
     const ask = [...new Set(paths.filter((p) => this.known(p) === undefined))];
     if (ask.length > 0) {
       // Queued edits change nothing on disk for these paths (they are unknown), so no flush.
@@ -133,20 +125,15 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     });
   }
 
-  /** Learn a path and all its prefixes in one run (the common case: nothing is a symlink). */
-  private async prefetch(path: string): Promise<void> {
-    const segments = pathSegments(path);
-    await this.lstatMany(segments.map((_, i) => `/${segments.slice(0, i + 1).join('/')}`));
+  /** Learn the path and all its ancestors in one run first (the common case: nothing is a symlink). */
+  protected override async resolve(path: string, options: { followLast: boolean }): Promise<string> {
+    await this.lstatMany(pathPrefixes(path));
+    return super.resolve(path, options);
   }
 
   private async catRaw(path: string): Promise<Buffer> {
     const { stdout } = await run('debugfs', ['-R', `cat ${q(path)}`, this.target], { binary: true, env: this.env() });
     return stdout;
-  }
-
-  async stat(path: string): Promise<FileStat | undefined> {
-    const resolved = await this.resolve(path, false);
-    return (await this.lstatMany([resolved]))[0];
   }
 
   private isTouched(path: string): boolean {
@@ -156,45 +143,25 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     }
   }
 
-  /** Canonical path; the parent is always resolved, the last component only when asked. */
-  private async resolve(path: string, followLast: boolean): Promise<string> {
-    await this.prefetch(path);
-    const lstat = (paths: string[]) => this.lstatMany(paths);
-    if (followLast) return canonicalPath(path, lstat, { followLast: true });
-    if (pathSegments(path).length === 0) return '/';
-    const parent = await canonicalPath(parentOf(path), lstat, { followLast: true });
-    return `${parent === '/' ? '' : parent}/${baseName(path)}`;
+  protected async readAt(path: string): Promise<Buffer> {
+    if (this.isTouched(path)) await this.flush();
+    return this.catRaw(path);
   }
 
-  async read(path: string): Promise<Buffer> {
-    const resolved = await this.resolve(path, true);
-    const st = (await this.lstatMany([resolved]))[0];
-    if (!st) throw new FileNotFoundError(path);
-    if (st.type !== 'file') throw new Error(`${path} is a ${st.type}, not a file`);
-    if (this.isTouched(resolved)) await this.flush();
-    return this.catRaw(resolved);
-  }
-
-  async list(path: string): Promise<DirEntry[]> {
+  protected async listAt(path: string): Promise<DirEntry[]> {
     await this.flush();
-    const resolved = await this.resolve(path, true);
-    const st = (await this.lstatMany([resolved]))[0];
-    if (!st) throw new FileNotFoundError(path);
-    if (st.type !== 'dir') throw new Error(`${path} is not a directory`);
-    const [answer = ''] = DebugfsEditor.answers(await this.debugfs([`ls -p ${q(resolved)}`]));
+    const [answer = ''] = DebugfsEditor.answers(await this.debugfs([`ls -p ${q(path)}`]));
     const entries: DirEntry[] = [];
     for (const line of answer.split('\n')) {
       // `ls -p` prints /inode/mode/uid/gid/name/size/
       const m = /^\/\d+\/([0-7]+)\/\d+\/\d+\/(.*)\/\d*\/$/.exec(line);
       if (!m || m[2] === '.' || m[2] === '..' || m[2] === '') continue;
-      const kind = Number.parseInt(m[1]!, 8) & 0o170000;
-      const type: FileType =
-        kind === 0o100000 ? 'file' : kind === 0o040000 ? 'dir' : kind === 0o120000 ? 'symlink' : 'other';
-      entries.push({ name: m[2]!, type });
+      entries.push({ name: m[2]!, type: typeOfMode(Number.parseInt(m[1]!, 8)) });
     }
     return entries.sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Queue mode (not for symlinks), owner and times, and record the result in the logical state. */
   private setAttrs(path: string, type: FileType, attrs: FileAttrs, defaultMode: number): FileStat {
     const st: FileStat = {
       type,
@@ -212,66 +179,44 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     return st;
   }
 
-  async write(path: string, data: string | Buffer, attrs: FileAttrs = {}): Promise<void> {
-    const target = await this.resolve(path, false);
-    const [existing] = await this.lstatMany([target]);
-    if (existing?.type === 'dir') throw new UserError(`cannot write the file ${path}: a directory is in the way.`);
-    const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
+  protected async writeAt(path: string, data: Buffer, attrs: FileAttrs, existing?: FileStat): Promise<FileAttrs> {
     const local = join(await this.staging(), `file-${this.staged++}`);
-    await writeFile(local, bytes);
-    if (existing) this.script.push(`rm ${q(target)}`);
-    this.script.push(`cd ${q(parentOf(target))}`, `write ${q(local)} ${q(baseName(target))}`);
-    const st = this.setAttrs(target, 'file', attrs, 0o644);
-    this.expectWrite(target, bytes, { ...st });
+    await writeFile(local, data);
+    if (existing) this.script.push(`rm ${q(path)}`);
+    this.script.push(`cd ${q(parentOf(path))}`, `write ${q(local)} ${q(baseName(path))}`);
+    return { ...this.setAttrs(path, 'file', attrs, 0o644) };
   }
 
-  async mkdir(path: string, attrs: FileAttrs & { parents?: boolean } = {}): Promise<void> {
-    const target = await this.resolve(path, true);
-    const segments = pathSegments(target);
-    const prefixes = segments.map((_, i) => `/${segments.slice(0, i + 1).join('/')}`);
-    const stats = await this.lstatMany(prefixes);
-    for (const [i, prefix] of prefixes.entries()) {
-      const st = stats[i];
-      const last = i === prefixes.length - 1;
-      if (st && st.type !== 'dir')
-        throw new UserError(`cannot create the directory ${path}: ${prefix} is a ${st.type}.`);
-      if (st && !last) continue;
-      if (!st && !last && !attrs.parents)
-        throw new UserError(`cannot create the directory ${path}: ${prefix} does not exist.`);
-      if (st && last && attrs.mode === undefined && attrs.uid === undefined && attrs.gid === undefined) return;
-      if (!st) this.script.push(`cd ${q(parentOf(prefix))}`, `mkdir ${q(baseName(prefix))}`);
-      const applied = this.setAttrs(prefix, 'dir', last ? attrs : { mtime: attrs.mtime }, 0o755);
-      this.expect(prefix, { type: 'dir', attrs: { ...applied } });
-    }
+  protected async mkdirAt(path: string, attrs: FileAttrs, options: { exists: boolean }): Promise<FileAttrs> {
+    if (!options.exists) this.script.push(`cd ${q(parentOf(path))}`, `mkdir ${q(baseName(path))}`);
+    return { ...this.setAttrs(path, 'dir', attrs, 0o755) };
   }
 
-  async symlink(path: string, linkTarget: string, attrs: FileAttrs = {}): Promise<void> {
-    const target = await this.resolve(path, false);
-    const [existing] = await this.lstatMany([target]);
-    if (existing?.type === 'dir') throw new UserError(`cannot create the symlink ${path}: a directory is in the way.`);
-    if (existing) this.script.push(`rm ${q(target)}`);
-    this.script.push(`cd ${q(parentOf(target))}`, `symlink ${q(baseName(target))} ${q(linkTarget)}`);
-    const st = this.setAttrs(target, 'symlink', attrs, 0o777);
-    this.state.set(target, { ...st, mode: 0o777, target: linkTarget });
-    this.expect(target, { type: 'symlink', target: linkTarget, attrs: { uid: st.uid, gid: st.gid } });
+  protected override async symlinkAt(
+    path: string,
+    target: string,
+    attrs: FileAttrs,
+    existing?: FileStat,
+  ): Promise<FileAttrs> {
+    if (existing) this.script.push(`rm ${q(path)}`);
+    this.script.push(`cd ${q(parentOf(path))}`, `symlink ${q(baseName(path))} ${q(target)}`);
+    const st = this.setAttrs(path, 'symlink', attrs, 0o777);
+    this.state.set(path, { ...st, mode: 0o777, target });
+    return st;
   }
 
-  async remove(path: string, options: { recursive?: boolean } = {}): Promise<void> {
-    const target = await this.resolve(path, false);
-    const [existing] = await this.lstatMany([target]);
-    if (!existing) return;
+  protected async removeAt(path: string, existing: FileStat, options: { recursive?: boolean }): Promise<void> {
     if (existing.type === 'dir') {
-      const children = await this.list(target); // flushes first, so queued children are listed too
-      if (children.length > 0 && !options.recursive)
-        throw new UserError(`cannot remove ${path}: the directory is not empty.`);
-      for (const child of children) await this.remove(`${target}/${child.name}`, options);
-      this.script.push(`rmdir ${q(target)}`);
+      if (options.recursive) {
+        // Listing flushes first, so queued children are removed too.
+        for (const child of await this.list(path)) await this.remove(childOf(path, child.name), options);
+      }
+      this.script.push(`rmdir ${q(path)}`);
     } else {
-      this.script.push(`rm ${q(target)}`);
+      this.script.push(`rm ${q(path)}`);
     }
-    this.touched.add(target);
-    this.state.set(target, 'absent');
-    this.expect(target, 'absent');
+    this.touched.add(path);
+    this.state.set(path, 'absent');
   }
 
   /** Apply the queued script in one debugfs run. */
@@ -292,30 +237,21 @@ export class DebugfsEditor extends EditorBase implements FsEditor {
     const paths = [...this.expected.keys()].sort();
     if (paths.length === 0) return;
     const dir = await this.staging();
-    const dumps = new Map(
-      paths
-        .filter((p) => this.expected.get(p) !== 'absent')
-        .map((p, i) => [p, join(dir, `verify-${this.staged}-${i}`)]),
-    );
-    const commands = paths.flatMap((p) => [
-      `stat ${q(p)}`,
-      ...(dumps.has(p) && (this.expected.get(p) as { type: string }).type === 'file'
-        ? [`dump ${q(p)} ${q(dumps.get(p)!)}`]
-        : []),
-    ]);
-    this.staged++;
-    const stdout = await this.debugfs(commands, { tolerate: /File not found by ext2_lookup/ });
-    const answers = DebugfsEditor.answers(stdout);
-    const onDisk = new Map<string, FileStat | undefined>();
-    let index = 0;
-    for (const command of commands) {
-      const answer = answers[index++] ?? '';
-      const path = /^stat "(.*)"$/.exec(command)?.[1];
-      if (path !== undefined) onDisk.set(path, parseDebugfsStat(answer));
+    const batch = this.staged++;
+    const commands: string[] = [];
+    const statAnswer = new Map<string, number>();
+    const dumps = new Map<string, string>();
+    for (const [i, path] of paths.entries()) {
+      statAnswer.set(path, commands.push(`stat ${q(path)}`) - 1);
+      const want = this.expected.get(path);
+      if (want === 'absent' || want?.type !== 'file') continue;
+      dumps.set(path, join(dir, `verify-${batch}-${i}`));
+      commands.push(`dump ${q(path)} ${q(dumps.get(path)!)}`);
     }
+    const answers = DebugfsEditor.answers(await this.debugfs(commands, { tolerate: /File not found by ext2_lookup/ }));
     await this.verify({
-      stat: async (p) => onDisk.get(p),
-      read: (p) => readFile(dumps.get(p)!),
+      stat: async (path) => parseDebugfsStat(answers[statAnswer.get(path)!] ?? ''),
+      read: (path) => readFile(dumps.get(path)!),
     });
   }
 }

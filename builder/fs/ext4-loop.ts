@@ -24,20 +24,9 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { log } from '../log.js';
-import {
-  baseName,
-  canonicalPath,
-  type DirEntry,
-  EditorBase,
-  type EditorContext,
-  type FileAttrs,
-  FileNotFoundError,
-  type FileStat,
-  type FileType,
-  type FsEditor,
-  parentOf,
-  pathSegments,
-} from './editor.js';
+import type { DirEntry, EditorContext, FileAttrs, FileStat, FileType } from './editor.js';
+import { EditorBase } from './editor-base.js';
+import { pathSegments } from './paths.js';
 
 /** Retry transient EBUSY on detach/unmount: udev or a late flush can hold the device briefly. */
 async function retryBusy(action: () => Promise<unknown>): Promise<void> {
@@ -52,10 +41,17 @@ async function retryBusy(action: () => Promise<unknown>): Promise<void> {
   }
 }
 
-export class LoopEditor extends EditorBase implements FsEditor {
+/** The type of a node:fs Stats or Dirent. */
+function typeOf(entry: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): FileType {
+  if (entry.isFile()) return 'file';
+  if (entry.isDirectory()) return 'dir';
+  return entry.isSymbolicLink() ? 'symlink' : 'other';
+}
+
+export class LoopEditor extends EditorBase {
   readonly filesystem = 'ext4';
   readonly backend = 'loop';
-  protected readonly checksOwnership = true;
+  protected readonly storesOwnership = true;
 
   private constructor(
     private readonly ctx: EditorContext,
@@ -85,20 +81,19 @@ export class LoopEditor extends EditorBase implements FsEditor {
     return new LoopEditor(ctx, mountPoint);
   }
 
+  /** Where a canonical in-partition path is in the mount. */
   private host(path: string): string {
     return join(this.root, ...pathSegments(path));
+  }
+
+  protected lstatMany(paths: string[]): Promise<(FileStat | undefined)[]> {
+    return Promise.all(paths.map((p) => this.lstatOne(p)));
   }
 
   private async lstatOne(path: string): Promise<FileStat | undefined> {
     try {
       const st = await lstat(this.host(path));
-      const type: FileType = st.isFile()
-        ? 'file'
-        : st.isDirectory()
-          ? 'dir'
-          : st.isSymbolicLink()
-            ? 'symlink'
-            : 'other';
+      const type = typeOf(st);
       return {
         type,
         mode: st.mode & 0o7777,
@@ -109,114 +104,67 @@ export class LoopEditor extends EditorBase implements FsEditor {
         target: type === 'symlink' ? await readlink(this.host(path)) : undefined,
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
-        return undefined;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
       throw error;
     }
   }
 
-  private resolve(path: string, followLast: boolean): Promise<string> {
-    const lstatMany = (paths: string[]) => Promise.all(paths.map((p) => this.lstatOne(p)));
-    if (followLast || pathSegments(path).length === 0) return canonicalPath(path, lstatMany, { followLast: true });
-    return canonicalPath(parentOf(path), lstatMany, { followLast: true }).then(
-      (parent) => `${parent === '/' ? '' : parent}/${baseName(path)}`,
-    );
+  protected readAt(path: string): Promise<Buffer> {
+    return readFile(this.host(path));
   }
 
-  async stat(path: string): Promise<FileStat | undefined> {
-    return this.lstatOne(await this.resolve(path, false));
-  }
-
-  async read(path: string): Promise<Buffer> {
-    const resolved = await this.resolve(path, true);
-    const st = await this.lstatOne(resolved);
-    if (!st) throw new FileNotFoundError(path);
-    if (st.type !== 'file') throw new Error(`${path} is a ${st.type}, not a file`);
-    return readFile(this.host(resolved));
-  }
-
-  async list(path: string): Promise<DirEntry[]> {
-    const resolved = await this.resolve(path, true);
-    const entries = await readdir(this.host(resolved), { withFileTypes: true }).catch(
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') throw new FileNotFoundError(path);
-        throw error;
-      },
-    );
-    return entries
-      .map((e) => ({
-        name: e.name,
-        type: (e.isFile() ? 'file' : e.isDirectory() ? 'dir' : e.isSymbolicLink() ? 'symlink' : 'other') as FileType,
-      }))
+  protected async listAt(path: string): Promise<DirEntry[]> {
+    return (await readdir(this.host(path), { withFileTypes: true }))
+      .map((e) => ({ name: e.name, type: typeOf(e) }))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  private async applyAttrs(resolved: string, attrs: FileAttrs, defaultMode: number): Promise<FileAttrs> {
+  /** Owner, then mode (chown clears setuid bits), then times. */
+  private async applyAttrs(path: string, attrs: FileAttrs, defaultMode: number): Promise<FileAttrs> {
     const applied = {
       mode: attrs.mode ?? defaultMode,
       uid: attrs.uid ?? 0,
       gid: attrs.gid ?? 0,
       mtime: attrs.mtime ?? this.ctx.epoch,
     };
-    const host = this.host(resolved);
+    const host = this.host(path);
     await chown(host, applied.uid, applied.gid);
-    await chmod(host, applied.mode); // after chown, which clears setuid bits
+    await chmod(host, applied.mode);
     await utimes(host, applied.mtime, applied.mtime);
     return applied;
   }
 
-  async write(path: string, data: string | Buffer, attrs: FileAttrs = {}): Promise<void> {
-    const resolved = await this.resolve(path, false);
-    const existing = await this.lstatOne(resolved);
-    if (existing?.type === 'dir') throw new UserError(`cannot write the file ${path}: a directory is in the way.`);
-    if (existing) await rm(this.host(resolved));
-    const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
-    await writeFile(this.host(resolved), bytes, { mode: 0o600 });
-    this.expectWrite(resolved, bytes, await this.applyAttrs(resolved, attrs, 0o644));
+  protected async writeAt(path: string, data: Buffer, attrs: FileAttrs, existing?: FileStat): Promise<FileAttrs> {
+    if (existing) await rm(this.host(path));
+    await writeFile(this.host(path), data, { mode: 0o600 });
+    return this.applyAttrs(path, attrs, 0o644);
   }
 
-  async mkdir(path: string, attrs: FileAttrs & { parents?: boolean } = {}): Promise<void> {
-    const resolved = await this.resolve(path, true);
-    const segments = pathSegments(resolved);
-    for (let i = 0; i < segments.length; i++) {
-      const prefix = `/${segments.slice(0, i + 1).join('/')}`;
-      const last = i === segments.length - 1;
-      const st = await this.lstatOne(prefix);
-      if (st && st.type !== 'dir')
-        throw new UserError(`cannot create the directory ${path}: ${prefix} is a ${st.type}.`);
-      if (st && !last) continue;
-      if (!st && !last && !attrs.parents)
-        throw new UserError(`cannot create the directory ${path}: ${prefix} does not exist.`);
-      if (st && last && attrs.mode === undefined && attrs.uid === undefined && attrs.gid === undefined) return;
-      if (!st) await mkdir(this.host(prefix));
-      const applied = await this.applyAttrs(prefix, last ? attrs : { mtime: attrs.mtime }, 0o755);
-      this.expect(prefix, { type: 'dir', attrs: applied });
-    }
+  protected async mkdirAt(path: string, attrs: FileAttrs, options: { exists: boolean }): Promise<FileAttrs> {
+    if (!options.exists) await mkdir(this.host(path));
+    return this.applyAttrs(path, attrs, 0o755);
   }
 
-  async symlink(path: string, linkTarget: string, attrs: FileAttrs = {}): Promise<void> {
-    const resolved = await this.resolve(path, false);
-    const existing = await this.lstatOne(resolved);
-    if (existing?.type === 'dir') throw new UserError(`cannot create the symlink ${path}: a directory is in the way.`);
-    if (existing) await rm(this.host(resolved));
-    await symlink(linkTarget, this.host(resolved));
+  /** A symlink's own owner and times (lchown, lutimes); its mode is always 0777. */
+  protected override async symlinkAt(
+    path: string,
+    target: string,
+    attrs: FileAttrs,
+    existing?: FileStat,
+  ): Promise<FileAttrs> {
+    if (existing) await rm(this.host(path));
+    await symlink(target, this.host(path));
     const uid = attrs.uid ?? 0;
     const gid = attrs.gid ?? 0;
     const mtime = attrs.mtime ?? this.ctx.epoch;
-    await lchown(this.host(resolved), uid, gid);
-    await lutimes(this.host(resolved), mtime, mtime);
-    this.expect(resolved, { type: 'symlink', target: linkTarget, attrs: { uid, gid } });
+    await lchown(this.host(path), uid, gid);
+    await lutimes(this.host(path), mtime, mtime);
+    return { uid, gid, mtime };
   }
 
-  async remove(path: string, options: { recursive?: boolean } = {}): Promise<void> {
-    const resolved = await this.resolve(path, false);
-    const existing = await this.lstatOne(resolved);
-    if (!existing) return;
-    if (existing.type === 'dir' && !options.recursive && (await readdir(this.host(resolved))).length > 0) {
-      throw new UserError(`cannot remove ${path}: the directory is not empty.`);
-    }
-    await rm(this.host(resolved), { recursive: true });
-    this.expect(resolved, 'absent');
+  protected async removeAt(path: string): Promise<void> {
+    await rm(this.host(path), { recursive: true });
   }
 
   async commit(): Promise<void> {

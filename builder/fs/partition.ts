@@ -5,7 +5,7 @@
  */
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
-import { assertWritable } from '../image/ext4-superblock.js';
+import { assertWritable } from '../formats/ext4-superblock.js';
 import type { ImageLayout } from '../image/layout.js';
 import { withScope } from '../util/scope.js';
 import type { FsEditor } from './editor.js';

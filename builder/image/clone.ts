@@ -6,8 +6,8 @@
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { run } from '../exec/run.js';
+import { DISK_ID_OFFSET } from '../formats/mbr.js';
 import { withScope } from '../util/scope.js';
-import { DISK_ID_OFFSET } from './mbr.js';
 
 export async function cloneImage<T>(base: string, out: string, body: (partial: string) => Promise<T>): Promise<T> {
   return withScope(async (scope) => {

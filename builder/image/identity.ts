@@ -5,10 +5,10 @@
  * change with it. One step for the build and the tests: the MBR is written here; the two files
  * change through edits that run first in the node's partition sessions.
  */
+import { formatDiskId } from '../formats/mbr.js';
 import type { ImageEdit } from '../plan/edits.js';
 import { writeDiskId } from './clone.js';
 import { type ImageLayout, readLayout } from './layout.js';
-import { formatDiskId } from './mbr.js';
 
 /**
  * Give a copy of a base image the disk id `diskId`: writes the MBR and returns the layout read

@@ -6,16 +6,16 @@
  * `render/hygiene.ts`, whose rules also fix them on every clone).
  */
 import { UserError } from '../errors.js';
+import { type Arch, bootableModels, parseElf } from '../formats/elf.js';
+import { unsupportedFeatures } from '../formats/ext4-superblock.js';
+import { formatDiskId, partUuid } from '../formats/mbr.js';
 import { FileNotFoundError, type FsEditor } from '../fs/editor.js';
 import { e2fsprogsVersion, withPartition } from '../fs/partition.js';
 import { hygieneProblems } from '../render/hygiene.js';
 import { getToken, parseCmdline } from '../text/cmdline.js';
 import { configSettings, parseConfigTxt } from '../text/config-txt.js';
 import { parseFstab, parseOsRelease } from '../text/etc-files.js';
-import { type Arch, bootableModels, parseElf } from './elf.js';
-import { unsupportedFeatures } from './ext4-superblock.js';
 import { type ImageLayout, readLayout } from './layout.js';
-import { formatDiskId, partUuid } from './mbr.js';
 import type { FirstBoot, ImageReport, MachineIdState, NetworkStack } from './report.js';
 
 export type { FirstBoot, ImageReport, MachineIdState, NetworkStack } from './report.js';

@@ -2,7 +2,7 @@
  * What `inspectImage()` finds in a base image (types only, so renderers and hygiene rules can read
  * a report without importing the code that reads images).
  */
-import type { Arch } from './elf.js';
+import type { Arch } from '../formats/elf.js';
 
 export type NetworkStack = 'dhcpcd' | 'networkmanager' | 'none';
 export type FirstBoot = 'init_resize' | 'raspberrypi-sys-mods' | 'rpi-resize' | 'none';

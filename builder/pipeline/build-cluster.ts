@@ -7,9 +7,9 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { bootableModels } from '../formats/elf.js';
 import type { Ext4Backend } from '../fs/partition.js';
 import { cloneImage } from '../image/clone.js';
-import { bootableModels } from '../image/elf.js';
 import { setDiskIdentity } from '../image/identity.js';
 import { type ImageReport, inspectImage, writeBlockers } from '../image/inspect.js';
 import { log } from '../log.js';

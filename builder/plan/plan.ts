@@ -5,7 +5,7 @@
  * manager, which lists every node, and every node when the profile asks for an /etc/hosts block.
  */
 import { UserError } from '../errors.js';
-import { formatDiskId } from '../image/mbr.js';
+import { formatDiskId } from '../formats/mbr.js';
 import { planOperation } from '../overlay/operations/index.js';
 import { parseCidr } from '../profile/ipv4.js';
 import type { LoadedProfile, NodeSpec } from '../profile/load-profile.js';

@@ -6,13 +6,16 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ChecksumError, errorMessage, UserError } from '../errors.js';
 import { run, stream, ToolError } from '../exec/run.js';
+import { hasBootSignature, SECTOR } from '../formats/mbr.js';
 import { log, progress } from '../log.js';
+import { isFile } from '../util/is-file.js';
+import { readBytes } from '../util/read-bytes.js';
 import { withScope } from '../util/scope.js';
 import { cachePaths } from './cache.js';
 import { sparseWriter } from './sparse-writer.js';
@@ -42,7 +45,7 @@ export function detectCompression(head: Buffer, name: string): Compression {
   if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))) return 'zip';
-  if (head.length >= 512 && head[510] === 0x55 && head[511] === 0xaa) return 'none';
+  if (hasBootSignature(head)) return 'none';
   if (/\.img$/i.test(name)) return 'none';
   throw new UserError(`${name} is neither a disk image nor a .xz, .zst, .gz or .zip archive of one.`);
 }
@@ -115,12 +118,7 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
   const known = pin?.toLowerCase() ?? (await readFile(urlKey, 'utf8').catch(() => ''));
   if (sha256Pattern.test(known)) {
     const cached = join(cachePaths.downloads(), `${known}${extension}`);
-    if (
-      await stat(cached).then(
-        (s) => s.isFile(),
-        () => false,
-      )
-    ) {
+    if (await isFile(cached)) {
       log.info(`using cached download of ${location}`);
       return { path: cached, sha256: known };
     }
@@ -192,12 +190,7 @@ async function decompress(
   sourceSha: string,
 ): Promise<string> {
   const final = join(cachePaths.images(), `${sourceSha}.img`);
-  if (
-    await stat(final).then(
-      (s) => s.isFile(),
-      () => false,
-    )
-  ) {
+  if (await isFile(final)) {
     log.info(`using cached decompressed image ${final}`);
     return final;
   }
@@ -238,10 +231,7 @@ async function decompress(
       throw error;
     });
     bar.done();
-    const head = Buffer.alloc(512);
-    const handle = await open(partial, 'r');
-    await handle.read(head, 0, 512, 0).finally(() => handle.close());
-    if (head[510] !== 0x55 || head[511] !== 0xaa)
+    if (!hasBootSignature(await readBytes(partial, 0, SECTOR)))
       throw new UserError(`${source} does not contain a disk image (no partition table after decompressing).`);
     await rename(partial, final);
     return final;
@@ -268,14 +258,12 @@ export async function resolveBaseImage(
     const st = await stat(source).catch(() => undefined);
     if (!st)
       throw new UserError(
-        `${source} does not exist; give the path of a Raspberry Pi OS image (.img, .img.xz, .zip, .img.gz or .img.zst) or an https:// URL.`,
+        `${source} does not exist; give the path of a Raspberry Pi OS image ` +
+          '(.img, .img.xz, .zip, .img.gz or .img.zst) or an https:// URL.',
       );
     if (!st.isFile()) throw new UserError(`${source} is not a regular file; give the path of a Raspberry Pi OS image.`);
   }
-  const head = Buffer.alloc(512);
-  const handle = await open(source, 'r');
-  const { bytesRead } = await handle.read(head, 0, 512, 0).finally(() => handle.close());
-  const compression = detectCompression(head.subarray(0, bytesRead), source);
+  const compression = detectCompression(await readBytes(source, 0, SECTOR), source);
   if (sourceSha256 === undefined && (options.hash !== false || spec.sha256 !== undefined || compression !== 'none')) {
     sourceSha256 = await localSha256(source);
     checkPin(source, sourceSha256, spec.sha256);

@@ -16,21 +16,25 @@ const markers = (o: BlockOptions): [string, string] => {
   return [`${c} BEGIN swarmcard ${o.id}`, `${c} END swarmcard ${o.id}`];
 };
 
+/** Line indexes of the block's BEGIN and END markers, or undefined when it is not (wholly) there. */
+function findBlock(lines: string[], options: BlockOptions): [number, number] | undefined {
+  const [begin, end] = markers(options);
+  const start = lines.indexOf(begin);
+  const stop = start === -1 ? -1 : lines.indexOf(end, start);
+  return start === -1 || stop === -1 ? undefined : [start, stop];
+}
+
 export function setMarkedBlock(text: string, body: string[], options: BlockOptions): string {
   const [begin, end] = markers(options);
   const block = [begin, ...(options.section ? [`[${options.section}]`] : []), ...body, end];
   const lines = text.length === 0 ? [] : text.replace(/\n$/, '').split('\n');
-  const start = lines.indexOf(begin);
-  const stop = start === -1 ? -1 : lines.indexOf(end, start);
-  const next =
-    start !== -1 && stop !== -1 ? [...lines.slice(0, start), ...block, ...lines.slice(stop + 1)] : [...lines, ...block];
+  const found = findBlock(lines, options);
+  const next = found ? [...lines.slice(0, found[0]), ...block, ...lines.slice(found[1] + 1)] : [...lines, ...block];
   return `${next.join('\n')}\n`;
 }
 
 export function getMarkedBlock(text: string, options: BlockOptions): string[] | undefined {
-  const [begin, end] = markers(options);
   const lines = text.split('\n');
-  const start = lines.indexOf(begin);
-  const stop = start === -1 ? -1 : lines.indexOf(end, start);
-  return start === -1 || stop === -1 ? undefined : lines.slice(start + 1, stop);
+  const found = findBlock(lines, options);
+  return found && lines.slice(found[0] + 1, found[1]);
 }

@@ -6,6 +6,9 @@
 import { UserError } from '../errors.js';
 
 export const EXT4_MAGIC = 0xef53;
+/** Where the superblock sits in the filesystem, and its size: 1024 bytes at byte 1024. */
+export const SUPERBLOCK_OFFSET = 1024;
+export const SUPERBLOCK_SIZE = 1024;
 
 // Bit → [name, first e2fsprogs version that handles it]
 const compat: Record<number, [string, string]> = {
@@ -85,7 +88,7 @@ function decode(mask: number, table: Record<number, [string, string]>, kind: str
 
 /** Parse the 1024-byte superblock. Returns undefined when the magic is not ext2/3/4. */
 export function parseExt4Superblock(sb: Buffer): Ext4Superblock | undefined {
-  if (sb.length < 1024 || sb.readUInt16LE(56) !== EXT4_MAGIC) return undefined;
+  if (sb.length < SUPERBLOCK_SIZE || sb.readUInt16LE(56) !== EXT4_MAGIC) return undefined;
   const features: Ext4Feature[] = [];
   const incompatMask = sb.readUInt32LE(96);
   decode(sb.readUInt32LE(92), compat, 'compat', features);
@@ -128,8 +131,10 @@ export function assertWritable(sb: Ext4Superblock, e2fsprogsVersion: string, sou
       .map((f) => f.minVersion)
       .sort(compareVersions)
       .at(-1)!;
+    const names = missing.map((f) => f.name).join(', ');
     throw new UserError(
-      `the root filesystem of ${source} uses ext4 features ${missing.map((f) => f.name).join(', ')} that e2fsprogs ${e2fsprogsVersion} does not support; ` +
+      `the root filesystem of ${source} uses ext4 features ${names} ` +
+        `that e2fsprogs ${e2fsprogsVersion} does not support; ` +
         (need === '999'
           ? 'no known e2fsprogs release handles them, so swarmcard will not write to it.'
           : `install e2fsprogs ${need} or newer (or use the Docker builder).`),
@@ -137,7 +142,8 @@ export function assertWritable(sb: Ext4Superblock, e2fsprogsVersion: string, sou
   }
   if (sb.needsRecovery) {
     throw new UserError(
-      `the root filesystem of ${source} was not cleanly unmounted (its journal needs recovery); run "e2fsck -fy" on it or use a fresh image.`,
+      `the root filesystem of ${source} was not cleanly unmounted (its journal needs recovery); ` +
+        'run "e2fsck -fy" on it or use a fresh image.',
     );
   }
 }

@@ -28,12 +28,18 @@ export const LINUX_TYPE = 0x83;
 const GPT_PROTECTIVE = 0xee;
 const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
 
+/** The 0x55 0xAA signature that ends a master boot record, and a FAT boot sector too. */
+export function hasBootSignature(sector: Buffer): boolean {
+  return sector.length >= SECTOR && sector[510] === 0x55 && sector[511] === 0xaa;
+}
+
 /** Parse sector 0. `source` names the file in error messages. */
 export function parseMbr(sector0: Buffer, source: string): Mbr {
   if (sector0.length < SECTOR) throw new UserError(`${source} is shorter than one sector; it is not a disk image.`);
-  if (sector0[510] !== 0x55 || sector0[511] !== 0xaa) {
+  if (!hasBootSignature(sector0)) {
     throw new UserError(
-      `${source} has no partition table (no MBR signature); give a whole-disk Raspberry Pi OS image, not a partition or an archive.`,
+      `${source} has no partition table (no MBR signature); ` +
+        'give a whole-disk Raspberry Pi OS image, not a partition or an archive.',
     );
   }
   const partitions: MbrPartition[] = [];
