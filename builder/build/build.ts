@@ -18,8 +18,7 @@ import { hostKitFiles, writeHostKit } from '../output/host-kit.js';
 import { type Manifest, type ManifestNode, sha256Of, writeManifest } from '../output/manifest.js';
 import { type Edit, type FileSecret, type SecretKind, secretNames } from '../plan/edits.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
-import type { LoadedAdmin } from '../profile/load-profile.js';
-import type { BaseData } from '../profile/schema.js';
+import type { BaseData, LoadedAdmin } from '../profile/types.js';
 import { hygieneEdits } from '../render/hygiene.js';
 import {
   type NetworkStack,

@@ -20,9 +20,7 @@ export interface BuildCommandOptions {
 }
 
 export async function buildCommand(profileFile: string, options: BuildCommandOptions): Promise<void> {
-  const profile = await loadProfile(profileFile, { nodes: options.nodes });
-  // --base replaces every node's base image (e.g. a real Raspberry Pi OS Lite download).
-  if (options.base) for (const node of profile.nodes) if (node.board !== 'pc') node.base = { image: options.base };
+  const profile = await loadProfile(profileFile, { nodes: options.nodes, base: options.base });
   const epoch = buildEpoch(profile.sourceDateEpoch);
   const plan = planCluster(profile, { epoch });
   const only = options.only ? parseOnly(options.only, plan) : undefined;

@@ -3,7 +3,7 @@
  * other node waits for the manager to push the token over SSH (or, in join mode, joins an existing
  * swarm itself). A worker's part depends only on the profile and its own index.
  */
-import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
+import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/types.js';
 import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';
 

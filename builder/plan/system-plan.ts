@@ -3,8 +3,7 @@
  * and the private registry and Portainer the manager runs. Each function returns the edits for
  * one node; secrets stay abstract (`secret`, `admin`) and are filled in at build.
  */
-import type { LoadedAdmin, LoadedSwarm } from '../profile/load-profile.js';
-import type { NfsData } from '../profile/schema.js';
+import type { LoadedAdmin, LoadedSwarm, NfsData } from '../profile/types.js';
 import { type Edit, firstStaticAddress, type PlannedInterface } from './edits.js';
 
 /** Where the admin-user overlay's first-boot unit finds the keys it installs into the admin's ~/.ssh. */

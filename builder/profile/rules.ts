@@ -3,9 +3,8 @@
  * the expanded node list, so a pattern group's problem points at the group's YAML.
  */
 import { type Cidr, contains, formatNetwork, overlaps, parseCidr, parseIpv4 } from './ipv4.js';
-import type { NodeSpec } from './load-profile.js';
-import type { Problem } from './problems.js';
-import type { ProfileData } from './schema.js';
+import { uniqueBy } from '../util/unique.js';
+import type { NodeSpec, Problem, ProfileData } from './types.js';
 
 /** Boards with a USB OTG port that can act as an Ethernet gadget. */
 export const gadgetBoards = new Set(['pi0', 'pi0w', 'pi0-2w', 'pi4', 'pi5', 'cm3', 'cm4', 'cm5']);
@@ -268,13 +267,9 @@ export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[]
 }
 
 export function checkRules(nodes: NodeSpec[]): Problem[] {
-  const problems = rules.flatMap((rule) => rule(nodes));
   // A pattern group repeats its problem for every node; report each message once per field.
-  const seen = new Set<string>();
-  return problems.filter((p) => {
-    const key = `${p.path.join('.')}\0${p.message.replace(/\d+/g, '#')}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+  return uniqueBy(
+    rules.flatMap((rule) => rule(nodes)),
+    (p) => `${p.path.join('.')}\0${p.message.replace(/\d+/g, '#')}`,
+  );
 }

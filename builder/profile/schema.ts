@@ -13,7 +13,10 @@
  *         interfaces: [{ name: usb0, kind: usb-gadget, address: "10.0.{k+10}.2/24", gateway: "10.0.{k+10}.1" }] }
  * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{k/250}`, `{k%250}`).
  */
-import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
+
+/** The most nodes a cluster may have (`count`, `--nodes`), and the highest node index and first index. */
+export const MAX_NODES = 9999;
 
 const Hostname = Type.String({
   description: 'RFC 1123 host name (a-z, 0-9, -), or in a pattern group a template with {k}.',
@@ -343,7 +346,7 @@ const nodeFields = {
 
 export const ExplicitNode = Type.Object(
   {
-    index: Type.Integer({ minimum: 0, maximum: 9999, description: 'Node number: the NN in NN-hostname.img.' }),
+    index: Type.Integer({ minimum: 0, maximum: MAX_NODES, description: 'Node number: the NN in NN-hostname.img.' }),
     hostname: Hostname,
     ...nodeFields,
   },
@@ -357,9 +360,9 @@ export const PatternGroup = Type.Object(
       description: 'Host name template, e.g. otg{k}; k runs from first to first+count-1.',
     }),
     first: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 9999, default: 1, description: 'Index of the first node (default 1).' }),
+      Type.Integer({ minimum: 0, maximum: MAX_NODES, default: 1, description: 'Index of the first node (default 1).' }),
     ),
-    count: Type.Integer({ minimum: 1, maximum: 9999, description: 'How many nodes; `--nodes N` overrides it.' }),
+    count: Type.Integer({ minimum: 1, maximum: MAX_NODES, description: 'How many nodes; `--nodes N` overrides it.' }),
     ...nodeFields,
   },
   { additionalProperties: false, description: 'Numbered nodes made from a pattern.' },
@@ -393,16 +396,6 @@ export const Profile = Type.Object(
   },
   { additionalProperties: false, title: 'swarmcard cluster profile' },
 );
-
-export type ProfileData = Static<typeof Profile>;
-export type NodeGroup = ProfileData['nodes'][number];
-export type InterfaceData = Static<typeof Interface>;
-export type BaseData = Static<typeof Base>;
-export type Role = (typeof roles)[number];
-export type Board = (typeof boards)[number];
-export type SwarmData = Static<typeof Swarm>;
-export type AdminData = Static<typeof Admin>;
-export type NfsData = Static<typeof Nfs>;
 
 /** The JSON Schema document written to profiles/schema.json. */
 export function profileJsonSchema(): TSchema {

@@ -1,8 +1,6 @@
 /** Rules for the swarm section: who inits, who joins, and whether Docker can run on each board. */
 import { parseIpv4 } from './ipv4.js';
-import type { NodeSpec } from './load-profile.js';
-import type { Problem } from './problems.js';
-import type { SwarmData } from './schema.js';
+import type { NodeSpec, Problem, SwarmData } from './types.js';
 
 /** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (docs/raspios.md #7). */
 export const armv6Boards = new Set(['pi0', 'pi0w', 'pi1']);

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { encrypt, verify } from 'unixcrypt';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
-import type { LoadedAdmin } from '../profile/load-profile.js';
+import type { LoadedAdmin } from '../profile/types.js';
 import type { WifiSecret } from '../render/network.js';
 import { type ClusterSecrets, secretsPath, updateSecrets, writePrivateFile } from './secrets-file.js';
 
