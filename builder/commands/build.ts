@@ -37,13 +37,15 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     return;
   }
   const dir = `${options.out}/${plan.cluster}`;
-  for (const n of manifest.nodes)
-    process.stdout.write(
-      `${dir}/${n.file}  ${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}${n.secrets ? `  holds ${n.secrets.join(', ')}` : ''}\n`,
-    );
+  for (const n of manifest.nodes) {
+    const holds = n.secrets ? `  holds ${n.secrets.join(', ')}` : '';
+    const what = `${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}`;
+    process.stdout.write(`${dir}/${n.file}  ${what}${holds}\n`);
+  }
   if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
   process.stdout.write(`${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
   log.step(
-    `built ${manifest.nodes.length} image(s) in ${dir}; flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")`,
+    `built ${manifest.nodes.length} image(s) in ${dir}; ` +
+      'flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")',
   );
 }

@@ -64,16 +64,18 @@ function addImpliedOverlays(profile: ProfileData, nodes: NodeSpec[]): void {
   ];
   for (const { id, params } of implied)
     for (const node of nodes)
-      if (node.board !== 'pc' && !node.overlays.some((o) => o.id === id)) node.overlays.push({ id, params: { ...params } });
+      if (node.board !== 'pc' && !node.overlays.some((o) => o.id === id))
+        node.overlays.push({ id, params: { ...params } });
 }
 
 function paramProblems(use: OverlayBinding, overlay: Overlay, path: FieldPath): Problem[] {
   const problems: Problem[] = [];
+  const takes = Object.keys(overlay.params).join(', ') || 'none';
   for (const key of Object.keys(use.params)) {
     if (!(key in overlay.params))
       problems.push({
         path: [...path, 'params', key],
-        message: `is not a parameter of overlay ${use.id}; it takes ${Object.keys(overlay.params).join(', ') || 'none'}`,
+        message: `is not a parameter of overlay ${use.id}; it takes ${takes}`,
       });
   }
   for (const [key, spec] of Object.entries(overlay.params)) {

@@ -16,7 +16,8 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
     problems.push({
       path: ['swarm'],
       message:
-        'manager is missing: name the node that runs docker swarm init, or give join: { manager, tokenFile } to join an existing swarm',
+        'manager is missing: name the node that runs docker swarm init, ' +
+        'or give join: { manager, tokenFile } to join an existing swarm',
     });
   if (swarm.manager) {
     const manager = nodes.find((n) => n.hostname === swarm.manager);
@@ -43,7 +44,8 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
     problems.push({
       path: ['swarm', swarm.registry ? 'registry' : 'portainer'],
       message:
-        'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, or remove it',
+        'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, ' +
+        'or remove it',
     });
   if (swarm.advertise !== undefined && parseIpv4(swarm.advertise) === undefined)
     problems.push({ path: ['swarm', 'advertise'], message: `"${swarm.advertise}" is not an IPv4 address` });
@@ -66,7 +68,10 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
   if (armv6.length > 0 && method === 'convenience' && (major === undefined || major >= 29)) {
     problems.push({
       path: ['swarm', 'docker', version === undefined ? 'method' : 'version'],
-      message: `${armv6[0]!.hostname} is a ${armv6[0]!.board} (ARMv6), which Docker ${version ?? 'latest'} no longer supports (29 and later need ARMv7); use method: apt, or the convenience script with version: "28.5"`,
+      message:
+        `${armv6[0]!.hostname} is a ${armv6[0]!.board} (ARMv6), ` +
+        `which Docker ${version ?? 'latest'} no longer supports (29 and later need ARMv7); use method: apt, ` +
+        'or the convenience script with version: "28.5"',
     });
   }
   return problems;

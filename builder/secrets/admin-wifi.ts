@@ -51,7 +51,8 @@ export async function adminPasswordHash(
   const hash = encrypt(password, `$6$${freshSalt()}`);
   await updateSecrets(profileFile, cluster, { adminPassword: { hash } });
   log.info(
-    `hashed the admin password from ${file} (SHA-512 crypt, new salt); the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`,
+    `hashed the admin password from ${file} (SHA-512 crypt, new salt); ` +
+      `the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`,
   );
   return hash;
 }
