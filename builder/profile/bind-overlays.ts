@@ -17,7 +17,7 @@ export function overlaySearchPath(profileFile: string): string[] {
   return [join(dirname(resolve(profileFile)), 'overlays'), builtIn];
 }
 
-/** Adds the implied overlays to `nodes` and fills in their parameters' defaults. */
+/** Loads every overlay the nodes use; adds the implied ones to `nodes` and fills in parameter defaults. */
 export async function bindOverlays(
   file: string,
   profile: ProfileData,
@@ -28,10 +28,7 @@ export async function bindOverlays(
   /** Why an overlay cannot be used, by id. */
   const unusable = new Map<string, string>();
   const search = overlaySearchPath(file);
-  for (const id of uniqueBy(
-    nodes.flatMap((n) => n.overlays.map((o) => o.id)),
-    (id) => id,
-  )) {
+  for (const id of new Set(nodes.flatMap((n) => n.overlays.map((o) => o.id)))) {
     try {
       overlays.set(id, await loadOverlay(id, search));
     } catch (error) {
