@@ -16,6 +16,7 @@ import { validateCommand } from './commands/validate.js';
 import { UserError } from './errors.js';
 import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
+import { MAX_NODES } from './profile/schema.js';
 import { installSignalCleanup } from './util/scope.js';
 
 const usage = `usage: swarmcard <command> [options]
@@ -83,8 +84,8 @@ async function main(argv: string[]): Promise<void> {
   };
   const nodes = (): number | undefined => {
     if (values.nodes === undefined) return undefined;
-    if (!/^[1-9]\d{0,3}$/.test(values.nodes))
-      throw new UserError(`--nodes must be a whole number from 1 to 9999, not "${values.nodes}".`);
+    if (!/^[1-9]\d*$/.test(values.nodes) || Number(values.nodes) > MAX_NODES)
+      throw new UserError(`--nodes must be a whole number from 1 to ${MAX_NODES}, not "${values.nodes}".`);
     return Number(values.nodes);
   };
   switch (command) {

@@ -21,9 +21,7 @@ export interface BuildCommandOptions {
 }
 
 export async function buildCommand(profileFile: string, options: BuildCommandOptions): Promise<void> {
-  const profile = await loadProfile(profileFile, { nodes: options.nodes });
-  // --base replaces every node's base image (e.g. a real Raspberry Pi OS Lite download).
-  if (options.base) for (const node of profile.nodes) if (node.board !== 'pc') node.base = { image: options.base };
+  const profile = await loadProfile(profileFile, { nodes: options.nodes, base: options.base });
   const epoch = buildEpoch(profile.sourceDateEpoch);
   const plan = planCluster(profile, { epoch });
   const only = options.only ? parseOnly(options.only, plan) : undefined;
@@ -40,13 +38,15 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     return;
   }
   const dir = `${options.out}/${plan.cluster}`;
-  for (const n of manifest.nodes)
-    process.stdout.write(
-      `${dir}/${n.file}  ${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}${n.secrets ? `  holds ${n.secrets.join(', ')}` : ''}\n`,
-    );
+  for (const n of manifest.nodes) {
+    const holds = n.secrets ? `  holds ${n.secrets.join(', ')}` : '';
+    const what = `${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}`;
+    process.stdout.write(`${dir}/${n.file}  ${what}${holds}\n`);
+  }
   if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
   process.stdout.write(`${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
   log.step(
-    `built ${manifest.nodes.length} image(s) in ${dir}; flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")`,
+    `built ${manifest.nodes.length} image(s) in ${dir}; ` +
+      'flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")',
   );
 }

@@ -20,10 +20,8 @@ export function renderPlan(plan: ClusterPlan): string {
     `cluster ${plan.cluster}: ${plan.nodes.length} nodes, sourceDateEpoch ${plan.sourceDateEpoch} (${plan.profile})`,
   ];
   for (const n of plan.nodes) {
-    lines.push(
-      '',
-      `${n.file}  ${n.role} on ${n.board}, disk id 0x${n.diskId}${n.base ? `, base ${n.base.image.split('/').at(-1)}` : ''}`,
-    );
+    const base = n.base ? `, base ${n.base.image.split('/').at(-1)}` : '';
+    lines.push('', `${n.file}  ${n.role} on ${n.board}, disk id 0x${n.diskId}${base}`);
     if (n.gadget) lines.push(`  gadget MACs: host ${n.gadget.hostMac}, device ${n.gadget.devMac}`);
     if (n.swarm) {
       const s = n.swarm;
@@ -39,10 +37,12 @@ export function renderPlan(plan: ClusterPlan): string {
           .join(',')}; Docker ${s.docker.method}${s.docker.version ? ` ${s.docker.version}` : ''}`,
       );
     }
-    for (const i of n.interfaces)
-      lines.push(
-        `  ${i.name.padEnd(8)} ${i.address}${i.gateway ? ` via ${i.gateway}` : ''}${i.dns.length ? ` dns ${i.dns.join(',')}` : ''}${i.kind === 'usb-host-link' ? ` (link to ${i.peer}, MAC ${i.mac})` : ''}`,
-      );
+    for (const i of n.interfaces) {
+      const via = i.gateway ? ` via ${i.gateway}` : '';
+      const dns = i.dns.length ? ` dns ${i.dns.join(',')}` : '';
+      const link = i.kind === 'usb-host-link' ? ` (link to ${i.peer}, MAC ${i.mac})` : '';
+      lines.push(`  ${i.name.padEnd(8)} ${i.address}${via}${dns}${link}`);
+    }
     for (const e of n.edits) lines.push(`  - ${describeEdit(e)} [${e.origin}]`);
   }
   return `${lines.join('\n')}\n`;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ImageReport } from '../image/report.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
-import type { BaseData } from '../profile/schema.js';
+import type { BaseData } from '../profile/types.js';
 import { secretsIn } from '../secrets/for-build.js';
 
 export interface ManifestNode {

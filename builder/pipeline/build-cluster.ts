@@ -24,7 +24,7 @@ import {
   writeManifest,
 } from '../output/manifest.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
-import type { BaseData } from '../profile/schema.js';
+import type { BaseData } from '../profile/types.js';
 import { renderForRelease } from '../render/for-release.js';
 import { hygieneEdits } from '../render/hygiene.js';
 import { PC_TARGET, type Target, targetOf } from '../render/target.js';

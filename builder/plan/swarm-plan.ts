@@ -4,7 +4,7 @@
  * swarm itself). A worker's part depends only on the profile and its own index.
  */
 
-import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/load-profile.js';
+import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/types.js';
 import { shellQuote } from '../text/shell.js';
 import { firstStaticAddress, type PlannedEdit, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';

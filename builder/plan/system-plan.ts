@@ -5,8 +5,7 @@
  */
 
 import { render } from '../overlay/template.js';
-import type { LoadedAdmin, LoadedSwarm } from '../profile/load-profile.js';
-import type { NfsData } from '../profile/schema.js';
+import type { LoadedAdmin, LoadedSwarm, NfsData } from '../profile/types.js';
 import { firstStaticAddress, type PlannedEdit, type PlannedInterface } from './edits.js';
 
 /** Where the admin-user overlay's first-boot unit finds the keys it installs into the admin's ~/.ssh. */

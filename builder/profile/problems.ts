@@ -3,13 +3,8 @@
  * what to do. All of them are collected and reported together (changesets style).
  */
 import { UserError } from '../errors.js';
-
-export type FieldPath = (string | number)[];
-
-export interface Problem {
-  path: FieldPath;
-  message: string;
-}
+import { uniqueBy } from '../util/unique.js';
+import type { FieldPath, Problem } from './types.js';
 
 export function formatPath(path: FieldPath): string {
   return (
@@ -28,4 +23,17 @@ export class ProfileError extends UserError {
     super(problems.map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${formatPath(p.path)}: ${p.message}`).join('\n'));
     this.name = 'ProfileError';
   }
+}
+
+/** The error for a profile's problems, each once (a pattern group repeats its problem for every node it makes). */
+export function profileError(
+  file: string,
+  problems: Problem[],
+  lineOf: (path: FieldPath) => number | undefined,
+): ProfileError {
+  const unique = uniqueBy(problems, (p) => `${formatPath(p.path)}\0${p.message}`);
+  return new ProfileError(
+    file,
+    unique.map((p) => ({ ...p, line: lineOf(p.path) })),
+  );
 }

@@ -2,10 +2,10 @@
  * Rules across fields, each small and named, each returning every problem it finds. They run on
  * the expanded node list, so a pattern group's problem points at the group's YAML.
  */
+
+import { uniqueBy } from '../util/unique.js';
 import { type Cidr, contains, formatNetwork, overlaps, parseCidr, parseIpv4 } from './ipv4.js';
-import type { NodeSpec } from './load-profile.js';
-import type { Problem } from './problems.js';
-import type { ProfileData } from './schema.js';
+import type { NodeSpec, Problem, ProfileData } from './types.js';
 
 /** Boards with a USB OTG port that can act as an Ethernet gadget. */
 export const gadgetBoards = new Set(['pi0', 'pi0w', 'pi0-2w', 'pi4', 'pi5', 'cm3', 'cm4', 'cm5']);
@@ -33,15 +33,19 @@ const uniqueIndices: Rule = (nodes) => {
 const validHostnames: Rule = (nodes) =>
   nodes
     .filter((n) => !hostnamePattern.test(n.hostname))
-    .map((n) => ({
-      path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'],
-      message: `"${n.hostname}" is not a valid host name (RFC 1123: lower-case letters, digits and inner hyphens, at most 63); use e.g. ${
+    .map((n) => {
+      const suggestion =
         n.hostname
           .toLowerCase()
           .replace(/[^a-z0-9-]/g, '-')
-          .replace(/^-+|-+$/g, '') || 'node1'
-      }`,
-    }));
+          .replace(/^-+|-+$/g, '') || 'node1';
+      return {
+        path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'],
+        message:
+          `"${n.hostname}" is not a valid host name (RFC 1123: lower-case letters, digits and inner hyphens, ` +
+          `at most 63); use e.g. ${suggestion}`,
+      };
+    });
 
 const uniqueHostnames: Rule = (nodes) => {
   const seen = new Map<string, NodeSpec>();
@@ -52,7 +56,9 @@ const uniqueHostnames: Rule = (nodes) => {
       ? [
           {
             path: [...n.source, n.fromPattern ? 'pattern' : 'hostname'],
-            message: `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; host names must be unique`,
+            message:
+              `the host name ${n.hostname} is used by nodes ${other.index} and ${n.index}; ` +
+              'host names must be unique',
           },
         ]
       : [];
@@ -70,7 +76,9 @@ const addresses: Rule = (nodes) => {
         if (iface.gateway !== undefined || iface.dns !== undefined)
           problems.push({
             path: [...path, iface.gateway !== undefined ? 'gateway' : 'dns'],
-            message: `${n.hostname} ${iface.name} takes its address by DHCP, which also gives the gateway and name servers; remove gateway and dns, or give a static address`,
+            message:
+              `${n.hostname} ${iface.name} takes its address by DHCP, which also gives the gateway and name servers; ` +
+              'remove gateway and dns, or give a static address',
           });
         continue;
       }
@@ -78,7 +86,9 @@ const addresses: Rule = (nodes) => {
       if (!cidr) {
         problems.push({
           path: [...path, 'address'],
-          message: `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp`,
+          message:
+            `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24, ` +
+            'nor dhcp',
         });
         continue;
       }
@@ -88,7 +98,9 @@ const addresses: Rule = (nodes) => {
       ) {
         problems.push({
           path: [...path, 'address'],
-          message: `${iface.address} (node ${n.hostname}) is the network or broadcast address of ${formatNetwork(cidr)}; use a host address`,
+          message:
+            `${iface.address} (node ${n.hostname}) is the network or broadcast address of ${formatNetwork(cidr)}; ` +
+            'use a host address',
         });
       }
       const where = `${n.hostname} ${iface.name}`;
@@ -109,7 +121,9 @@ const addresses: Rule = (nodes) => {
         else if (!contains(cidr, gateway))
           problems.push({
             path: [...path, 'gateway'],
-            message: `${iface.gateway} is outside ${formatNetwork(cidr)}, the subnet of ${where}; a gateway must be on the link`,
+            message:
+              `${iface.gateway} is outside ${formatNetwork(cidr)}, the subnet of ${where}; ` +
+              'a gateway must be on the link',
           });
       }
       for (const dns of iface.dns ?? []) {
@@ -122,7 +136,9 @@ const addresses: Rule = (nodes) => {
       if (clash)
         problems.push({
           path: [...path, 'address'],
-          message: `the subnet ${formatNetwork(cidr)} of ${where} overlaps ${formatNetwork(clash.cidr)} of ${clash.where}; subnets must be identical (one link) or disjoint`,
+          message:
+            `the subnet ${formatNetwork(cidr)} of ${where} overlaps ${formatNetwork(clash.cidr)} of ${clash.where}; ` +
+            'subnets must be identical (one link) or disjoint',
         });
       // Every USB gadget is its own point-to-point link: two gadgets on one subnet collide on the host.
       if (iface.kind === 'usb-gadget') {
@@ -132,7 +148,9 @@ const addresses: Rule = (nodes) => {
         if (same)
           problems.push({
             path: [...path, 'address'],
-            message: `${where} and ${same.where.replace(' (gadget)', '')} are USB gadgets on the same subnet ${formatNetwork(cidr)}; each gadget link needs its own subnet`,
+            message:
+              `${where} and ${same.where.replace(' (gadget)', '')} are USB gadgets on the same subnet ` +
+              `${formatNetwork(cidr)}; each gadget link needs its own subnet`,
           });
       }
       subnets.push({ cidr, where: iface.kind === 'usb-gadget' ? `${where} (gadget)` : where, path });
@@ -151,12 +169,15 @@ const gadgets: Rule = (nodes) => {
       if (!gadgetBoards.has(n.board))
         problems.push({
           path: [...path, 'kind'],
-          message: `${n.hostname} is a ${n.board}, which has no USB OTG port; a usb-gadget interface needs one of ${[...gadgetBoards].join(', ')}`,
+          message:
+            `${n.hostname} is a ${n.board}, which has no USB OTG port; ` +
+            `a usb-gadget interface needs one of ${[...gadgetBoards].join(', ')}`,
         });
       if (hosts.length !== 1)
         problems.push({
           path: [...path, 'kind'],
-          message: `usb-gadget links need exactly one node with role host to plug into; the profile has ${hosts.length}`,
+          message:
+            `usb-gadget links need exactly one node with role host to plug into; ` + `the profile has ${hosts.length}`,
         });
       if (iface.gateway === undefined)
         problems.push({
@@ -191,7 +212,9 @@ const interfaceNames: Rule = (nodes) =>
       if (iface.kind === 'wifi' && iface.country === undefined)
         problems.push({
           path,
-          message: `country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: GB (your ISO 3166 code)`,
+          message:
+            'country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: ' +
+            'GB (your ISO 3166 code)',
         });
       if (iface.kind !== 'wifi' && iface.country !== undefined)
         problems.push({
@@ -226,7 +249,8 @@ export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[]
       problems.push({
         path: ['admin'],
         message:
-          'passwordHash or passwordFile is missing: Raspberry Pi OS creates no user without a password; add passwordFile: admin.password (a file holding the password) or passwordHash: $6$… (openssl passwd -6)',
+          'passwordHash or passwordFile is missing: Raspberry Pi OS creates no user without a password; ' +
+          'add passwordFile: admin.password (a file holding the password) or passwordHash: $6$… (openssl passwd -6)',
       });
     if (['root', 'daemon', 'bin', 'sys', 'nobody', 'docker'].includes(admin.user))
       problems.push({
@@ -247,7 +271,8 @@ export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[]
         problems.push({
           path: ['nfs', 'mounts', j, 'path'],
           message:
-            '/shared is the link swarmcard makes to the cluster export; mount under /mnt (e.g. /mnt/cluster) and set shared to it',
+            '/shared is the link swarmcard makes to the cluster export; ' +
+            'mount under /mnt (e.g. /mnt/cluster) and set shared to it',
         });
     }
     if (nfs.shared !== undefined && ![...paths].some((p) => nfs.shared === p || nfs.shared!.startsWith(`${p}/`))) {
@@ -261,20 +286,17 @@ export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[]
     problems.push({
       path: ['etcHosts'],
       message:
-        'no node has a static address to list in /etc/hosts; remove etcHosts (nodes find each other as <hostname>.local over mDNS)',
+        'no node has a static address to list in /etc/hosts; remove etcHosts (nodes find each other as ' +
+        '<hostname>.local over mDNS)',
     });
   }
   return problems;
 }
 
 export function checkRules(nodes: NodeSpec[]): Problem[] {
-  const problems = rules.flatMap((rule) => rule(nodes));
   // A pattern group repeats its problem for every node; report each message once per field.
-  const seen = new Set<string>();
-  return problems.filter((p) => {
-    const key = `${p.path.join('.')}\0${p.message.replace(/\d+/g, '#')}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
+  return uniqueBy(
+    rules.flatMap((rule) => rule(nodes)),
+    (p) => `${p.path.join('.')}\0${p.message.replace(/\d+/g, '#')}`,
+  );
 }

@@ -13,7 +13,10 @@
  *         interfaces: [{ name: usb0, kind: usb-gadget, address: "10.0.{k+10}.2/24", gateway: "10.0.{k+10}.1" }] }
  * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{k/250}`, `{k%250}`).
  */
-import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
+
+/** The most nodes a cluster may have (`count`, `--nodes`), and the highest node index and first index. */
+export const MAX_NODES = 9999;
 
 const Hostname = Type.String({
   description: 'RFC 1123 host name (a-z, 0-9, -), or in a pattern group a template with {k}.',
@@ -30,7 +33,8 @@ export const Base = Type.Object(
     image: Type.String({
       minLength: 1,
       description:
-        'Path (relative to the profile) or https:// URL of a Raspberry Pi OS image: .img, .img.xz, .zip, .img.gz or .img.zst.',
+        'Path (relative to the profile) or https:// URL of a Raspberry Pi OS image: .img, .img.xz, .zip, ' +
+        '.img.gz or .img.zst.',
     }),
     sha256: Type.Optional(Sha256),
   },
@@ -64,7 +68,8 @@ export const Interface = Type.Object(
     }),
     kind: Type.Union([Type.Literal('usb-gadget'), Type.Literal('ethernet'), Type.Literal('wifi')], {
       description:
-        'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port; wifi: the wireless LAN named in the secrets file.',
+        'usb-gadget: the node is a USB OTG Ethernet gadget (g_ether) cabled to the host; ethernet: a normal port; ' +
+        'wifi: the wireless LAN named in the secrets file.',
     }),
     address: Type.String({ description: 'Static IPv4 address with prefix, e.g. 10.0.{k+10}.2/24, or dhcp.' }),
     country: Type.Optional(
@@ -99,14 +104,16 @@ export const Docker = Type.Object(
   {
     method: Type.Union([Type.Literal('apt'), Type.Literal('convenience'), Type.Literal('preinstalled')], {
       description:
-        "How Docker gets onto a node that lacks it at first boot: apt (the release's docker.io), convenience (Docker's get.docker.com script), preinstalled (the base has it).",
+        "How Docker gets onto a node that lacks it at first boot: apt (the release's docker.io), " +
+        "convenience (Docker's get.docker.com script), preinstalled (the base has it).",
     }),
     version: Type.Optional(
       Type.String({
         pattern: '^\\d+(\\.\\d+){0,2}$',
         hint: 'must be a Docker version such as 28.5',
         description:
-          "convenience: the Docker version to install (the script's VERSION); required on ARMv6 boards (Pi 1, Zero, Zero W), where Docker 29 and later do not run.",
+          "convenience: the Docker version to install (the script's VERSION); " +
+          'required on ARMv6 boards (Pi 1, Zero, Zero W), where Docker 29 and later do not run.',
       }),
     ),
   },
@@ -130,7 +137,8 @@ export const Swarm = Type.Object(
           manager: Type.String({ description: 'Address (host or host:port) of a manager of an existing swarm.' }),
           tokenFile: Type.String({
             description:
-              'File (relative to the profile) holding the worker join token. The token is then a secret inside every image.',
+              'File (relative to the profile) holding the worker join token. ' +
+              'The token is then a secret inside every image.',
           }),
         },
         { additionalProperties: false, description: 'Join an existing swarm instead of creating one.' },
@@ -187,7 +195,8 @@ export const Swarm = Type.Object(
         {
           additionalProperties: false,
           description:
-            "A private registry stack on the manager; every node's /etc/docker/daemon.json lists it under insecure-registries.",
+            'A private registry stack on the manager; ' +
+            "every node's /etc/docker/daemon.json lists it under insecure-registries.",
         },
       ),
     ),
@@ -228,7 +237,8 @@ export const Swarm = Type.Object(
 
 const SshKey = Type.String({
   pattern:
-    '^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/=]+( .*)?$',
+    '^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\\.com) ' +
+    '[A-Za-z0-9+/=]+( .*)?$',
   hint: 'must be one OpenSSH public key line such as "ssh-ed25519 AAAA… me@laptop"',
 });
 
@@ -243,14 +253,19 @@ export const Admin = Type.Object(
       Type.String({
         secret: true,
         pattern: '^\\$6\\$(rounds=\\d+\\$)?[^:$\\s]{1,16}\\$[./0-9A-Za-z]{86}$',
-        hint: 'must be a SHA-512 crypt hash ($6$salt$…, as made by "openssl passwd -6"); or give passwordFile instead',
+        hint:
+          'must be a SHA-512 crypt hash ' +
+          '($6$salt$…, as made by "openssl passwd -6"); ' +
+          'or give passwordFile instead',
         description: 'SHA-512 crypt hash of the password ($6$…).',
       }),
     ),
     passwordFile: Type.Optional(
       Type.String({
         description:
-          'File (relative to the profile) holding the plain password; swarmcard hashes it and keeps the hash in the secrets file. When it does not exist, the first build writes a random password into it (mode 0600).',
+          'File (relative to the profile) holding the plain password; ' +
+          'swarmcard hashes it and keeps the hash in the secrets file. When it does not exist, ' +
+          'the first build writes a random password into it (mode 0600).',
       }),
     ),
     authorizedKeys: Type.Optional(
@@ -262,7 +277,8 @@ export const Admin = Type.Object(
       Type.Boolean({
         default: false,
         description:
-          "Put the cluster SSH key in the admin's ~/.ssh on every node and authorize it: every node can then SSH to every other. Every image then holds the private key.",
+          "Put the cluster SSH key in the admin's ~/.ssh on every node and authorize it: " +
+          'every node can then SSH to every other. Every image then holds the private key.',
       }),
     ),
   },
@@ -322,7 +338,8 @@ const nodeFields = {
     boards.map((b) => Type.Literal(b)),
     {
       description:
-        'Raspberry Pi model; decides which image architecture can boot it (pi0/pi0w/pi1 need 32-bit armhf). "pc" means a laptop or PC host: no image, a host kit instead.',
+        'Raspberry Pi model; decides which image architecture can boot it (pi0/pi0w/pi1 need 32-bit armhf). ' +
+        '"pc" means a laptop or PC host: no image, a host kit instead.',
     },
   ),
   base: Type.Optional(Base),
@@ -336,14 +353,15 @@ const nodeFields = {
   gpio: Type.Optional(
     Type.Boolean({
       description:
-        'Containers on this node drive GPIO: /dev/gpiomem belongs to the gpio group (mode 0660) and the node is labelled gpio=true.',
+        'Containers on this node drive GPIO: /dev/gpiomem belongs to the gpio group (mode 0660) ' +
+        'and the node is labelled gpio=true.',
     }),
   ),
 };
 
 export const ExplicitNode = Type.Object(
   {
-    index: Type.Integer({ minimum: 0, maximum: 9999, description: 'Node number: the NN in NN-hostname.img.' }),
+    index: Type.Integer({ minimum: 0, maximum: MAX_NODES, description: 'Node number: the NN in NN-hostname.img.' }),
     hostname: Hostname,
     ...nodeFields,
   },
@@ -357,9 +375,9 @@ export const PatternGroup = Type.Object(
       description: 'Host name template, e.g. otg{k}; k runs from first to first+count-1.',
     }),
     first: Type.Optional(
-      Type.Integer({ minimum: 0, maximum: 9999, default: 1, description: 'Index of the first node (default 1).' }),
+      Type.Integer({ minimum: 0, maximum: MAX_NODES, default: 1, description: 'Index of the first node (default 1).' }),
     ),
-    count: Type.Integer({ minimum: 1, maximum: 9999, description: 'How many nodes; `--nodes N` overrides it.' }),
+    count: Type.Integer({ minimum: 1, maximum: MAX_NODES, description: 'How many nodes; `--nodes N` overrides it.' }),
     ...nodeFields,
   },
   { additionalProperties: false, description: 'Numbered nodes made from a pattern.' },
@@ -384,7 +402,8 @@ export const Profile = Type.Object(
       Type.Boolean({
         default: false,
         description:
-          "Every node's /etc/hosts lists every node with a static address. Growing the cluster then changes every image.",
+          "Every node's /etc/hosts lists every node with a static address. " +
+          'Growing the cluster then changes every image.',
       }),
     ),
     nfs: Type.Optional(Nfs),
@@ -393,16 +412,6 @@ export const Profile = Type.Object(
   },
   { additionalProperties: false, title: 'swarmcard cluster profile' },
 );
-
-export type ProfileData = Static<typeof Profile>;
-export type NodeGroup = ProfileData['nodes'][number];
-export type InterfaceData = Static<typeof Interface>;
-export type BaseData = Static<typeof Base>;
-export type Role = (typeof roles)[number];
-export type Board = (typeof boards)[number];
-export type SwarmData = Static<typeof Swarm>;
-export type AdminData = Static<typeof Admin>;
-export type NfsData = Static<typeof Nfs>;
 
 /** The JSON Schema document written to profiles/schema.json. */
 export function profileJsonSchema(): TSchema {

@@ -1,8 +1,6 @@
 /** Rules for the swarm section: who inits, who joins, and whether Docker can run on each board. */
 import { parseIpv4 } from './ipv4.js';
-import type { NodeSpec } from './load-profile.js';
-import type { Problem } from './problems.js';
-import type { SwarmData } from './schema.js';
+import type { NodeSpec, Problem, SwarmData } from './types.js';
 
 /** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (docs/raspios.md #7). */
 export const armv6Boards = new Set(['pi0', 'pi0w', 'pi1']);
@@ -18,7 +16,8 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
     problems.push({
       path: ['swarm'],
       message:
-        'manager is missing: name the node that runs docker swarm init, or give join: { manager, tokenFile } to join an existing swarm',
+        'manager is missing: name the node that runs docker swarm init, ' +
+        'or give join: { manager, tokenFile } to join an existing swarm',
     });
   if (swarm.manager) {
     const manager = nodes.find((n) => n.hostname === swarm.manager);
@@ -45,7 +44,8 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
     problems.push({
       path: ['swarm', swarm.registry ? 'registry' : 'portainer'],
       message:
-        'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, or remove it',
+        'runs on the manager of a swarm swarmcard creates; in join mode deploy it from the existing swarm instead, ' +
+        'or remove it',
     });
   if (swarm.advertise !== undefined && parseIpv4(swarm.advertise) === undefined)
     problems.push({ path: ['swarm', 'advertise'], message: `"${swarm.advertise}" is not an IPv4 address` });
@@ -68,7 +68,10 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
   if (armv6.length > 0 && method === 'convenience' && (major === undefined || major >= 29)) {
     problems.push({
       path: ['swarm', 'docker', version === undefined ? 'method' : 'version'],
-      message: `${armv6[0]!.hostname} is a ${armv6[0]!.board} (ARMv6), which Docker ${version ?? 'latest'} no longer supports (29 and later need ARMv7); use method: apt, or the convenience script with version: "28.5"`,
+      message:
+        `${armv6[0]!.hostname} is a ${armv6[0]!.board} (ARMv6), ` +
+        `which Docker ${version ?? 'latest'} no longer supports (29 and later need ARMv7); use method: apt, ` +
+        'or the convenience script with version: "28.5"',
     });
   }
   return problems;

@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { encrypt, verify } from 'unixcrypt';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
-import type { LoadedAdmin } from '../profile/load-profile.js';
+import type { LoadedAdmin } from '../profile/types.js';
 import type { WifiSecret } from '../render/network.js';
 import { type ClusterSecrets, secretsPath, updateSecrets, writePrivateFile } from './secrets-file.js';
 
@@ -51,7 +51,8 @@ export async function adminPasswordHash(
   const hash = encrypt(password, `$6$${freshSalt()}`);
   await updateSecrets(profileFile, cluster, { adminPassword: { hash } });
   log.info(
-    `hashed the admin password from ${file} (SHA-512 crypt, new salt); the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`,
+    `hashed the admin password from ${file} (SHA-512 crypt, new salt); ` +
+      `the hash is kept in ${secretsPath(profileFile, cluster)} so rebuilds reuse it`,
   );
   return hash;
 }

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { UserError } from '../errors.js';
 import { type FileSecret, type PlannedEdit, type SecretKind, secretNames } from '../plan/edits.js';
-import type { LoadedAdmin } from '../profile/load-profile.js';
+import type { LoadedAdmin } from '../profile/types.js';
 import type { WifiSecret } from '../render/network.js';
 import { adminPasswordHash, checkWifi } from './admin-wifi.js';
 import { loadOrCreateSecrets, secretsPath } from './secrets-file.js';

@@ -84,13 +84,15 @@ export async function loadOrCreateSecrets(profileFile: string, cluster: string):
     !key.public.startsWith('ssh-')
   ) {
     throw new UserError(
-      `${file} has no valid clusterKey (private and public); restore it from a backup, or delete it to generate a new key (then rebuild every image).`,
+      `${file} has no valid clusterKey (private and public); restore it from a backup, ` +
+        'or delete it to generate a new key (then rebuild every image).',
     );
   }
   const wifi = data?.wifi;
   if (wifi !== undefined && (typeof wifi?.ssid !== 'string' || typeof wifi.passphrase !== 'string')) {
     throw new UserError(
-      `${file}: wifi must hold ssid and passphrase, both strings (quote them); for example wifi: { ssid: "my-lan", passphrase: "…" }.`,
+      `${file}: wifi must hold ssid and passphrase, both strings (quote them); ` +
+        'for example wifi: { ssid: "my-lan", passphrase: "…" }.',
     );
   }
   const hash = data?.adminPassword?.hash;
