@@ -90,13 +90,6 @@ test('planning and profile rules reach no file system or process runner, even th
   t.deepEqual(problems, [], 'pure modules that reach I/O (import chains)');
 });
 
-/**
- * TODO(profile renovation): cycles that exist outside the pipeline's folders and are being
- * removed; delete each line when its cycle is gone (the test logs entries that no longer match).
- * One entry per strongly connected group: its modules, sorted, joined by ", ".
- */
-const knownCycles = new Set<string>();
-
 /** Tarjan's strongly connected components over builder/ modules; groups of two or more are cycles. */
 function cycles(graph: Map<string, Edge[]>): string[][] {
   const index = new Map<string, number>();
@@ -156,12 +149,8 @@ function oneCycle(graph: Map<string, Edge[]>, group: string[]): string {
 test('no import cycles among builder/ modules (type imports included)', async (t) => {
   const graph = await importGraph();
   const found = cycles(graph);
-  const keys = found.map((g) => g.join(', '));
-  for (const known of knownCycles)
-    if (!keys.includes(known)) t.log(`known cycle no longer present, delete it from knownCycles: ${known}`);
-  const unknown = found.filter((g) => !knownCycles.has(g.join(', ')));
   t.deepEqual(
-    unknown.map((g) => oneCycle(graph, g)),
+    found.map((g) => oneCycle(graph, g)),
     [],
     'import cycles (break them, e.g. move the shared types into a module both import)',
   );
