@@ -79,8 +79,11 @@ lint: node-deps
 fmt: node-deps
 	npx biome check --write builder test bench
 
+# The leak check (test/leaks.ts) snapshots before the suite and compares after it, also when a
+# test failed: make test fails, naming each process, namespace, mount, loop device or temp entry left.
 test: test-deps build lint
-	npx ava
+	node build/test/leaks.js snapshot build/leaks-before.json
+	npx ava; status=$$?; node build/test/leaks.js compare build/leaks-before.json || status=1; exit $$status
 
 bench: setup
 	node build/bench/clone-edit.js

@@ -51,7 +51,8 @@ async function applyEdits(image: string, backend: Ext4Backend): Promise<void> {
       mtime: 1234567890,
     });
     await fs.write('/var/lib/swarmcard/state/blob.bin', binary);
-    await fs.write('/bin/swarmcard-tool', '#!/bin/sh\necho hi\n', { mode: 0o755 }); // through /bin → usr/bin on merged-/usr releases
+    // Through /bin → usr/bin on merged-/usr releases.
+    await fs.write('/bin/swarmcard-tool', '#!/bin/sh\necho hi\n', { mode: 0o755 });
     await fs.write('/etc/systemd/system/swarmcard-firstboot.service', '[Unit]\nDescription=x\n');
     await fs.symlink(
       '/etc/systemd/system/multi-user.target.wants/swarmcard-firstboot.service',
@@ -74,6 +75,10 @@ async function checkEdits(t: ExecutionContext, image: string, name: FlavourName)
   t.regex(await mtype(image, '/config.txt'), /\[all\]\ndtoverlay=dwc2\n$/);
   t.deepEqual(await mtypeBytes(image, '/swarmcard/node/blob.bin'), binary);
   const root = await mdir(image, '/');
+  t.true(
+    root.some((l) => /config\.txt/i.test(l)),
+    'mdir lists the partition (else the absences below prove nothing)',
+  );
   t.false(
     root.some((l) => /issue\.txt/i.test(l)),
     'issue.txt removed',
