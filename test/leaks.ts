@@ -6,11 +6,15 @@
  *   swarm stack's httpd), registry / docker-registry, sshd, qemu;
  * - network namespaces (`ip netns list`);
  * - mounts under the temp directory; loop devices (`losetup -a`);
- * - temp entries named swarmcard-* (the fixture cache, swarmcard-test-fixtures-*, is kept on purpose).
- * What existed before the run (a system sshd, another project's dockerd) is never blamed.
+ * - temp entries named swarmcard-* (the fixture cache, swarmcard-test-fixtures-*, is kept on purpose);
+ * - `compare FILE SUITE_TMPDIR`: anything at all left in the suite's private temp directory (make
+ *   test runs ava with TMPDIR=SUITE_TMPDIR), which is then removed when empty.
+ * What existed before the run (a system sshd, another project's dockerd) is never blamed. Other
+ * runs sharing the system temp directory can add swarmcard-* entries there: the private TMPDIR is
+ * what makes temp entries attributable to this suite.
  */
 
-import { readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
@@ -83,7 +87,7 @@ function leaked(before: Snapshot, after: Snapshot): string[] {
 }
 
 async function main(): Promise<number> {
-  const [command, file] = process.argv.slice(2);
+  const [command, file, suiteTmp] = process.argv.slice(2);
   if (command === 'snapshot' && file) {
     await writeFile(file, JSON.stringify(await snapshot(), null, 2));
     return 0;
@@ -91,11 +95,16 @@ async function main(): Promise<number> {
   if (command === 'compare' && file) {
     const before = JSON.parse(await readFile(file, 'utf8')) as Snapshot;
     // A teardown's last kill may still be landing: look again for a few seconds before blaming.
-    let leaks = leaked(before, await snapshot());
+    const look = async () => [
+      ...leaked(before, await snapshot()).filter((l) => !suiteTmp || l !== `temp entry: ${suiteTmp}`),
+      ...(suiteTmp ? (await readdir(suiteTmp)).map((n) => `temp entry: ${join(suiteTmp, n)}`) : []),
+    ];
+    let leaks = await look();
     for (let i = 0; i < 10 && leaks.length > 0; i++) {
       await new Promise((r) => setTimeout(r, 500));
-      leaks = leaked(before, await snapshot());
+      leaks = await look();
     }
+    if (suiteTmp && leaks.length === 0) await rmdir(suiteTmp);
     if (leaks.length === 0) {
       console.log('leak check: no process, namespace, mount, loop device or temp entry outlived the tests');
       return 0;
