@@ -10,8 +10,8 @@
  * - `compare FILE SUITE_TMPDIR`: anything at all left in the suite's private temp directory (make
  *   test runs ava with TMPDIR=SUITE_TMPDIR), which is then removed when empty.
  * What existed before the run (a system sshd, another project's dockerd) is never blamed. Other
- * runs sharing the system temp directory can add swarmcard-* entries there: the private TMPDIR is
- * what makes temp entries attributable to this suite.
+ * runs sharing the system temp directory can add swarmcard-* entries there: with SUITE_TMPDIR given,
+ * only it is checked for temp entries (everything the suite writes goes there).
  */
 
 import { readdir, readFile, readlink, rmdir, writeFile } from 'node:fs/promises';
@@ -96,7 +96,9 @@ async function main(): Promise<number> {
     const before = JSON.parse(await readFile(file, 'utf8')) as Snapshot;
     // A teardown's last kill may still be landing: look again for a few seconds before blaming.
     const look = async () => [
-      ...leaked(before, await snapshot()).filter((l) => !suiteTmp || l !== `temp entry: ${suiteTmp}`),
+      // With a private TMPDIR everything the suite writes is in it; swarmcard-* entries in the shared
+      // temp directory then belong to other runs.
+      ...leaked(before, await snapshot()).filter((l) => !suiteTmp || !l.startsWith('temp entry: ')),
       ...(suiteTmp ? (await readdir(suiteTmp)).map((n) => `temp entry: ${join(suiteTmp, n)}`) : []),
     ];
     let leaks = await look();
