@@ -79,8 +79,15 @@ lint: node-deps
 fmt: node-deps
 	npx biome check --write builder test bench
 
+# The leak check (test/leaks.ts) snapshots before the suite and compares after it, also when a
+# test failed: make test fails, naming each process, namespace, mount, loop device or temp entry left.
+# The suite gets a temp directory of its own (TMPDIR), so what is left in it is the suite's; the
+# fixture images stay cached in the system temp directory between runs.
 test: test-deps build lint
-	npx ava
+	node build/test/leaks.js snapshot build/leaks-before.json
+	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); \
+	SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite" npx ava; status=$$?; \
+	node build/test/leaks.js compare build/leaks-before.json "$$suite" || status=1; exit $$status
 
 bench: setup
 	node build/bench/clone-edit.js

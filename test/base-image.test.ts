@@ -5,22 +5,20 @@ import { readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { ChecksumError, UserError } from '../builder/errors.js';
-import { resolveBaseImage } from '../builder/source/base-image.js';
+import type { BaseImageSpec } from '../builder/source/base-image.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { sha256File } from './helpers/independent.js';
+import { resolveWithCache } from './helpers/isolated.js';
 
-// Each test gets its own cache; the env var is read at call time, and ava runs tests of one file
-// in one process, so they run serially here.
-async function withCache<T>(dir: string, body: () => Promise<T>): Promise<T> {
-  process.env.SWARMCARD_CACHE_DIR = join(dir, 'cache');
-  try {
-    return await body();
-  } finally {
-    delete process.env.SWARMCARD_CACHE_DIR;
-  }
+/**
+ * A private directory whose cache/ the builder uses: resolveBaseImage runs in a child process with
+ * SWARMCARD_CACHE_DIR set there, so tests run concurrently without sharing process.env.
+ */
+async function ownCache(t: ExecutionContext) {
+  const dir = await scratchDir(t);
+  return { dir, resolve: (spec: BaseImageSpec) => resolveWithCache(join(dir, 'cache'), spec) };
 }
 
 const compressors: Record<string, (src: string, dst: string) => Promise<unknown>> = {
@@ -31,72 +29,66 @@ const compressors: Record<string, (src: string, dst: string) => Promise<unknown>
 };
 
 for (const [extension, compress] of Object.entries(compressors)) {
-  test.serial(`${extension}: decompressed once into the cache, sparse, identical to the raw image`, async (t) => {
-    const dir = await scratchDir(t);
+  test(`${extension}: decompressed once into the cache, sparse, identical to the raw image`, async (t) => {
+    const { dir, resolve } = await ownCache(t);
     const raw = await scratchCopy(t, await fixture('bookworm-armhf'), 'raspios.img');
     const archive = join(dir, `raspios${extension}`);
     await compress(raw, archive);
     const pin = await sha256File(archive);
-    await withCache(dir, async () => {
-      const first = await resolveBaseImage({ location: archive, sha256: pin });
-      t.is(first.sourceSha256, pin);
-      t.is(await sha256File(first.path), await sha256File(raw));
-      const st = await stat(first.path);
-      t.true(st.blocks * 512 < st.size / 4, 'zero blocks stay holes');
-      const second = await resolveBaseImage({ location: archive, sha256: pin });
-      t.is(second.path, first.path);
-      t.is((await stat(second.path)).mtimeMs, st.mtimeMs, 'not decompressed again');
-      t.deepEqual(
-        (await readdir(join(dir, 'cache', 'images'))).filter((n) => n.endsWith('.partial')),
-        [],
-      );
-    });
+    const first = await resolve({ location: archive, sha256: pin });
+    t.is(first.sourceSha256, pin);
+    t.is(await sha256File(first.path), await sha256File(raw));
+    const st = await stat(first.path);
+    t.true(st.blocks * 512 < st.size / 4, 'zero blocks stay holes');
+    const second = await resolve({ location: archive, sha256: pin });
+    t.is(second.path, first.path);
+    t.is((await stat(second.path)).mtimeMs, st.mtimeMs, 'not decompressed again');
+    t.deepEqual(
+      (await readdir(join(dir, 'cache', 'images'))).filter((n) => n.endsWith('.partial')),
+      [],
+    );
   });
 }
 
-test.serial('a raw .img is used in place and its pin is enforced', async (t) => {
-  const dir = await scratchDir(t);
+test('a raw .img is used in place and its pin is enforced', async (t) => {
+  const { resolve } = await ownCache(t);
   const raw = await scratchCopy(t, await fixture('bullseye-armhf'), 'raspios.img');
-  await withCache(dir, async () => {
-    const pin = await sha256File(raw);
-    t.is((await resolveBaseImage({ location: raw, sha256: pin.toUpperCase() })).path, raw);
-    const error = await t.throwsAsync(resolveBaseImage({ location: raw, sha256: '0'.repeat(64) }), {
-      instanceOf: ChecksumError,
-    });
-    t.regex(error!.message, new RegExp(`has sha256 ${pin} but 0{64} was expected`));
-    await t.throwsAsync(resolveBaseImage({ location: raw, sha256: 'abc' }), {
-      instanceOf: UserError,
-      message: /not 64 hex digits/,
-    });
+  const pin = await sha256File(raw);
+  t.is((await resolve({ location: raw, sha256: pin.toUpperCase() })).path, raw);
+  const error = await t.throwsAsync(resolve({ location: raw, sha256: '0'.repeat(64) }), {
+    name: 'ChecksumError',
+  });
+  t.regex(error!.message, new RegExp(`has sha256 ${pin} but 0{64} was expected`));
+  await t.throwsAsync(resolve({ location: raw, sha256: 'abc' }), {
+    name: 'UserError',
+    message: /not 64 hex digits/,
   });
 });
 
-test.serial('a truncated archive is refused with one sentence and leaves nothing in the cache', async (t) => {
-  const dir = await scratchDir(t);
+test('a truncated archive is refused with one sentence and leaves nothing in the cache', async (t) => {
+  const { dir, resolve } = await ownCache(t);
   const raw = await scratchCopy(t, await fixture('bookworm-armhf'), 'raspios.img');
   const archive = join(dir, 'raspios.img.xz');
   await compressors['.img.xz']!(raw, archive);
   await execa('truncate', ['-s', '20000', archive]);
-  await withCache(dir, async () => {
-    await t.throwsAsync(resolveBaseImage({ location: archive }), {
-      instanceOf: UserError,
-      message:
-        /raspios\.img\.xz cannot be decompressed \(.*xz: .*Unexpected end of input\); it is truncated or corrupt, so download it again\./,
-    });
-    t.deepEqual(await readdir(join(dir, 'cache', 'images')), []);
+  await t.throwsAsync(resolve({ location: archive }), {
+    name: 'UserError',
+    message: new RegExp(
+      String.raw`raspios\.img\.xz cannot be decompressed \(.*xz: .*Unexpected end of input\); ` +
+        String.raw`it is truncated or corrupt, so download it again\.`,
+    ),
   });
+  t.deepEqual(await readdir(join(dir, 'cache', 'images')), []);
 });
 
-test.serial('a file that is not an image is refused', async (t) => {
-  const dir = await scratchDir(t);
+test('a file that is not an image is refused', async (t) => {
+  const { dir, resolve } = await ownCache(t);
   const notes = join(dir, 'notes.txt');
   await writeFile(notes, 'hello');
-  await withCache(dir, () =>
-    t.throwsAsync(resolveBaseImage({ location: notes }), {
-      instanceOf: UserError,
-      message: /is neither a disk image nor/,
-    }),
-  );
+  await t.throwsAsync(resolve({ location: notes }), {
+    name: 'UserError',
+    message: /is neither a disk image nor/,
+  });
 });
 
 async function serve(file: string): Promise<{ server: Server; url: string; requests: () => number }> {
@@ -115,51 +107,45 @@ async function serve(file: string): Promise<{ server: Server; url: string; reque
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => count };
 }
 
-test.serial('a URL is downloaded once, verified against its pin, cached and decompressed', async (t) => {
-  const dir = await scratchDir(t);
+test('a URL is downloaded once, verified against its pin, cached and decompressed', async (t) => {
+  const { dir, resolve } = await ownCache(t);
   const raw = await scratchCopy(t, await fixture('trixie-armhf'), 'raspios.img');
   const archive = join(dir, 'raspios.img.xz');
   await compressors['.img.xz']!(raw, archive);
   const pin = await sha256File(archive);
   const { server, url, requests } = await serve(archive);
   t.teardown(() => server.close());
-  await withCache(dir, async () => {
-    const first = await resolveBaseImage({ location: `${url}/images/raspios.img.xz`, sha256: pin });
-    t.is(first.compression, 'xz');
-    t.is(await sha256File(first.path), await sha256File(raw));
-    t.is(requests(), 1);
-    const again = await resolveBaseImage({ location: `${url}/images/raspios.img.xz`, sha256: pin });
-    t.is(again.path, first.path);
-    const unpinned = await resolveBaseImage({ location: `${url}/images/raspios.img.xz` });
-    t.is(unpinned.sourceSha256, pin, 'the URL remembers what it served');
-    t.is(requests(), 1, 'no second download');
-    await t.throwsAsync(resolveBaseImage({ location: `${url}/images/missing.img.xz` }), {
-      instanceOf: UserError,
-      message: /server answered 404/,
-    });
+  const first = await resolve({ location: `${url}/images/raspios.img.xz`, sha256: pin });
+  t.is(first.compression, 'xz');
+  t.is(await sha256File(first.path), await sha256File(raw));
+  t.is(requests(), 1);
+  const again = await resolve({ location: `${url}/images/raspios.img.xz`, sha256: pin });
+  t.is(again.path, first.path);
+  const unpinned = await resolve({ location: `${url}/images/raspios.img.xz` });
+  t.is(unpinned.sourceSha256, pin, 'the URL remembers what it served');
+  t.is(requests(), 1, 'no second download');
+  await t.throwsAsync(resolve({ location: `${url}/images/missing.img.xz` }), {
+    name: 'UserError',
+    message: /server answered 404/,
   });
 });
 
-test.serial('a download that does not match its pin is refused and not kept', async (t) => {
-  const dir = await scratchDir(t);
+test('a download that does not match its pin is refused and not kept', async (t) => {
+  const { dir, resolve } = await ownCache(t);
   const archive = join(dir, 'raspios.img.xz');
   await compressors['.img.xz']!(await fixture('trixie-armhf'), archive);
   const { server, url } = await serve(archive);
   t.teardown(() => server.close());
-  await withCache(dir, async () => {
-    await t.throwsAsync(resolveBaseImage({ location: `${url}/images/raspios.img.xz`, sha256: 'f'.repeat(64) }), {
-      instanceOf: ChecksumError,
-    });
-    t.deepEqual(await readdir(join(dir, 'cache', 'downloads')), []);
+  await t.throwsAsync(resolve({ location: `${url}/images/raspios.img.xz`, sha256: 'f'.repeat(64) }), {
+    name: 'ChecksumError',
   });
+  t.deepEqual(await readdir(join(dir, 'cache', 'downloads')), []);
 });
 
-test.serial('plain http is only accepted on loopback', async (t) => {
-  const dir = await scratchDir(t);
-  await withCache(dir, () =>
-    t.throwsAsync(resolveBaseImage({ location: 'http://downloads.example.org/raspios.img.xz' }), {
-      instanceOf: UserError,
-      message: /must use https:\/\//,
-    }),
-  );
+test('plain http is only accepted on loopback', async (t) => {
+  const { resolve } = await ownCache(t);
+  await t.throwsAsync(resolve({ location: 'http://downloads.example.org/raspios.img.xz' }), {
+    name: 'UserError',
+    message: /must use https:\/\//,
+  });
 });

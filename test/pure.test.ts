@@ -118,7 +118,8 @@ test('ext4: features are decoded and checked against the e2fsprogs version', (t)
 
 test('cmdline.txt: tokens are edited in place on one line, init= stays last', (t) => {
   const tokens = parseCmdline(
-    'console=serial0,115200 root=PARTUUID=abcd-02 rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot\nignored second line\n',
+    'console=serial0,115200 root=PARTUUID=abcd-02 rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot\n' +
+      'ignored second line\n',
   );
   t.is(getToken(tokens, 'root'), 'PARTUUID=abcd-02');
   const edited = addToList(setToken(tokens, 'g_ether.host_addr', '00:22:82:ff:ff:01'), 'modules-load', [
@@ -127,7 +128,8 @@ test('cmdline.txt: tokens are edited in place on one line, init= stays last', (t
   ]);
   t.is(
     formatCmdline(edited),
-    'console=serial0,115200 root=PARTUUID=abcd-02 rootwait g_ether.host_addr=00:22:82:ff:ff:01 modules-load=dwc2,g_ether init=/usr/lib/raspberrypi-sys-mods/firstboot\n',
+    'console=serial0,115200 root=PARTUUID=abcd-02 rootwait g_ether.host_addr=00:22:82:ff:ff:01 ' +
+      'modules-load=dwc2,g_ether init=/usr/lib/raspberrypi-sys-mods/firstboot\n',
   );
   t.deepEqual(addToList(edited, 'modules-load', ['g_ether']), edited, 'adding again changes nothing');
   t.deepEqual(setToken(['a=1', 'b', 'a=2'], 'a', '3'), ['a=3', 'b'], 'duplicates collapse');
@@ -172,7 +174,8 @@ test('os-release: quoted values; jessie has no VERSION_CODENAME', (t) => {
 
 test('fstab: entries and PARTUUID rewrites keep everything else', (t) => {
   const text =
-    'proc /proc proc defaults 0 0\nPARTUUID=4e5cd302-01  /boot/firmware  vfat defaults 0 2\n# PARTUUID=ffffffff-02 comment\n';
+    'proc /proc proc defaults 0 0\nPARTUUID=4e5cd302-01  /boot/firmware  vfat defaults 0 2\n' +
+    '# PARTUUID=ffffffff-02 comment\n';
   t.deepEqual(
     parseFstab(text).map((e) => e.file),
     ['/proc', '/boot/firmware'],
@@ -208,7 +211,8 @@ test('paths: symlinks resolve inside the image (chroot semantics), even when the
 
 test('debugfs stat answers are parsed', (t) => {
   const text =
-    'Inode: 14   Type: regular    Mode:  0600   Flags: 0x80000\nUser:  1000   Group:    42   Project:     0   Size: 3\n mtime: 0x6553f100:00000000 -- x\n';
+    'Inode: 14   Type: regular    Mode:  0600   Flags: 0x80000\n' +
+    'User:  1000   Group:    42   Project:     0   Size: 3\n mtime: 0x6553f100:00000000 -- x\n';
   t.deepEqual(parseDebugfsStat(text), {
     type: 'file',
     mode: 0o600,

@@ -12,7 +12,11 @@ import { execa } from 'execa';
 import type { FlavourName } from '../../builder/fixture/flavours.js';
 import { makeFixtureImage } from '../../builder/fixture/make-fixture-image.js';
 
-export const fixtureDir = join(tmpdir(), `swarmcard-test-fixtures-${process.getuid?.() ?? 0}`);
+// make test gives the suite a private TMPDIR and keeps the fixture cache outside it.
+export const fixtureDir = join(
+  process.env.SWARMCARD_TEST_FIXTURES ?? tmpdir(),
+  `swarmcard-test-fixtures-${process.getuid?.() ?? 0}`,
+);
 
 export async function fixture(name: FlavourName, options: { booted?: boolean } = {}): Promise<string> {
   const path = join(fixtureDir, `${name}${options.booted ? '-booted' : ''}.img`);

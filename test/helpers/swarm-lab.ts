@@ -5,7 +5,7 @@
  * them), running one Docker engine and one sshd. Everything started is recorded and torn down.
  */
 
-import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { partitionOffsets } from './independent.js';
@@ -14,8 +14,10 @@ export interface LabNode {
   name: string;
   netns: string;
   dir: string;
-  /** PID of the process holding the node's mount and UTS namespaces. */
+  /** PID (here) of the process holding the node's mount, UTS and PID namespaces: that namespace's init. */
   holder: number;
+  /** The node's PID namespace (`pid:[inode]`), to prove at teardown that nothing in it survives. */
+  pidNamespace: string;
 }
 
 /** Where the image keeps the files the first-boot programs use. */
@@ -93,15 +95,26 @@ export class SwarmLab {
         this.createdDirs.push(target);
       }
     }
+    // A PID namespace too: its init is the holder, and every process of the node — dockerd, the
+    // containerd shims that daemonise away from it, the containers they start (busybox httpd, the
+    // registry), sshd — is inside it, so killing the holder kills them all (the kernel does it).
+    // --kill-child: the holder dies with unshare; setpriv --pdeathsig: unshare dies with this test
+    // worker, however it ends (a timeout, a crash, SIGKILL).
     this.spawn(
-      'ip',
+      'setpriv',
       [
+        '--pdeathsig',
+        'KILL',
+        'ip',
         'netns',
         'exec',
         netns,
         'unshare',
         '--mount',
         '--uts',
+        '--pid',
+        '--kill-child',
+        '--mount-proc',
         '--propagation',
         'private',
         'sh',
@@ -118,9 +131,9 @@ export class SwarmLab {
       10_000,
       `${name}'s namespaces`,
     );
-    // The holder is the `sleep` that the shell exec'd into: find it inside the network namespace.
-    const { stdout } = await execa('ip', ['netns', 'pids', netns]);
-    const node = { name, netns, dir, holder: Number(stdout.trim().split('\n')[0]) };
+    // The holder is the `sleep` the shell exec'd into: PID 1 of the node's PID namespace.
+    const holder = await namespaceInit(netns);
+    const node = { name, netns, dir, holder, pidNamespace: await readlink(`/proc/${holder}/ns/pid`) };
     this.nodes.set(name, node);
     return node;
   }
@@ -165,7 +178,7 @@ export class SwarmLab {
   /** Run a command inside a node (its network, mount and UTS namespaces). */
   exec(node: string, argv: string[], options: { input?: string; env?: Record<string, string> } = {}) {
     const n = this.nodes.get(node)!;
-    return execa('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', ...argv], {
+    return execa('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', '-p', ...argv], {
       reject: false,
       input: options.input,
       env: options.env,
@@ -175,13 +188,12 @@ export class SwarmLab {
   /** Start a long-running process inside a node, its output in a log file; stopped at teardown. */
   start(node: string, argv: string[], log: string, env?: Record<string, string>): ResultPromise {
     const n = this.nodes.get(node)!;
-    return this.spawn('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', ...argv], join(n.dir, log), env);
+    return this.spawn('nsenter', ['-t', String(n.holder), '-m', '-n', '-u', '-p', ...argv], join(n.dir, log), env);
   }
 
   private spawn(file: string, args: string[], log: string, env?: Record<string, string>): ResultPromise {
     const child = execa(file, args, {
       reject: false,
-      detached: true,
       stdin: 'ignore',
       stdout: { file: log },
       stderr: { file: log },
@@ -228,7 +240,8 @@ export class SwarmLab {
     await this.exec(node, [
       'sh',
       '-c',
-      'pid=$(cat /run/docker.pid); pkill -9 -P "$pid"; kill -9 "$pid"; sleep 0.2; rm -rf /run/d /run/docker.pid /run/docker.sock',
+      'pid=$(cat /run/docker.pid); pkill -9 -P "$pid"; kill -9 "$pid"; sleep 0.2; ' +
+        'rm -rf /run/d /run/docker.pid /run/docker.sock',
     ]);
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -275,14 +288,35 @@ export class SwarmLab {
     return out.join('\n');
   }
 
-  /** Stop everything, also after a failure: every process in every namespace, then the namespaces. */
+  /**
+   * Stop everything, also after a failure: each node's PID namespace (killing its init kills every
+   * process in it and in the containers' namespaces below it), anything else left in its network
+   * namespace, then the namespaces. Throws, naming them, if processes of a node outlive this.
+   */
   async teardown(): Promise<void> {
+    for (const n of this.nodes.values()) {
+      try {
+        process.kill(n.holder, 'SIGKILL');
+      } catch {
+        // Already gone (ESRCH): the check below still proves nothing of it is left.
+      }
+    }
     for (const n of this.nodes.values()) {
       const { stdout } = await execa('ip', ['netns', 'pids', n.netns], { reject: false });
       for (const pid of stdout.split('\n').filter(Boolean)) await execa('kill', ['-9', pid], { reject: false });
     }
     for (const child of this.processes) child.kill('SIGKILL');
-    await Promise.all(this.processes.map((c) => c.catch(() => undefined)));
+    await Promise.all(this.processes);
+    const namespaces = new Set([...this.nodes.values()].map((n) => n.pidNamespace));
+    let left: string[] = [];
+    await waitFor(
+      async () => {
+        left = await processesIn(namespaces);
+        return left.length === 0;
+      },
+      10_000,
+      "the nodes' processes to end",
+    ).catch(() => undefined);
     for (const n of this.nodes.values()) {
       // Engine state may hold mounts (overlay layers) created inside the node's namespace; they go with it.
       await execa('ip', ['netns', 'del', n.netns], { reject: false });
@@ -290,7 +324,44 @@ export class SwarmLab {
     for (const ns of this.switches) await execa('ip', ['netns', 'del', ns], { reject: false });
     for (const dir of this.createdDirs.reverse()) await rmdir(dir).catch(() => undefined);
     await rm(this.root, { recursive: true, force: true }).catch(() => undefined);
+    if (left.length > 0) throw new Error(`processes of the lab outlived its teardown:\n${left.join('\n')}`);
   }
+}
+
+/** PID 1 of the PID namespace whose init runs in this network namespace, as a PID here. */
+async function namespaceInit(netns: string): Promise<number> {
+  const { stdout } = await execa('ip', ['netns', 'pids', netns]);
+  for (const pid of stdout.split('\n').filter(Boolean)) {
+    const status = await readText(`/proc/${pid}/status`);
+    // NSpid: <pid here> <pid in each nested namespace>; the holder is 1 in its own.
+    if (/^NSpid:\s+\d+\s+1$/m.test(status)) return Number(pid);
+  }
+  throw new Error(`no PID namespace init in ${netns}: ${stdout}`);
+}
+
+/**
+ * Processes (`pid command`) in any of these PID namespaces or in one nested below them: a
+ * nested process's NSpid has more than one entry and its parent chain reaches one of them.
+ */
+async function processesIn(namespaces: Set<string>): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of (await readdir('/proc')).filter((d) => /^\d+$/.test(d))) {
+    if (await inNamespaces(pid, namespaces)) {
+      const command = (await readText(`/proc/${pid}/cmdline`)).replaceAll('\0', ' ').trim();
+      found.push(`${pid} ${command}`);
+    }
+  }
+  return found;
+}
+
+async function inNamespaces(pid: string, namespaces: Set<string>): Promise<boolean> {
+  for (let current = pid, depth = 0; current !== '0' && depth < 64; depth++) {
+    const ns = await readlink(`/proc/${current}/ns/pid`).catch(() => '');
+    if (namespaces.has(ns)) return true;
+    const status = await readText(`/proc/${current}/status`);
+    current = /^PPid:\s+(\d+)$/m.exec(status)?.[1] ?? '0';
+  }
+  return false;
 }
 
 export async function readText(path: string): Promise<string> {
