@@ -55,7 +55,8 @@ export function progress(label: string, total: number | undefined): Progress {
   const line = (done: number): string => {
     const pct = total ? ` ${((100 * done) / total).toFixed(0).padStart(3)}%` : '';
     const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-    return `${label}${pct} ${formatBytes(done)}${total ? ` of ${formatBytes(total)}` : ''} (${formatBytes(done / seconds)}/s)`;
+    const of = total ? ` of ${formatBytes(total)}` : '';
+    return `${label}${pct} ${formatBytes(done)}${of} (${formatBytes(done / seconds)}/s)`;
   };
   let current = 0;
   return {
