@@ -87,8 +87,8 @@ const addresses: Rule = (nodes) => {
         problems.push({
           path: [...path, 'address'],
           message:
-            `"${iface.address}" (node ${n.hostname}) is not an IPv4 address with a prefix, such as 10.0.11.2/24, ` +
-            'nor dhcp',
+            `"${iface.address}" (node ${n.hostname}) ` +
+            'is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp',
         });
         continue;
       }
@@ -161,7 +161,7 @@ const addresses: Rule = (nodes) => {
 
 const gadgets: Rule = (nodes) => {
   const problems: Problem[] = [];
-  const hosts = nodes.filter((n) => n.role === 'host');
+  const hostCount = nodes.filter((n) => n.role === 'host').length;
   for (const n of nodes) {
     for (const [j, iface] of n.interfaces.entries()) {
       if (iface.kind !== 'usb-gadget') continue;
@@ -173,11 +173,10 @@ const gadgets: Rule = (nodes) => {
             `${n.hostname} is a ${n.board}, which has no USB OTG port; ` +
             `a usb-gadget interface needs one of ${[...gadgetBoards].join(', ')}`,
         });
-      if (hosts.length !== 1)
+      if (hostCount !== 1)
         problems.push({
           path: [...path, 'kind'],
-          message:
-            `usb-gadget links need exactly one node with role host to plug into; ` + `the profile has ${hosts.length}`,
+          message: `usb-gadget links need exactly one node with role host to plug into; the profile has ${hostCount}`,
         });
       if (iface.gateway === undefined)
         problems.push({
@@ -213,8 +212,8 @@ const interfaceNames: Rule = (nodes) =>
         problems.push({
           path,
           message:
-            'country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; add country: ' +
-            'GB (your ISO 3166 code)',
+            'country is missing: Raspberry Pi OS keeps Wi-Fi blocked until a country is set; ' +
+            'add country: GB (your ISO 3166 code)',
         });
       if (iface.kind !== 'wifi' && iface.country !== undefined)
         problems.push({
@@ -286,8 +285,8 @@ export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[]
     problems.push({
       path: ['etcHosts'],
       message:
-        'no node has a static address to list in /etc/hosts; remove etcHosts (nodes find each other as ' +
-        '<hostname>.local over mDNS)',
+        'no node has a static address to list in /etc/hosts; ' +
+        'remove etcHosts (nodes find each other as <hostname>.local over mDNS)',
     });
   }
   return problems;
