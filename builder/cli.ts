@@ -17,7 +17,7 @@ import { UserError } from './errors.js';
 import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { MAX_NODES } from './profile/schema.js';
-import { installSignalCleanup } from './util/scope.js';
+import { installSignalCleanup, interrupted } from './util/scope.js';
 
 const usage = `usage: swarmcard <command> [options]
 
@@ -125,8 +125,10 @@ async function main(argv: string[]): Promise<void> {
 
 installSignalCleanup();
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
+  // After a signal, the signal handler exits (128+signal) once every cleanup ran.
+  () => interrupted() || process.exit(0),
   (error: unknown) => {
+    if (interrupted()) return;
     if (error instanceof UserError) {
       log.error(error.message);
       if (error.hint) log.info(error.hint);
