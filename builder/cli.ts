@@ -17,7 +17,8 @@ import { UserError } from './errors.js';
 import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { MAX_NODES } from './profile/schema.js';
-import { installSignalCleanup } from './util/scope.js';
+import { allowPaths } from './util/confine.js';
+import { installSignalCleanup, interrupted } from './util/scope.js';
 
 const usage = `usage: swarmcard <command> [options]
 
@@ -34,6 +35,8 @@ commands:
 options:
   --ext4-backend debugfs|loop                  how the root filesystem is edited (default debugfs;
                                                loop needs root and is not byte-reproducible)
+  --allow-path DIR                             let the profile name files in DIR (repeatable); else
+                                               they must be inside the profile's directory
   --verbose                                    print every external command
   --version, --help
 `;
@@ -63,6 +66,7 @@ function parseOptions(argv: string[]) {
         nodes: { type: 'string' },
         only: { type: 'string' },
         'ext4-backend': { type: 'string' },
+        'allow-path': { type: 'string', multiple: true, default: [] },
         verbose: { type: 'boolean', default: false },
         version: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -76,6 +80,7 @@ function parseOptions(argv: string[]) {
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseOptions(argv);
   setVerbose(values.verbose);
+  allowPaths(values['allow-path']);
   if (values.version) return void process.stdout.write(`${version()}\n`);
   const [command, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') return void process.stdout.write(usage);
@@ -125,8 +130,10 @@ async function main(argv: string[]): Promise<void> {
 
 installSignalCleanup();
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
+  // After a signal, the signal handler exits (128+signal) once every cleanup ran.
+  () => interrupted() || process.exit(0),
   (error: unknown) => {
+    if (interrupted()) return;
     if (error instanceof UserError) {
       log.error(error.message);
       if (error.hint) log.info(error.hint);

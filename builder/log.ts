@@ -10,18 +10,25 @@ export function setVerbose(on: boolean): void {
   verbose = on;
 }
 
+/** After an interrupt's one line, the unwinding main path prints nothing but warnings. */
+let muted = false;
+
 export const log = {
+  /** Silence progress, info, steps and errors (an interrupt's unwinding is not news). */
+  mute(): void {
+    muted = true;
+  },
   info(message: string): void {
-    process.stderr.write(`${message}\n`);
+    if (!muted) process.stderr.write(`${message}\n`);
   },
   step(message: string): void {
-    process.stderr.write(`${paint('1', '==>')} ${message}\n`);
+    if (!muted) process.stderr.write(`${paint('1', '==>')} ${message}\n`);
   },
   warn(message: string): void {
     process.stderr.write(`${paint('33', 'warning:')} ${message}\n`);
   },
   error(message: string): void {
-    process.stderr.write(`${paint('31', 'error:')} ${message}\n`);
+    if (!muted) process.stderr.write(`${paint('31', 'error:')} ${message}\n`);
   },
   debug(message: string): void {
     if (verbose) process.stderr.write(`${paint('2', message)}\n`);
@@ -62,13 +69,14 @@ export function progress(label: string, total: number | undefined): Progress {
   return {
     update(done: number) {
       current = done;
-      if (!tty) return;
+      if (!tty || muted) return;
       const now = Date.now();
       if (now - last < 100) return;
       last = now;
       process.stderr.write(`\r\x1b[K${line(done)}`);
     },
     done() {
+      if (muted) return;
       if (tty) process.stderr.write(`\r\x1b[K`);
       process.stderr.write(`${line(total ?? current)}\n`);
     },

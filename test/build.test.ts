@@ -497,3 +497,30 @@ test('a base where nothing recreates SSH host keys gets a unit that does', async
     [],
   );
 });
+
+test('a smaller rebuild removes the images the plan no longer names; foreign files are refused', async (t) => {
+  const base = await fixture('bookworm-armhf');
+  const six = await build(t, base, ['--nodes', '6']);
+  t.is(six.exitCode, 0, six.stderr);
+  const out = join(six.dir, '..');
+  const two = await build(t, base, ['--nodes', '2'], out);
+  t.is(two.exitCode, 0, two.stderr);
+  t.deepEqual((await readdir(six.dir)).sort(), [
+    '00-otghost1.img',
+    '01-otg1.img',
+    '02-otg2.img',
+    'SHA256SUMS',
+    'manifest.json',
+  ]);
+  const manifest = JSON.parse(await readFile(join(six.dir, 'manifest.json'), 'utf8')) as Manifest;
+  t.deepEqual(
+    manifest.nodes.map((n) => n.file),
+    ['00-otghost1.img', '01-otg1.img', '02-otg2.img'],
+  );
+  t.is((await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: six.dir, reject: false })).exitCode, 0);
+  await writeFile(join(six.dir, 'notes.txt'), 'mine');
+  const refused = await build(t, base, ['--nodes', '1'], out);
+  t.is(refused.exitCode, 1, refused.stderr);
+  t.regex(refused.stderr, /holds notes\.txt, which swarmcard did not write; move it away or choose another --out/);
+  t.true((await readdir(six.dir)).includes('02-otg2.img'), 'nothing removed when refusing');
+});

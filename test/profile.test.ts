@@ -1,6 +1,8 @@
 /** Profiles, rules and plans: pure, fast; the CLI is run for exit codes and messages. */
 
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { schemaText } from '../builder/commands/schema.js';
@@ -237,3 +239,59 @@ for (const [name, expected] of Object.entries(invalid)) {
     await t.throwsAsync(readdir(out), { code: 'ENOENT' }, 'nothing created');
   });
 }
+
+/** clustered-pi in a private directory, its compose file (and password file) where `compose` says. */
+async function confinedCase(
+  t: import('ava').ExecutionContext,
+  compose: string,
+  setup?: (dir: string) => Promise<void>,
+) {
+  const dir = await mkdtemp(join(tmpdir(), 'swarmcard-test-confine-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'profile', 'stacks'), { recursive: true });
+  await writeFile(join(dir, 'profile', 'stacks', 'web.yml'), 'services: {}\n');
+  const text = (await readFile(join(root, 'profiles/clustered-pi.yaml'), 'utf8')).replace(
+    'compose: stacks/clustered-pi-web.yml',
+    `compose: ${compose}`,
+  );
+  await writeFile(join(dir, 'profile', 'p.yaml'), text);
+  await setup?.(dir);
+  const out = join(dir, 'dist');
+  const run = (extra: string[] = []) =>
+    swarmcard(['build', join(dir, 'profile', 'p.yaml'), '--out', out, ...extra], {
+      env: { SWARMCARD_SECRETS_DIR: join(dir, 'secrets'), SWARMCARD_CACHE_DIR: join(dir, 'cache') },
+    });
+  return { dir, out, run };
+}
+
+const refusal = /swarm\.stacks\[0\]\.compose.*outside the profile's directory; move it next to the profile or allow/;
+
+for (const [title, compose, setup] of [
+  ['an absolute path outside', '/etc/passwd', undefined],
+  ['a ../ escape', '../outside.yml', (dir: string) => writeFile(join(dir, 'outside.yml'), 'services: {}\n')],
+  [
+    'a symlink inside pointing outside',
+    'stacks/link.yml',
+    (dir: string) => symlink('/etc/passwd', join(dir, 'profile', 'stacks', 'link.yml')),
+  ],
+] as const) {
+  test(`a profile cannot copy a file of the build machine: ${title} is refused, nothing written`, async (t) => {
+    const { out, run } = await confinedCase(t, compose, setup);
+    const result = await run();
+    t.is(result.exitCode, 1, result.stderr);
+    t.regex(result.stderr, refusal);
+    t.notRegex(result.stderr, /root:x:0:0/);
+    await t.throwsAsync(readdir(out), { code: 'ENOENT' });
+  });
+}
+
+test('--allow-path lets a profile name files in that directory', async (t) => {
+  const { dir, run } = await confinedCase(t, '../shared/web.yml', async (d) => {
+    await mkdir(join(d, 'shared'));
+    await writeFile(join(d, 'shared', 'web.yml'), 'services: {}\n');
+  });
+  const refused = await run(['--nodes', '1']);
+  t.regex(refused.stderr, refusal);
+  const allowed = await swarmcard(['plan', join(dir, 'profile', 'p.yaml'), '--allow-path', join(dir, 'shared')]);
+  t.is(allowed.exitCode, 0, allowed.stderr);
+});

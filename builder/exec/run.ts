@@ -5,6 +5,7 @@
 import { execa, type Options } from 'execa';
 import { MissingToolError } from '../errors.js';
 import { log } from '../log.js';
+import { checkInterrupted, InterruptedError, inCleanup, interruptSignal, trackChild } from '../util/scope.js';
 import { type Tool, toolPath, tools } from './tools.js';
 
 export interface RunOptions {
@@ -40,8 +41,17 @@ export function quoteCommand(argv: readonly string[]): string {
   return argv.map((arg) => (/^[\w@%+=:,./?-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`)).join(' ');
 }
 
+/**
+ * Every child shares the interrupt signal: a Ctrl-C sends each one SIGTERM, then SIGKILL after
+ * KILL_AFTER_MS. Cleanups (umount, losetup --detach) run after the signal, so they do not listen.
+ */
+const KILL_AFTER_MS = 2000;
+const lifecycle = () => (inCleanup() ? {} : { cancelSignal: interruptSignal, forceKillAfterDelay: KILL_AFTER_MS });
+
 /** Every tool runs with the C locale, so the output we parse is the same everywhere. */
 function start(tool: Tool, args: readonly string[], env: Record<string, string> | undefined) {
+  // After a signal the main path starts nothing new.
+  checkInterrupted();
   const file = toolPath(tool);
   const command = quoteCommand([file, ...args]);
   log.debug(`$ ${command}`);
@@ -71,8 +81,12 @@ export async function run(
     stripFinalNewline: false,
     encoding: options.binary ? 'buffer' : 'utf8',
     maxBuffer: 1024 * 1024 * 1024,
+    ...lifecycle(),
   };
-  const result = await execa(file, args, execaOptions);
+  const child = execa(file, args, execaOptions);
+  trackChild(child);
+  const result = await child;
+  if (result.isCanceled) throw new InterruptedError();
   const stderr =
     typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr as Uint8Array).toString();
   if (result.failed && result.exitCode === undefined) {
@@ -101,8 +115,11 @@ export function stream(tool: Tool, args: readonly string[], options: { env?: Rec
     buffer: { stdout: false, stderr: true },
     reject: false,
     encoding: 'buffer',
+    ...lifecycle(),
   });
+  trackChild(subprocess);
   const done = subprocess.then((result) => {
+    if (result.isCanceled) throw new InterruptedError();
     const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
     if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
     if (result.failed)

@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { log } from '../log.js';
+import { checkInterrupted } from '../util/scope.js';
 import type { DirEntry, EditorContext, FileAttrs, FileStat, FileType } from './editor.js';
 import { EditorBase } from './editor-base.js';
 import { pathSegments } from './paths.js';
@@ -38,6 +39,22 @@ async function retryBusy(action: () => Promise<unknown>): Promise<void> {
       if (attempt >= 5 || !/busy/i.test(String(error))) throw error;
       await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
     }
+  }
+}
+
+/** Whether something is mounted on `dir` (per /proc/self/mountinfo, field 5: the mount point). */
+async function isMounted(dir: string): Promise<boolean> {
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  const escaped = dir.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+  return mounts.split('\n').some((line) => line.split(' ')[4] === escaped);
+}
+
+/** Detach every loop device backed by `image` at `offset` (`losetup --associated`). */
+async function detachAll(image: string, offset: number): Promise<void> {
+  const { stdout } = await run('losetup', ['--associated', image, '--offset', String(offset)]);
+  for (const line of stdout.split('\n').filter(Boolean)) {
+    const device = line.slice(0, line.indexOf(':'));
+    await retryBusy(() => run('losetup', ['--detach', device]));
   }
 }
 
@@ -64,7 +81,10 @@ export class LoopEditor extends EditorBase {
     if (process.getuid?.() !== 0)
       throw new UserError('the loop backend needs root; run as root or use the default debugfs backend.');
     log.warn('the loop backend mounts ext4 with the kernel: the image will not be byte-reproducible.');
-    const mountPoint = await ctx.scope.tempDir('swarmcard-mnt-');
+    const mountPoint = await ctx.scope.tempDir('swarmcard-mnt-', { mountPoint: true });
+    // Each cleanup is registered before its action, and finds what to undo by itself: a signal can
+    // stop losetup or mount after the kernel attached or mounted but before we learnt it.
+    ctx.scope.defer(`detach the loop devices of ${ctx.image}`, () => detachAll(ctx.image, ctx.offset));
     const { stdout } = await run('losetup', [
       '--find',
       '--show',
@@ -75,14 +95,16 @@ export class LoopEditor extends EditorBase {
       ctx.image,
     ]);
     const device = stdout.trim();
-    ctx.scope.defer(`detach ${device}`, () => retryBusy(() => run('losetup', ['--detach', device])));
+    ctx.scope.defer(`unmount ${mountPoint}`, async () => {
+      if (await isMounted(mountPoint)) await retryBusy(() => run('umount', [mountPoint]));
+    });
     await run('mount', ['-t', 'ext4', device, mountPoint]);
-    ctx.scope.defer(`unmount ${mountPoint}`, () => retryBusy(() => run('umount', [mountPoint])));
     return new LoopEditor(ctx, mountPoint);
   }
 
-  /** Where a canonical in-partition path is in the mount. */
+  /** Where a canonical in-partition path is in the mount; nothing is touched after a signal. */
   private host(path: string): string {
+    checkInterrupted();
     return join(this.root, ...pathSegments(path));
   }
 

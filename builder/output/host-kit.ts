@@ -10,6 +10,7 @@ import tar from 'tar-stream';
 import type { ImageEdit } from '../plan/edits.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import { shellQuote } from '../text/shell.js';
+import { withScope } from '../util/scope.js';
 
 export interface KitFile {
   path: string;
@@ -89,8 +90,16 @@ export function hostKitFiles(host: NodePlan, rendered: ImageEdit[], cluster: str
 }
 
 export async function writeHostKit(out: string, files: KitFile[], epoch: number): Promise<void> {
+  await withScope(async (scope) => {
+    const partial = `${out}.partial`;
+    scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
+    await packHostKit(partial, files, epoch);
+    await rename(partial, out);
+  });
+}
+
+async function packHostKit(partial: string, files: KitFile[], epoch: number): Promise<void> {
   const pack = tar.pack();
-  const partial = `${out}.partial`;
   const writing = pipeline(pack, createWriteStream(partial));
   try {
     const dirs = new Set<string>(['host-kit']);
@@ -120,10 +129,9 @@ export async function writeHostKit(out: string, files: KitFile[], epoch: number)
     }
     pack.finalize();
     await writing;
-    await rename(partial, out);
   } catch (error) {
     pack.destroy();
-    await rm(partial, { force: true });
+    await writing.catch(() => undefined);
     throw error;
   }
 }

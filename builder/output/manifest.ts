@@ -3,13 +3,14 @@
  * the same build writes the same manifest. Never holds secrets.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ImageReport } from '../image/report.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import type { BaseData } from '../profile/types.js';
 import { secretsIn } from '../secrets/for-build.js';
+import { withScope } from '../util/scope.js';
 
 export interface ManifestNode {
   index: number;
@@ -60,8 +61,12 @@ export function sha256Of(path: string): Promise<string> {
 }
 
 async function writeAtomic(path: string, content: string): Promise<void> {
-  await writeFile(`${path}.partial`, content);
-  await rename(`${path}.partial`, path);
+  await withScope(async (scope) => {
+    const partial = `${path}.partial`;
+    scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
+    await writeFile(partial, content);
+    await rename(partial, path);
+  });
 }
 
 export async function writeManifest(dir: string, manifest: Manifest): Promise<void> {

@@ -23,6 +23,7 @@ import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse } from 'yaml';
 import { UserError } from '../errors.js';
+import { allowHint, escapes } from '../util/confine.js';
 import { Operation, type OperationData, sourceOf } from './operations/index.js';
 
 export type { OperationData } from './operations/index.js';
@@ -100,6 +101,11 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
           if (source === undefined || files.has(source)) continue;
           if (source.includes('..') || source.startsWith('/'))
             throw new UserError(`${join(dir, 'overlay.yaml')}: source "${source}" must be a path inside the overlay.`);
+          const outside = await escapes(join(dir, source), root);
+          if (outside)
+            throw new UserError(
+              `${join(dir, 'overlay.yaml')}: source "${source}" resolves to ${outside}, outside ${root}; ${allowHint}.`,
+            );
           const content = await readFile(join(dir, source)).catch(() => undefined);
           if (!content)
             throw new UserError(

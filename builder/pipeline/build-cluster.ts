@@ -4,7 +4,7 @@
  *   resolve bases → verify every node (nothing written until all pass) → load secrets → per node:
  *   clone, disk identity, edits, read back, rename → host kit → manifest.json + SHA256SUMS
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { bootableModels } from '../formats/elf.js';
@@ -123,6 +123,39 @@ function verifyNodes(ctx: BuildContext): void {
   if (problems.length > 0) throw new UserError([...new Set(problems)].join('\n'));
 }
 
+/** What swarmcard writes into a cluster directory (and their partials): nothing else is ever removed. */
+const ownArtifact = /^(\d+-[^/]+\.img|manifest\.json|SHA256SUMS|host-kit\.tar)(\.partial|\.\d+\.partial)?$/;
+
+/**
+ * A build owns its cluster directory: swarmcard's own files that the current plan does not name
+ * (images of nodes no longer planned, a host kit no longer made, partials of a crashed run) are
+ * removed before anything is written, so no stale image sits beside a manifest that does not list
+ * it. Anything else in the directory is not ours to delete, so the build refuses, naming it.
+ */
+async function claimClusterDir(ctx: BuildContext): Promise<void> {
+  const entries = await readdir(ctx.dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const planned = new Set([
+    ...ctx.plan.nodes.filter((n) => n.board !== 'pc').map((n) => n.file),
+    'manifest.json',
+    'SHA256SUMS',
+    ...(hostSide(ctx.plan) ? ['host-kit.tar'] : []),
+  ]);
+  const foreign = entries.filter((name) => !ownArtifact.test(name)).sort();
+  if (foreign.length > 0)
+    throw new UserError(
+      `${ctx.dir} holds ${foreign.join(', ')}, which swarmcard did not write; move ` +
+        `${foreign.length === 1 ? 'it' : 'them'} away or choose another --out, ` +
+        'since a build owns its cluster directory.',
+    );
+  for (const name of entries.filter((n) => !planned.has(n)).sort()) {
+    log.info(`removing ${join(ctx.dir, name)}: the current plan does not name it`);
+    await rm(join(ctx.dir, name), { force: true });
+  }
+}
+
 async function loadBuildSecrets(ctx: BuildContext): Promise<void> {
   const kinds = new Set(ctx.targets.flatMap((node) => secretKinds(node.edits)));
   ctx.secrets = await loadSecrets(kinds, ctx.plan.cluster, ctx.options.secrets);
@@ -209,6 +242,7 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
   };
   await timed('resolve base images', () => resolveBases(ctx));
   await timed('verify nodes', () => verifyNodes(ctx));
+  await timed('claim the cluster directory', () => claimClusterDir(ctx));
   await timed('load secrets', () => loadBuildSecrets(ctx));
   await timed('build nodes', () => buildNodes(ctx));
   await timed('host kit', () => buildHostKit(ctx));

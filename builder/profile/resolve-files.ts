@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { allowHint, escapes } from '../util/confine.js';
 import type { LoadedAdmin, LoadedSwarm, Problem, ProfileData } from './types.js';
 
 export async function resolveFiles(
@@ -17,6 +18,11 @@ export async function resolveFiles(
   if (profile.swarm) {
     const stacks: LoadedSwarm['stacks'] = [];
     for (const [j, stack] of (profile.swarm.stacks ?? []).entries()) {
+      const outside = await escapes(resolve(profileDir, stack.compose), profileDir);
+      if (outside) {
+        problems.push({ path: ['swarm', 'stacks', j, 'compose'], message: escapeMessage(stack.compose, outside) });
+        continue;
+      }
       const compose = await readFile(resolve(profileDir, stack.compose), 'utf8').catch(() => undefined);
       if (compose === undefined)
         problems.push({
@@ -27,7 +33,10 @@ export async function resolveFiles(
     }
     const given = profile.swarm.join;
     const join = given && { manager: given.manager, tokenFile: resolve(profileDir, given.tokenFile) };
-    if (join && !(await readable(join.tokenFile)))
+    const tokenOutside = join && (await escapes(join.tokenFile, profileDir));
+    if (tokenOutside)
+      problems.push({ path: ['swarm', 'join', 'tokenFile'], message: escapeMessage(given!.tokenFile, tokenOutside) });
+    else if (join && !(await readable(join.tokenFile)))
       problems.push({
         path: ['swarm', 'join', 'tokenFile'],
         message:
@@ -39,10 +48,19 @@ export async function resolveFiles(
   let admin: LoadedAdmin | undefined;
   if (profile.admin) {
     const passwordFile = profile.admin.passwordFile && resolve(profileDir, profile.admin.passwordFile);
+    const outside = passwordFile && (await escapes(passwordFile, profileDir));
+    if (outside)
+      problems.push({
+        path: ['admin', 'passwordFile'],
+        message: escapeMessage(profile.admin.passwordFile!, outside),
+      });
     admin = { ...profile.admin, ...(passwordFile ? { passwordFile } : {}) };
   }
   return { ...(swarm ? { swarm } : {}), ...(admin ? { admin } : {}), problems };
 }
+
+const escapeMessage = (given: string, real: string) =>
+  `${given} resolves to ${real}, outside the profile's directory; ${allowHint}`;
 
 const readable = (path: string): Promise<boolean> =>
   readFile(path).then(

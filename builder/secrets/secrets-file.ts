@@ -46,19 +46,20 @@ async function generate(cluster: string): Promise<ClusterSecrets> {
  */
 export async function writePrivateFile(file: string, text: string, how: 'create' | 'replace'): Promise<boolean> {
   await mkdir(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.partial`;
-  try {
-    await writeFile(temp, text, { mode: 0o600 });
-    await chmod(temp, 0o600);
-    if (how === 'replace') await rename(temp, file);
-    else await link(temp, file);
-    return true;
-  } catch (error) {
-    if (how === 'create' && (error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw error;
-  } finally {
-    await rm(temp, { force: true });
-  }
+  return withScope(async (scope) => {
+    const temp = `${file}.${process.pid}.partial`;
+    scope.defer(`remove ${temp}`, () => rm(temp, { force: true }));
+    try {
+      await writeFile(temp, text, { mode: 0o600 });
+      await chmod(temp, 0o600);
+      if (how === 'replace') await rename(temp, file);
+      else await link(temp, file);
+      return true;
+    } catch (error) {
+      if (how === 'create' && (error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+  });
 }
 
 export async function loadOrCreateSecrets(profileFile: string, cluster: string): Promise<ClusterSecrets> {

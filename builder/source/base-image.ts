@@ -16,7 +16,7 @@ import { hasBootSignature, SECTOR } from '../formats/mbr.js';
 import { log, progress } from '../log.js';
 import { isFile } from '../util/is-file.js';
 import { readBytes } from '../util/read-bytes.js';
-import { withScope } from '../util/scope.js';
+import { interruptSignal, withScope } from '../util/scope.js';
 import { cachePaths } from './cache.js';
 import { sparseWriter } from './sparse-writer.js';
 
@@ -129,7 +129,7 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
     scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
     let response: Response;
     try {
-      response = await fetch(url, { redirect: 'follow' });
+      response = await fetch(url, { redirect: 'follow', signal: interruptSignal });
     } catch (error) {
       throw new UserError(`cannot download ${location}: ${errorMessage((error as Error).cause ?? error)}.`);
     }
@@ -150,6 +150,7 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
         },
       }),
       createWriteStream(partial),
+      { signal: interruptSignal },
     );
     bar.done();
     const digest = hash.digest('hex');
@@ -201,9 +202,13 @@ async function decompress(
     const { tool, args, stdin } = await decompressor(source, compression);
     const size = (await stat(source)).size;
     const output = await sparseWriter(partial);
+    scope.defer(`close ${partial}`, () => output.destroyed || output.destroy());
     // Nothing may be awaited between starting the tool and attaching its stdout.
     const child = stream(tool, args);
-    scope.defer(`stop ${tool}`, () => child.subprocess.kill());
+    scope.defer(`stop ${tool}`, async () => {
+      child.subprocess.kill();
+      await child.done.catch(() => undefined);
+    });
     const bar = progress(`decompressing ${source.split('/').at(-1)}`, stdin ? size : undefined);
     const feeding = stdin
       ? pipeline(
