@@ -169,10 +169,9 @@ function refusal(command: string, error: Error & { code?: string }, argv: string
   const name = option.replace(/^-+/, '').replace(/[= ].*$/, '');
   if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
     const others = takers(name);
+    const verb = others.length > 1 ? 'do' : 'does';
     if (others.length > 0)
-      return new UserError(
-        `swarmcard ${command} does not take --${name} (${others.join(', ')} ${others.length > 1 ? 'do' : 'does'}); ${help}.`,
-      );
+      return new UserError(`swarmcard ${command} does not take --${name} (${others.join(', ')} ${verb}); ${help}.`);
     return new UserError(`${option} is not a swarmcard option; ${help}.`);
   }
   const spec = (options as Record<string, OptionSpec>)[name] ?? (globalOptions as Record<string, OptionSpec>)[name];

@@ -44,6 +44,16 @@ export function parseProfile(file: string, text: string): ParsedProfile {
     ]);
   }
   const lineOf = (path: FieldPath) => lineIn(doc, counter, path);
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    const what = data === null || data === undefined ? 'nothing' : Array.isArray(data) ? 'a list' : `a ${typeof data}`;
+    throw new ProfileError(file, [
+      {
+        line: 1,
+        path: [],
+        message: `holds ${what}, not a profile; a profile is a YAML mapping with cluster, sourceDateEpoch and nodes`,
+      },
+    ]);
+  }
   const problems = profileProblems(data);
   if (problems.length > 0) throw profileError(file, problems, lineOf);
   return { profile: data as ProfileData, lineOf };
