@@ -3,6 +3,9 @@
  * The swarmcard command line. This is the one error boundary: user errors exit 1 with one
  * sentence (and a hint), anything unexpected exits 2 with its stack. Results go to stdout, with
  * --json exactly one JSON document there; progress and diagnostics go to stderr.
+ *
+ * The exit code is set, never forced: the process ends when the event loop is empty, so output
+ * written to a pipe is delivered in full before it does.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -13,133 +16,328 @@ import { inspectCommand } from './commands/inspect.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
 import { validateCommand } from './commands/validate.js';
-import { UserError } from './errors.js';
+import { toUserError, UserError } from './errors.js';
+import { flavourNames } from './fixture/flavours.js';
 import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { MAX_NODES } from './profile/schema.js';
 import { allowPaths } from './util/confine.js';
 import { installSignalCleanup, interrupted } from './util/scope.js';
 
-const usage = `usage: swarmcard <command> [options]
+/** One option: its parseArgs type, the value it takes (for help) and what it means. */
+interface OptionSpec {
+  type: 'string' | 'boolean';
+  /** May be given more than once (the values form a list). */
+  multiple?: boolean;
+  value?: string;
+  help: string;
+}
 
-commands:
-  build PROFILE [--base IMAGE] [--nodes N] [--only LIST] [--out DIR] [--json]
-                                               write dist/<cluster>/NN-<hostname>.img per node
-  plan PROFILE [--nodes N] [--json]            every node's values and edits; no image touched
-  validate PROFILE                             check a profile; every problem with its YAML line
-  inspect IMAGE [--json]                       release, architecture, partitions, identity, network
-  demo [--out DIR]                             build the pizero-otg cluster from the built-in demo base
-  fixture FLAVOUR OUT [--booted]               write a small Raspberry Pi OS-shaped test image
-  schema                                       print the profile JSON Schema
+const options = {
+  base: { type: 'string', value: 'IMAGE', help: "a path or https:// URL that replaces the profile's base image" },
+  nodes: {
+    type: 'string',
+    value: 'N',
+    help: `how many nodes each pattern group makes (1 to ${MAX_NODES}), replacing its count; explicit nodes stay`,
+  },
+  only: {
+    type: 'string',
+    value: 'LIST',
+    help: 'build only these node indices, e.g. 2,4-6 (the other images in the output folder are kept)',
+  },
+  out: { type: 'string', value: 'DIR', help: 'the output folder; images go to DIR/<cluster>/ (default dist)' },
+  json: { type: 'boolean', help: 'print exactly one JSON document on stdout' },
+  'allow-path': {
+    type: 'string',
+    multiple: true,
+    value: 'DIR',
+    help: "let the profile name files in DIR (repeatable); otherwise they must be inside the profile's folder",
+  },
+  booted: { type: 'boolean', help: 'add what a booted system leaves behind (machine-id, SSH host keys, …)' },
+  'ext4-backend': {
+    type: 'string',
+    value: ext4Backends.join('|'),
+    help: 'how the root filesystem is edited (default debugfs; loop needs root and is not byte-reproducible)',
+  },
+} satisfies Record<string, OptionSpec>;
+type OptionName = keyof typeof options;
 
-options:
-  --ext4-backend debugfs|loop                  how the root filesystem is edited (default debugfs;
-                                               loop needs root and is not byte-reproducible)
-  --allow-path DIR                             let the profile name files in DIR (repeatable); else
-                                               they must be inside the profile's directory
-  --verbose                                    print every external command
-  --version, --help
-`;
+/** Accepted by every command. */
+const globalOptions = {
+  verbose: { type: 'boolean', help: 'print every external command' },
+  help: { type: 'boolean', help: "show this command's options" },
+} satisfies Record<string, OptionSpec>;
+
+interface CommandSpec {
+  args: string[];
+  summary: string;
+  options: OptionName[];
+  /** More about the arguments, printed by `swarmcard COMMAND --help`. */
+  notes?: string[];
+}
+
+const commands: Record<string, CommandSpec> = {
+  build: {
+    args: ['PROFILE'],
+    summary: 'write DIR/<cluster>/NN-<hostname>.img per node, manifest.json and SHA256SUMS',
+    options: ['base', 'nodes', 'only', 'out', 'json', 'ext4-backend', 'allow-path'],
+    notes: ['The base image must exist (or be downloadable) when the build starts.'],
+  },
+  plan: {
+    args: ['PROFILE'],
+    summary: "every node's values and edits; no image touched",
+    options: ['nodes', 'json', 'allow-path'],
+  },
+  validate: {
+    args: ['PROFILE'],
+    summary: 'check a profile: every problem with its YAML line, no image read',
+    options: ['nodes', 'allow-path'],
+    notes: [
+      'Catches everything a build would refuse in the profile (fields, addresses, overlays, files, epoch,',
+      'base URL). A local base image that does not exist yet is a warning, not an error: it may appear',
+      'before the build, which then refuses to start without it.',
+    ],
+  },
+  inspect: {
+    args: ['IMAGE'],
+    summary: 'release, architecture, partitions, identity, network, clone hygiene',
+    options: ['json'],
+    notes: ['IMAGE is a .img, .img.xz, .zip, .img.gz or .img.zst file, or an https:// URL.'],
+  },
+  demo: {
+    args: [],
+    summary: 'build the pizero-otg cluster from the built-in demo base',
+    options: ['out', 'ext4-backend'],
+  },
+  fixture: {
+    args: ['FLAVOUR', 'OUT'],
+    summary: 'write a small Raspberry Pi OS-shaped test image',
+    options: ['booted'],
+    notes: [`FLAVOUR is one of ${flavourNames.join(', ')}; OUT is the image file to write.`],
+  },
+  schema: { args: [], summary: 'print the profile JSON Schema', options: [] },
+};
+
+const synopsis = (name: string, spec: CommandSpec): string =>
+  [
+    name,
+    ...spec.args,
+    ...spec.options.map((o) => {
+      const value = (options[o] as OptionSpec).value;
+      return `[--${o}${value ? ` ${value}` : ''}]`;
+    }),
+  ].join(' ');
+
+const usage = (): string =>
+  [
+    'usage: swarmcard <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(commands).map(([name, spec]) => `  ${synopsis(name, spec)}\n      ${spec.summary}`),
+    '',
+    'every command also takes --verbose (print every external command) and --help;',
+    'run "swarmcard <command> --help" for what its options mean. swarmcard --version prints the version.',
+    '',
+  ].join('\n');
+
+function commandHelp(name: string): string {
+  const spec = commands[name]!;
+  const all: [string, OptionSpec][] = [
+    ...spec.options.map((o): [string, OptionSpec] => [o, options[o]]),
+    ...Object.entries(globalOptions),
+  ];
+  const rows = all.map(([o, s]) => [`--${o}${s.value ? ` ${s.value}` : ''}`, s.help] as const);
+  const width = Math.max(...rows.map(([left]) => left.length)) + 2;
+  return [
+    `usage: swarmcard ${synopsis(name, spec)}`,
+    '',
+    spec.summary,
+    ...(spec.notes ? ['', ...spec.notes] : []),
+    '',
+    'options:',
+    ...rows.map(([left, right]) => `  ${left.padEnd(width)}${right}`),
+    '',
+  ].join('\n');
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
-function ext4Backend(value: string | undefined): Ext4Backend | undefined {
+/** The commands that take an option, for "plan does not take --only (build does)". */
+const takers = (option: string): string[] =>
+  Object.entries(commands)
+    .filter(([, spec]) => (spec.options as string[]).includes(option))
+    .map(([name]) => name);
+
+/** One sentence for what parseArgs refuses (its own text is several lines of advice). */
+function refusal(command: string, error: Error & { code?: string }, argv: string[]): UserError {
+  const help = `run "swarmcard ${command} --help"`;
+  const option = /'(-[^']*)'/.exec(error.message)?.[1] ?? argv.find((a) => a.startsWith('-')) ?? '';
+  const name = option.replace(/^-+/, '').replace(/[= ].*$/, '');
+  if (error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const others = takers(name);
+    const verb = others.length > 1 ? 'do' : 'does';
+    if (others.length > 0)
+      return new UserError(`swarmcard ${command} does not take --${name} (${others.join(', ')} ${verb}); ${help}.`);
+    return new UserError(`${option} is not a swarmcard option; ${help}.`);
+  }
+  const spec = (options as Record<string, OptionSpec>)[name] ?? (globalOptions as Record<string, OptionSpec>)[name];
+  if (spec?.type === 'boolean') return new UserError(`--${name} takes no value; ${help}.`);
+  if (spec) return new UserError(`--${name} needs a value (${spec.value}); ${help}.`);
+  return new UserError(`${option || 'an option'} is not understood; ${help}.`);
+}
+
+/**
+ * A string option followed by something that starts with "-" and is not an option ("--nodes -1")
+ * takes it as its value, so the value's own check can say what is wrong with it.
+ */
+function glueValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : undefined;
+    const next = argv[i + 1];
+    const isOption = (a: string) => /^--?[a-z]/i.test(a);
+    if (
+      name !== undefined &&
+      (options as Record<string, OptionSpec>)[name]?.type === 'string' &&
+      next?.startsWith('-') &&
+      !isOption(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
+function parseCommandLine(argv: string[]) {
+  // Only --help, --version and --verbose may come before the command.
+  let i = 0;
+  let verbose = false;
+  for (; i < argv.length && argv[i]!.startsWith('-'); i++) {
+    const arg = argv[i]!;
+    if (arg === '--version') return { version: true as const };
+    if (arg === '--help' || arg === '-h') return { help: undefined };
+    if (arg === '--verbose') verbose = true;
+    else if (arg === '--') {
+      i++;
+      break;
+    } else
+      throw new UserError(`${arg} must come after the command, e.g. "swarmcard build PROFILE ${arg}"; see --help.`);
+  }
+  const command = argv[i];
+  if (command === undefined || command === 'help') return { help: argv[i + 1] };
+  const spec = commands[command];
+  if (!spec) throw new UserError(`"${command}" is not a swarmcard command; run "swarmcard --help".`);
+  const rest = glueValues(argv.slice(i + 1));
+  const accepted: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
+    ...globalOptions,
+  };
+  for (const o of spec.options) accepted[o] = { type: options[o].type, multiple: (options[o] as OptionSpec).multiple };
+  accepted.help = { type: 'boolean', short: 'h' };
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: rest, allowPositionals: true, strict: true, options: accepted });
+  } catch (error) {
+    throw refusal(command, error as Error, rest);
+  }
+  const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  if (values.help) return { help: command };
+  setVerbose(verbose || values.verbose === true);
+  if (parsed.positionals.length !== spec.args.length) {
+    const wanted = spec.args.length === 0 ? 'no arguments' : spec.args.join(' and ');
+    throw new UserError(
+      `swarmcard ${command} takes ${wanted}, not ${parsed.positionals.length}; run "swarmcard ${command} --help".`,
+    );
+  }
+  return { command, positionals: parsed.positionals, values };
+}
+
+function stringValue(values: Record<string, unknown>, name: OptionName): string | undefined {
+  const value = values[name] as string | undefined;
+  if (value !== undefined && value.trim() === '')
+    throw new UserError(
+      `--${name} is empty; give ${(options[name] as OptionSpec).value ?? 'a value'} or leave the option out.`,
+    );
+  return value;
+}
+
+function nodesValue(values: Record<string, unknown>): number | undefined {
+  const value = stringValue(values, 'nodes');
+  if (value === undefined) return undefined;
+  if (!/^[1-9]\d*$/.test(value) || Number(value) > MAX_NODES)
+    throw new UserError(`--nodes must be a whole number from 1 to ${MAX_NODES}, not "${value}".`);
+  return Number(value);
+}
+
+function ext4Backend(values: Record<string, unknown>): Ext4Backend | undefined {
+  const value = stringValue(values, 'ext4-backend');
   if (value === undefined) return undefined;
   if (!(ext4Backends as readonly string[]).includes(value))
     throw new UserError(`--ext4-backend must be one of ${ext4Backends.join(', ')}, not "${value}".`);
   return value as Ext4Backend;
 }
 
-function parseOptions(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean', default: false },
-        out: { type: 'string', default: 'dist' },
-        booted: { type: 'boolean', default: false },
-        base: { type: 'string' },
-        nodes: { type: 'string' },
-        only: { type: 'string' },
-        'ext4-backend': { type: 'string' },
-        'allow-path': { type: 'string', multiple: true, default: [] },
-        verbose: { type: 'boolean', default: false },
-        version: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (error) {
-    throw new UserError(`${(error as Error).message}; run "swarmcard --help" for the options.`);
-  }
-}
-
 async function main(argv: string[]): Promise<void> {
-  const { values, positionals } = parseOptions(argv);
-  setVerbose(values.verbose);
-  allowPaths(values['allow-path']);
-  if (values.version) return void process.stdout.write(`${version()}\n`);
-  const [command, ...rest] = positionals;
-  if (values.help || command === undefined || command === 'help') return void process.stdout.write(usage);
-  const needs = (count: number, what: string) => {
-    if (rest.length !== count) throw new UserError(`swarmcard ${command} takes ${what}; run "swarmcard --help".`);
-  };
-  const nodes = (): number | undefined => {
-    if (values.nodes === undefined) return undefined;
-    if (!/^[1-9]\d*$/.test(values.nodes) || Number(values.nodes) > MAX_NODES)
-      throw new UserError(`--nodes must be a whole number from 1 to ${MAX_NODES}, not "${values.nodes}".`);
-    return Number(values.nodes);
-  };
+  const line = parseCommandLine(argv);
+  if ('version' in line) return void process.stdout.write(`${version()}\n`);
+  if (!('command' in line)) {
+    if (line.help === undefined) return void process.stdout.write(usage());
+    if (!commands[line.help]) throw new UserError(`"${line.help}" is not a swarmcard command; run "swarmcard --help".`);
+    return void process.stdout.write(commandHelp(line.help));
+  }
+  const { command, positionals, values } = line;
+  allowPaths((values?.['allow-path'] as string[] | undefined) ?? []);
+  const [first, second] = positionals as [string, string];
   switch (command) {
     case 'build':
-      needs(1, 'one PROFILE');
-      return buildCommand(rest[0]!, {
-        base: values.base,
-        nodes: nodes(),
-        only: values.only,
-        out: values.out,
-        json: values.json,
-        ext4Backend: ext4Backend(values['ext4-backend']),
+      return buildCommand(first, {
+        base: stringValue(values, 'base'),
+        nodes: nodesValue(values),
+        only: stringValue(values, 'only'),
+        out: stringValue(values, 'out') ?? 'dist',
+        json: values.json === true,
+        ext4Backend: ext4Backend(values),
         version: version(),
       });
     case 'plan':
-      needs(1, 'one PROFILE');
-      return planCommand(rest[0]!, { nodes: nodes(), json: values.json });
+      return planCommand(first, { nodes: nodesValue(values), json: values.json === true });
     case 'validate':
-      needs(1, 'one PROFILE');
-      return validateCommand(rest[0]!);
+      return validateCommand(first, { nodes: nodesValue(values) });
     case 'schema':
-      needs(0, 'no arguments');
       return schemaCommand();
     case 'inspect':
-      needs(1, 'one IMAGE');
-      return inspectCommand(rest[0]!, { json: values.json });
+      return inspectCommand(first, { json: values.json === true });
     case 'demo':
-      needs(0, 'no arguments');
-      return demoCommand({ out: values.out, ext4Backend: ext4Backend(values['ext4-backend']), version: version() });
+      return demoCommand({
+        out: stringValue(values, 'out') ?? 'dist',
+        ext4Backend: ext4Backend(values),
+        version: version(),
+      });
     case 'fixture':
-      needs(2, 'a FLAVOUR and an OUT path');
-      return fixtureCommand(rest[0]!, rest[1]!, { booted: values.booted });
-    default:
-      throw new UserError(`"${command}" is not a swarmcard command; run "swarmcard --help".`);
+      return fixtureCommand(first, second, { booted: values.booted === true });
   }
 }
 
 installSignalCleanup();
 main(process.argv.slice(2)).then(
-  // After a signal, the signal handler exits (128+signal) once every cleanup ran.
-  () => interrupted() || process.exit(0),
-  (error: unknown) => {
+  () => {
+    // After a signal, its handler exits (128 + signal) once every cleanup has run.
+    if (!interrupted()) process.exitCode = 0;
+  },
+  (thrown: unknown) => {
     if (interrupted()) return;
+    const error = toUserError(thrown);
     if (error instanceof UserError) {
       log.error(error.message);
       if (error.hint) log.info(error.hint);
-      process.exit(1);
+      process.exitCode = 1;
+      return;
     }
     log.error(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    process.exit(2);
+    process.exitCode = 2;
   },
 );

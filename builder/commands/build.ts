@@ -3,8 +3,10 @@
  * Writes dist/<cluster>/NN-<hostname>.img for every node, manifest.json and SHA256SUMS.
  */
 
+import { join } from 'node:path';
 import type { Ext4Backend } from '../fs/partition.js';
 import { formatBytes, log } from '../log.js';
+import { readPreviousManifest } from '../output/manifest.js';
 import { buildCluster } from '../pipeline/build-cluster.js';
 import { parseOnly, planCluster } from '../plan/plan.js';
 import { loadProfile } from '../profile/load-profile.js';
@@ -24,7 +26,9 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   const profile = await loadProfile(profileFile, { nodes: options.nodes, base: options.base });
   const epoch = buildEpoch(profile.sourceDateEpoch);
   const plan = planCluster(profile, { epoch });
-  const only = options.only ? parseOnly(options.only, plan) : undefined;
+  const only = options.only !== undefined ? parseOnly(options.only, plan) : undefined;
+  // --only keeps the previous manifest's other entries: it must be readable before anything is built.
+  if (only) await readPreviousManifest(join(options.out, plan.cluster));
   const manifest = await buildCluster(plan, {
     out: options.out,
     only,

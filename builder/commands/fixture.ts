@@ -3,6 +3,8 @@
  * Writes a small Raspberry Pi OS-shaped image (jessie … trixie, armhf/arm64) to try swarmcard
  * without downloading a real one; `--booted` adds what a booted system leaves behind.
  */
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { type FlavourName, flavourNames } from '../fixture/flavours.js';
 import { makeFixtureImage } from '../fixture/make-fixture-image.js';
@@ -12,6 +14,13 @@ export async function fixtureCommand(name: string, out: string, options: { boote
   if (!(flavourNames as readonly string[]).includes(name)) {
     throw new UserError(`"${name}" is not a fixture flavour; use one of ${flavourNames.join(', ')}.`);
   }
+  const folder = dirname(resolve(out));
+  const isFolder = await stat(folder).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isFolder)
+    throw new UserError(`the folder ${folder} for ${out} does not exist; create it or choose another OUT.`);
   await makeFixtureImage(name as FlavourName, out, options);
   log.info(`wrote ${out} (${name}${options.booted ? ', booted' : ''})`);
 }

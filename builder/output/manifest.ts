@@ -2,10 +2,12 @@
  * dist/<cluster>/manifest.json and SHA256SUMS. Stable key order and sorted arrays, no timestamps:
  * the same build writes the same manifest. Never holds secrets.
  */
+
 import { createHash } from 'node:crypto';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { UserError } from '../errors.js';
 import type { ImageReport } from '../image/report.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import type { BaseData } from '../profile/types.js';
@@ -110,12 +112,35 @@ export function manifestNode(
   };
 }
 
+/**
+ * The manifest a previous build left in `dir`, or undefined when there is none; a UserError when
+ * it is not one (`--only` keeps its other entries, so it must be readable before anything is built).
+ */
+export async function readPreviousManifest(dir: string): Promise<Manifest | undefined> {
+  const file = join(dir, 'manifest.json');
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (text === undefined) return undefined;
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = undefined;
+  }
+  const nodes = (data as { nodes?: unknown } | undefined)?.nodes;
+  if (typeof data !== 'object' || data === null || !Array.isArray(nodes) || nodes.some((n) => typeof n !== 'object'))
+    throw new UserError(
+      `${file} is not a swarmcard manifest, and --only keeps the other nodes' entries from it; ` +
+        'rebuild without --only, or move that folder away.',
+    );
+  return data as Manifest;
+}
+
 /** Entries of a previous manifest for nodes this run did not rebuild (`--only`) and still present. */
 export async function carriedOver(dir: string, plan: ClusterPlan, built: ManifestNode[]): Promise<ManifestNode[]> {
-  const previous = await readFile(join(dir, 'manifest.json'), 'utf8').then(
-    (t) => JSON.parse(t) as Manifest,
-    () => undefined,
-  );
+  const previous = await readPreviousManifest(dir);
   if (!previous || previous.cluster !== plan.cluster) return [];
   const rebuilt = new Set(built.map((n) => n.index));
   const planned = new Map(plan.nodes.map((n) => [n.index, n.file]));

@@ -169,14 +169,16 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
 /** `--only 2,4-6`: the indices to build; every one must be in the plan. */
 export function parseOnly(text: string, plan: ClusterPlan): Set<number> {
   const wanted = new Set<number>();
+  const known = new Set(plan.nodes.map((n) => n.index));
+  const last = Math.max(...known);
   for (const part of text.split(',')) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
     if (!m) throw new UserError(`--only "${text}" is not a list of node indices such as 2,4-6.`);
     const [from, to] = [Number(m[1]), Number(m[2] ?? m[1])];
     if (to < from) throw new UserError(`--only range ${part.trim()} runs backwards; write ${to}-${from}.`);
-    for (let i = from; i <= to; i++) wanted.add(i);
+    // No index is above the plan's last, so a range need not be walked past it.
+    for (let i = from; i <= Math.min(to, last + 1); i++) wanted.add(i);
   }
-  const known = new Set(plan.nodes.map((n) => n.index));
   const missing = [...wanted].filter((i) => !known.has(i));
   if (missing.length > 0)
     throw new UserError(

@@ -20,19 +20,40 @@ export interface ParsedProfile {
 /** The profile in `text`; a ProfileError with every syntax or schema problem when it is not one. */
 export function parseProfile(file: string, text: string): ParsedProfile {
   const counter = new LineCounter();
+  if (text.trim() === '')
+    throw new ProfileError(file, [{ path: [], message: 'the file is empty; write a profile (see profiles/*.yaml)' }]);
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ProfileError(
-      file,
-      doc.errors.map((e) => ({
-        line: e.linePos?.[0].line,
-        path: [],
-        message: `YAML syntax: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
-      })),
-    );
+  const [first] = doc.errors;
+  if (first) {
+    // Only the first syntax error: the ones after it are usually its echoes.
+    const line = first.linePos?.[0].line;
+    const message =
+      first.code === 'MULTIPLE_DOCS'
+        ? 'holds more than one YAML document (a second "---"); keep one profile per file'
+        : `YAML syntax: ${first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`;
+    throw new ProfileError(file, [{ line, path: [], message }]);
+  }
+  let data: unknown;
+  try {
+    // maxAliasCount bounds what aliases may expand to (a "billion laughs" file).
+    data = doc.toJS({ maxAliasCount: 1000 });
+  } catch (error) {
+    if (!(error instanceof ReferenceError)) throw error;
+    throw new ProfileError(file, [
+      { path: [], message: 'its YAML aliases (*name) expand to too much data; write the values out instead' },
+    ]);
   }
   const lineOf = (path: FieldPath) => lineIn(doc, counter, path);
-  const data: unknown = doc.toJS();
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    const what = data === null || data === undefined ? 'nothing' : Array.isArray(data) ? 'a list' : `a ${typeof data}`;
+    throw new ProfileError(file, [
+      {
+        line: 1,
+        path: [],
+        message: `holds ${what}, not a profile; a profile is a YAML mapping with cluster, sourceDateEpoch and nodes`,
+      },
+    ]);
+  }
   const problems = profileProblems(data);
   if (problems.length > 0) throw profileError(file, problems, lineOf);
   return { profile: data as ProfileData, lineOf };

@@ -15,12 +15,24 @@ export function formatPath(path: FieldPath): string {
   );
 }
 
+/** At most this many problems are listed; a file that is not a profile at all would list thousands. */
+export const MAX_LISTED = 20;
+
+function formatProblems(file: string, problems: { line?: number; path: FieldPath; message: string }[]): string {
+  const lines = problems
+    .slice(0, MAX_LISTED)
+    .map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${formatPath(p.path)}: ${p.message}`);
+  const more = problems.length - MAX_LISTED;
+  if (more > 0) lines.push(`${file}: … and ${more} more problem${more === 1 ? '' : 's'}; fix these first.`);
+  return lines.join('\n');
+}
+
 export class ProfileError extends UserError {
   constructor(
     readonly file: string,
     readonly problems: { line?: number; path: FieldPath; message: string }[],
   ) {
-    super(problems.map((p) => `${file}${p.line ? `:${p.line}` : ''}: ${formatPath(p.path)}: ${p.message}`).join('\n'));
+    super(formatProblems(file, problems));
     this.name = 'ProfileError';
   }
 }

@@ -3,9 +3,10 @@
  * the expanded node list, so a pattern group's problem points at the group's YAML.
  */
 
+import { baseUrlProblem, isUrl } from '../util/base-url.js';
 import { uniqueBy } from '../util/unique.js';
 import { type Cidr, contains, formatNetwork, overlaps, parseCidr, parseIpv4 } from './ipv4.js';
-import type { NodeSpec, Problem, ProfileData } from './types.js';
+import type { FieldPath, NodeSpec, Problem, ProfileData } from './types.js';
 
 /** Boards with a USB OTG port that can act as an Ethernet gadget. */
 export const gadgetBoards = new Set(['pi0', 'pi0w', 'pi0-2w', 'pi4', 'pi5', 'cm3', 'cm4', 'cm5']);
@@ -238,6 +239,15 @@ export const rules: Rule[] = [
 export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[] {
   const problems: Problem[] = [];
   const { admin, nfs } = profile;
+  // A base URL the build would refuse to download from (the download's own check, word for word).
+  const bases: [FieldPath, string | undefined][] = [
+    [['base', 'image'], profile.base?.image],
+    ...profile.nodes.map((n, i): [FieldPath, string | undefined] => [['nodes', i, 'base', 'image'], n.base?.image]),
+  ];
+  for (const [path, image] of bases) {
+    const problem = image !== undefined && isUrl(image) ? baseUrlProblem(image) : undefined;
+    if (problem) problems.push({ path, message: problem });
+  }
   if (admin) {
     if (admin.passwordHash !== undefined && admin.passwordFile !== undefined)
       problems.push({

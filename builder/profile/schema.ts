@@ -14,6 +14,7 @@
  * Strings in a pattern group may use `{k}` and integer arithmetic on it (`{k+10}`, `{k/250}`, `{k%250}`).
  */
 import { type TSchema, Type } from '@sinclair/typebox';
+import { EPOCH_MAX, EPOCH_MIN, epochRange } from '../util/epoch.js';
 
 /** The most nodes a cluster may have (`count`, `--nodes`), and the highest node index and first index. */
 export const MAX_NODES = 9999;
@@ -393,7 +394,9 @@ export const Profile = Type.Object(
     }),
     description: Type.Optional(Type.String()),
     sourceDateEpoch: Type.Integer({
-      minimum: 0,
+      minimum: EPOCH_MIN,
+      maximum: EPOCH_MAX,
+      hint: `must be a whole number of seconds from ${epochRange}, such as 1700000000`,
       description: 'Timestamp (seconds) written on every file; SOURCE_DATE_EPOCH overrides it.',
     }),
     base: Type.Optional(Base),

@@ -62,6 +62,23 @@ export async function writePrivateFile(file: string, text: string, how: 'create'
   });
 }
 
+/** The secrets file's YAML mapping; a UserError naming the file when it is not one. */
+async function readSecretsYaml(file: string): Promise<Partial<ClusterSecrets> | null> {
+  let data: unknown;
+  try {
+    data = parse(await readFile(file, 'utf8'), { maxAliasCount: 100 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code) throw error;
+    data = 'not YAML';
+  }
+  if (data !== null && (typeof data !== 'object' || Array.isArray(data)))
+    throw new UserError(
+      `${file} is not a YAML mapping of secrets (clusterKey, …); restore it from a backup, ` +
+        'or delete it to generate a new key (then rebuild every image).',
+    );
+  return data as Partial<ClusterSecrets> | null;
+}
+
 export async function loadOrCreateSecrets(profileFile: string, cluster: string): Promise<ClusterSecrets> {
   const file = secretsPath(profileFile, cluster);
   if (!(await stat(file).catch(() => undefined))) {
@@ -75,7 +92,7 @@ export async function loadOrCreateSecrets(profileFile: string, cluster: string):
     throw new UserError(
       `${file} holds secrets but others can read it (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
     );
-  const data = parse(await readFile(file, 'utf8')) as Partial<ClusterSecrets> | null;
+  const data = await readSecretsYaml(file);
   const key = data?.clusterKey;
   if (
     !key ||
@@ -111,6 +128,6 @@ export async function updateSecrets(
   patch: Partial<ClusterSecrets>,
 ): Promise<void> {
   const file = secretsPath(profileFile, cluster);
-  const data = { ...(parse(await readFile(file, 'utf8')) as ClusterSecrets), ...patch };
+  const data = { ...((await readSecretsYaml(file)) as ClusterSecrets), ...patch };
   await writePrivateFile(file, `${HEADER(cluster)}${stringify(data)}`, 'replace');
 }

@@ -14,6 +14,7 @@ import { ChecksumError, errorMessage, UserError } from '../errors.js';
 import { run, stream, ToolError } from '../exec/run.js';
 import { hasBootSignature, SECTOR } from '../formats/mbr.js';
 import { log, progress } from '../log.js';
+import { baseUrlProblem, isUrl } from '../util/base-url.js';
 import { isFile } from '../util/is-file.js';
 import { readBytes } from '../util/read-bytes.js';
 import { interruptSignal, withScope } from '../util/scope.js';
@@ -41,6 +42,11 @@ const sha256Pattern = /^[0-9a-f]{64}$/;
 
 /** Detect the container from its first bytes; the file name only decides when magic cannot. */
 export function detectCompression(head: Buffer, name: string): Compression {
+  if (head.length < 6)
+    throw new UserError(
+      `${name} is ${head.length === 0 ? 'empty' : `only ${head.length} bytes`}, not a disk image; ` +
+        'give the path of a Raspberry Pi OS image (or download it again).',
+    );
   if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
   if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
@@ -93,21 +99,26 @@ function checkPin(what: string, actual: string, expected: string | undefined): v
   if (expected && actual !== expected.toLowerCase()) throw new ChecksumError(what, actual, expected.toLowerCase());
 }
 
-const isUrl = (location: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(location);
-
 function checkUrl(location: string): URL {
-  let url: URL;
-  try {
-    url = new URL(location);
-  } catch {
-    throw new UserError(`"${location}" is not a valid URL.`);
-  }
-  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
-  // Plain http only for a server on this machine (tests, local mirrors): images are code.
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-    throw new UserError(`the base image URL ${location} must use https:// (plain http is only accepted on localhost).`);
-  }
-  return url;
+  const problem = baseUrlProblem(location);
+  if (problem) throw new UserError(`${problem}.`);
+  return new URL(location);
+}
+
+/** What went wrong on the network, in words (never OpenSSL's internals). */
+function networkCause(error: unknown): string {
+  const cause = ((error as Error).cause ?? error) as NodeJS.ErrnoException & { reason?: string };
+  const code = cause?.code ?? '';
+  const text = `${code} ${errorMessage(cause)}`;
+  if (/SSL|TLS|wrong version number|packet length too long|EPROTO/i.test(text))
+    return 'the server does not speak TLS (https) there; check the URL';
+  if (/CERT|certificate|self.signed/i.test(text)) return "the server's TLS certificate is not trusted; check the URL";
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'the host name does not resolve; check the URL';
+  if (code === 'ECONNREFUSED') return 'the server refuses connections; check the URL';
+  if (code === 'ECONNRESET' || /terminated|other side closed|socket/i.test(text))
+    return 'the server closed the connection';
+  if (code === 'ETIMEDOUT' || /timeout/i.test(text)) return 'the server did not answer in time';
+  return (errorMessage(cause).split('\n')[0] ?? 'the connection failed').replace(/\.$/, '');
 }
 
 /** Download into the cache (once per content), verifying the pin before the file is kept. */
@@ -131,7 +142,7 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
     try {
       response = await fetch(url, { redirect: 'follow', signal: interruptSignal });
     } catch (error) {
-      throw new UserError(`cannot download ${location}: ${errorMessage((error as Error).cause ?? error)}.`);
+      throw new UserError(`cannot download ${location}: ${networkCause(error)}.`);
     }
     if (!response.ok || !response.body)
       throw new UserError(
@@ -140,9 +151,13 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
     const length = Number(response.headers.get('content-length')) || undefined;
     const bar = progress(`downloading ${url.pathname.split('/').at(-1)}`, length);
     const hash = createHash('sha256');
+    let received = 0;
     await pipeline(
       Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
-      counter((n) => bar.update(n)),
+      counter((n) => {
+        received = n;
+        bar.update(n);
+      }),
       new Transform({
         transform(chunk: Buffer, _e, cb) {
           hash.update(chunk);
@@ -151,7 +166,16 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
       }),
       createWriteStream(partial),
       { signal: interruptSignal },
-    );
+    ).catch((error: NodeJS.ErrnoException) => {
+      // A local write error (ENOSPC on the cache) names its path; anything else is the connection.
+      if (error.path !== undefined) throw error;
+      const of = length ? ` of ${length}` : '';
+      throw new UserError(
+        `the download of ${location} broke off after ${received}${of} bytes (${networkCause(error)}); try again.`,
+      );
+    });
+    if (length !== undefined && !response.headers.get('content-encoding') && received !== length)
+      throw new UserError(`the download of ${location} broke off after ${received} of ${length} bytes; try again.`);
     bar.done();
     const digest = hash.digest('hex');
     checkPin(`the download of ${location}`, digest, pin);

@@ -1,0 +1,396 @@
+/**
+ * The bad-input corpus (issue 10): every case is refused with exit 1 and one sentence, and leaves
+ * nothing behind. The contract checked here: stderr holds exactly one line starting "error:"
+ * (naming the file, the field and its YAML line where there is one, and the fix), followed by at
+ * most one hint line; no stack trace, no "internal error"; the output folder gains no file and no
+ * `.partial` is left anywhere under the case's folder. Profiles are files under test/bad-input/
+ * (each checked by validate and by build); flags, images and the environment are the table below.
+ */
+
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test, { type ExecutionContext } from 'ava';
+import { swarmcard } from './helpers/cli.js';
+import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
+
+const corpus = fileURLToPath(new URL('../../test/bad-input/', import.meta.url));
+const older = fileURLToPath(new URL('../../test/profiles/', import.meta.url));
+const goodProfile = fileURLToPath(new URL('../../profiles/pizero-otg.yaml', import.meta.url));
+
+/** Every file under `dir`, relative. */
+async function tree(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+  return entries.map(String).sort();
+}
+
+/** `limit` at a time, in order of the list. */
+async function bounded<T>(items: T[], limit: number, each: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await each(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: limit }, worker));
+}
+
+interface Case {
+  name: string;
+  args: (ctx: { dir: string; out: string; base: string }) => string[] | Promise<string[]>;
+  env?: Record<string, string>;
+  /** A fragment the error line must contain. */
+  says?: RegExp;
+}
+
+/** Runs one case in its own folder and returns what is wrong with the result (empty when right). */
+async function check(t: ExecutionContext, c: Case, base: string): Promise<string[]> {
+  const dir = await scratchDir(t);
+  const out = join(dir, 'out');
+  await mkdir(out);
+  const args = await c.args({ dir, out, base });
+  const before = await tree(dir);
+  const r = await swarmcard(args, { env: c.env, cwd: dir });
+  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  const wrong: string[] = [];
+  if (r.exitCode !== 1) wrong.push(`exit ${r.exitCode}, not 1`);
+  if (lines.length < 1 || lines.length > 2 || !lines[0]!.startsWith('error: ') || lines[1]?.startsWith('error: '))
+    wrong.push(`stderr is not one error line (plus at most a hint): ${lines.length} lines`);
+  if (/internal error|^\s+at /m.test(r.stderr)) wrong.push('a stack trace or internal error');
+  if (c.says && !c.says.test(lines[0] ?? '')) wrong.push(`the error does not match ${c.says}`);
+  const after = await tree(dir);
+  const added = after.filter((f) => !before.includes(f));
+  if (added.length > 0) wrong.push(`left ${added.join(', ')}`);
+  if (after.some((f) => f.endsWith('.partial'))) wrong.push('left a .partial file');
+  return wrong.map((w) => `${c.name}: ${w}\n    swarmcard ${args.join(' ')}\n    ${lines.slice(0, 3).join('\n    ')}`);
+}
+
+async function runAll(t: ExecutionContext, cases: Case[]) {
+  const base = await fixture('trixie-armhf');
+  const failures: string[] = [];
+  await bounded(cases, 4, async (c) => {
+    failures.push(...(await check(t, c, base)));
+  });
+  t.deepEqual(failures, [], failures.join('\n'));
+  t.log(`${cases.length} cases`);
+}
+
+const profileFiles = async (): Promise<string[]> => [
+  ...(await readdir(corpus)).filter((f) => f.endsWith('.yaml')).map((f) => join(corpus, f)),
+  ...(await readdir(older)).filter((f) => f.startsWith('invalid-')).map((f) => join(older, f)),
+];
+
+test('every bad profile: validate refuses it in one sentence', async (t) => {
+  const files = await profileFiles();
+  t.true(files.length >= 60);
+  await runAll(
+    t,
+    files.map((file) => ({ name: `validate ${file.split('/').at(-1)}`, args: () => ['validate', file] })),
+  );
+});
+
+test('every bad profile: build refuses it in one sentence and writes nothing', async (t) => {
+  const files = await profileFiles();
+  await runAll(
+    t,
+    files.map((file) => ({
+      name: `build ${file.split('/').at(-1)}`,
+      args: ({ out, base }) => ['build', file, '--base', base, '--out', out],
+    })),
+  );
+});
+
+const P = goodProfile;
+const flagCases: Case[] = [
+  { name: 'no such command', args: () => ['frobnicate'] },
+  { name: 'unknown option', args: () => ['plan', P, '--frobnicate'] },
+  { name: 'plan --only', args: () => ['plan', P, '--only', '1'], says: /plan does not take --only/ },
+  { name: 'inspect --nodes', args: ({ base }) => ['inspect', base, '--nodes', '2'], says: /does not take/ },
+  { name: 'validate --json', args: () => ['validate', P, '--json'], says: /does not take --json/ },
+  { name: 'validate --out', args: ({ out }) => ['validate', P, '--out', out] },
+  { name: 'plan --base', args: ({ base }) => ['plan', P, '--base', base] },
+  { name: 'schema --json', args: () => ['schema', '--json'] },
+  { name: 'demo --nodes', args: () => ['demo', '--nodes', '2'] },
+  { name: 'fixture --json', args: ({ dir }) => ['fixture', 'trixie-armhf', join(dir, 'x.img'), '--json'] },
+  { name: 'inspect --booted', args: ({ base }) => ['inspect', base, '--booted'] },
+  { name: 'build --only ""', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', ''] },
+  { name: 'build --only=', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only='] },
+  { name: 'build --only x', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', 'x'] },
+  { name: 'build --only 3-1', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', '3-1'] },
+  { name: 'build --only 9', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', '9'] },
+  {
+    name: 'build --only huge range',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', '1-999999999'],
+  },
+  { name: 'plan --nodes -1', args: () => ['plan', P, '--nodes', '-1'], says: /--nodes must be/ },
+  { name: 'plan --nodes 0', args: () => ['plan', P, '--nodes', '0'] },
+  { name: 'plan --nodes abc', args: () => ['plan', P, '--nodes', 'abc'] },
+  { name: 'plan --nodes 1.5', args: () => ['plan', P, '--nodes', '1.5'] },
+  { name: 'plan --nodes huge', args: () => ['plan', P, '--nodes', '100000'] },
+  { name: 'plan --nodes without value', args: () => ['plan', P, '--nodes'] },
+  { name: 'plan --json=yes', args: () => ['plan', P, '--json=yes'] },
+  { name: 'build --base without value', args: () => ['build', P, '--base'] },
+  { name: 'build --out ""', args: ({ base }) => ['build', P, '--base', base, '--out', ''] },
+  { name: 'build --ext4-backend zfs', args: ({ base }) => ['build', P, '--base', base, '--ext4-backend', 'zfs'] },
+  { name: 'option before the command', args: () => ['--json', 'plan', P] },
+  { name: 'plan without profile', args: () => ['plan'] },
+  { name: 'plan with two profiles', args: () => ['plan', P, P] },
+  { name: 'schema with an argument', args: () => ['schema', 'x'] },
+  { name: 'help for no such command', args: () => ['help', 'frobnicate'] },
+  { name: 'plan of a missing profile', args: ({ dir }) => ['plan', join(dir, 'none.yaml')] },
+  { name: 'validate a directory', args: ({ dir }) => ['validate', dir] },
+  { name: 'fixture unknown flavour', args: ({ dir }) => ['fixture', 'wheezy', join(dir, 'x.img')] },
+  {
+    name: 'fixture into a missing directory',
+    args: ({ dir }) => ['fixture', 'trixie-armhf', join(dir, 'missing', 'x.img')],
+  },
+];
+
+test('flags: each command takes only its own options, each value is checked', async (t) => {
+  await runAll(t, flagCases);
+});
+
+const write = async (path: string, data: string | Buffer) => {
+  await writeFile(path, data);
+  return path;
+};
+
+/** A copy of the fixture with an ext4 incompat feature bit no e2fsprogs knows. */
+async function unknownFeatureImage(dir: string, base: string): Promise<string> {
+  const image = await readFile(base);
+  // The root partition: the second MBR entry's start LBA.
+  const start = image.readUInt32LE(446 + 16 + 8) * 512;
+  const superblock = start + 1024;
+  const incompat = superblock + 0x60;
+  image.writeUInt32LE(image.readUInt32LE(incompat) | 0x80000000, incompat);
+  return write(join(dir, 'future.img'), image);
+}
+
+const imageCases: Case[] = [
+  { name: 'inspect an empty file', args: async ({ dir }) => ['inspect', await write(join(dir, 'e.img'), '')] },
+  {
+    name: 'inspect random bytes',
+    args: async ({ dir }) => ['inspect', await write(join(dir, 'r.img'), Buffer.alloc(4096, 7))],
+  },
+  { name: 'inspect a text file', args: async ({ dir }) => ['inspect', await write(join(dir, 'notes.txt'), 'hi\n')] },
+  { name: 'inspect a missing file', args: ({ dir }) => ['inspect', join(dir, 'none.img')] },
+  { name: 'inspect a directory', args: ({ dir }) => ['inspect', dir] },
+  {
+    name: 'inspect a truncated .xz',
+    args: async ({ dir }) => [
+      'inspect',
+      await write(join(dir, 't.img.xz'), Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0, 0, 4, 1, 2, 3])),
+    ],
+    env: { SWARMCARD_CACHE_DIR: '/tmp/swarmcard-bad-input-cache' },
+  },
+  {
+    name: 'inspect an ext4 feature e2fsprogs does not know',
+    args: async ({ dir, base }) => ['inspect', await unknownFeatureImage(dir, base)],
+  },
+  {
+    name: 'build on an ext4 feature e2fsprogs does not know',
+    args: async ({ dir, base, out }) => ['build', P, '--base', await unknownFeatureImage(dir, base), '--out', out],
+  },
+  {
+    name: 'build on an empty image',
+    args: async ({ dir, out }) => ['build', P, '--base', await write(join(dir, 'e.img'), ''), '--out', out],
+  },
+  {
+    name: 'build on a missing image',
+    args: ({ dir, out }) => ['build', P, '--base', join(dir, 'no.img'), '--out', out],
+  },
+  { name: 'build on a directory', args: ({ dir, out }) => ['build', P, '--base', dir, '--out', out] },
+  {
+    name: 'build from a plain-http URL',
+    args: ({ out }) => ['build', P, '--base', 'http://example.com/x.img', '--out', out],
+  },
+];
+
+test('images: empty, corrupt, missing and unwritable bases', async (t) => {
+  await runAll(t, imageCases);
+});
+
+const envCases: Case[] = [
+  { name: 'SOURCE_DATE_EPOCH not a number', args: () => ['plan', P], env: { SOURCE_DATE_EPOCH: 'soon' } },
+  {
+    name: 'SOURCE_DATE_EPOCH huge',
+    args: ({ base, out }) => ['build', P, '--base', base, '--out', out],
+    env: { SOURCE_DATE_EPOCH: '99999999999999' },
+  },
+  {
+    name: 'SWARMCARD_DEBUGFS=/bin/false (inspect)',
+    args: ({ base }) => ['inspect', base],
+    env: { SWARMCARD_DEBUGFS: '/bin/false' },
+    says: /SWARMCARD_DEBUGFS/,
+  },
+  {
+    name: 'SWARMCARD_DEBUGFS=/bin/false (build)',
+    args: ({ base, out }) => ['build', P, '--base', base, '--out', out],
+    env: { SWARMCARD_DEBUGFS: '/bin/false' },
+    says: /SWARMCARD_DEBUGFS/,
+  },
+  {
+    name: 'SWARMCARD_DEBUGFS missing',
+    args: ({ base }) => ['inspect', base],
+    env: { SWARMCARD_DEBUGFS: '/nonexistent/debugfs' },
+  },
+  {
+    name: 'SWARMCARD_MCOPY=/bin/false (build)',
+    args: ({ base, out }) => ['build', P, '--base', base, '--out', out],
+    env: { SWARMCARD_MCOPY: '/bin/false' },
+  },
+];
+
+test('environment: bad epochs and tool overrides that fail', async (t) => {
+  await runAll(t, envCases);
+});
+
+/** A profile folder with the good profile copied in, so its secrets file can be bad. */
+async function profileCopy(dir: string): Promise<string> {
+  const folder = join(dir, 'profile');
+  await mkdir(join(folder, 'stacks'), { recursive: true });
+  const text = await readFile(P, 'utf8');
+  await writeFile(join(folder, 'pizero-otg.yaml'), text);
+  const stack = fileURLToPath(new URL('../../profiles/stacks/pizero-guid.yml', import.meta.url));
+  await writeFile(join(folder, 'stacks', 'pizero-guid.yml'), await readFile(stack));
+  return join(folder, 'pizero-otg.yaml');
+}
+
+const outputCases: Case[] = [
+  {
+    name: '--out is a file',
+    args: async ({ dir, base }) => ['build', P, '--base', base, '--out', await write(join(dir, 'f'), 'x')],
+  },
+  {
+    name: "--out's cluster folder is a file",
+    args: async ({ out, base }) => {
+      await write(join(out, 'pizero-otg'), 'x');
+      return ['build', P, '--base', base, '--out', out];
+    },
+  },
+  {
+    name: 'corrupt manifest.json with --only',
+    args: async ({ out, base }) => {
+      await mkdir(join(out, 'pizero-otg'));
+      await write(join(out, 'pizero-otg', 'manifest.json'), '{ not json');
+      return ['build', P, '--base', base, '--out', out, '--only', '1'];
+    },
+  },
+  {
+    name: 'secrets file is not YAML',
+    args: async ({ dir, out, base }) => {
+      const profile = await profileCopy(dir);
+      await writeFile(join(dir, 'profile', 'pizero-otg.secrets.yaml'), '{ [ :', { mode: 0o600 });
+      return ['build', profile, '--base', base, '--out', out];
+    },
+  },
+  {
+    name: 'secrets file is a list',
+    args: async ({ dir, out, base }) => {
+      const profile = await profileCopy(dir);
+      await writeFile(join(dir, 'profile', 'pizero-otg.secrets.yaml'), '- a\n- b\n', { mode: 0o600 });
+      return ['build', profile, '--base', base, '--out', out];
+    },
+  },
+  {
+    name: 'secrets file without a key',
+    args: async ({ dir, out, base }) => {
+      const profile = await profileCopy(dir);
+      await writeFile(join(dir, 'profile', 'pizero-otg.secrets.yaml'), 'wifi: 3\n', { mode: 0o600 });
+      return ['build', profile, '--base', base, '--out', out];
+    },
+  },
+  {
+    name: 'SWARMCARD_SECRETS_DIR is a file',
+    args: async ({ dir, out, base }) => {
+      await write(join(dir, 'secrets'), 'x');
+      return ['build', P, '--base', base, '--out', out];
+    },
+    env: { SWARMCARD_SECRETS_DIR: 'secrets' },
+  },
+];
+
+test('outputs and secrets: files in the way, corrupt state', async (t) => {
+  await runAll(t, outputCases);
+});
+
+const unprivileged = process.getuid?.() === 0 ? 'root writes to read-only folders anyway' : undefined;
+(unprivileged ? test.skip : test)(
+  `permissions: an unwritable --out and profile folder${unprivileged ? ` — skipped: ${unprivileged}` : ''}`,
+  async (t) => {
+    await runAll(t, [
+      {
+        name: '--out not writable',
+        args: async ({ out, base }) => {
+          await chmod(out, 0o555);
+          return ['build', P, '--base', base, '--out', out];
+        },
+      },
+      {
+        name: 'profile folder not writable (secrets)',
+        args: async ({ dir, out, base }) => {
+          const profile = await profileCopy(dir);
+          await chmod(join(dir, 'profile'), 0o555);
+          return ['build', profile, '--base', base, '--out', out];
+        },
+      },
+    ]);
+  },
+);
+
+/** A server that answers plain http, or cuts a download off half-way. */
+async function serve(t: ExecutionContext, handler: Parameters<typeof createServer>[1]): Promise<number> {
+  const server: Server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  server.unref();
+  return (server.address() as AddressInfo).port;
+}
+
+test('downloads: https to a plain-http server, a download cut off', async (t) => {
+  const plain = await serve(t, (_req, res) => res.end('hello'));
+  const cut = await serve(t, (_req, res) => {
+    res.writeHead(200, { 'content-length': String(1 << 20) });
+    res.write(Buffer.alloc(4096));
+    setTimeout(() => res.destroy(), 50);
+  });
+  const cache = await scratchDir(t);
+  const env = { SWARMCARD_CACHE_DIR: cache };
+  await runAll(t, [
+    {
+      name: 'https to a plain-http server',
+      args: () => ['inspect', `https://127.0.0.1:${plain}/x.img`],
+      env,
+      says: /does not speak TLS/,
+    },
+    {
+      name: 'download cut mid-way',
+      args: () => ['inspect', `http://127.0.0.1:${cut}/x.img`],
+      env,
+      says: /broke off/,
+    },
+  ]);
+  t.deepEqual(
+    (await tree(cache)).filter((f) => f.endsWith('.partial')),
+    [],
+  );
+});
+
+test('plan --json | cat gets the whole document', async (t) => {
+  const r = await swarmcard(['plan', P, '--json', '--nodes', '200']);
+  t.is(r.exitCode, 0);
+  t.true(r.stdout.length > 65536);
+  t.notThrows(() => JSON.parse(r.stdout));
+});
+
+test('each command has its own --help', async (t) => {
+  const r = await swarmcard(['build', '--help']);
+  t.is(r.exitCode, 0);
+  t.regex(r.stdout, /--only LIST/);
+  t.regex(r.stdout, /2,4-6/);
+  t.regex(r.stdout, /pattern group/);
+  const f = await swarmcard(['fixture', '--help']);
+  t.regex(f.stdout, /trixie-armhf/);
+  const scratch = scratchCopy;
+  t.truthy(scratch);
+});
