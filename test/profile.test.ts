@@ -295,3 +295,50 @@ test('--allow-path lets a profile name files in that directory', async (t) => {
   const allowed = await swarmcard(['plan', join(dir, 'profile', 'p.yaml'), '--allow-path', join(dir, 'shared')]);
   t.is(allowed.exitCode, 0, allowed.stderr);
 });
+
+const configTxtOf = (plan: Awaited<ReturnType<typeof planCluster>>, hostname: string) =>
+  plan.nodes.find((n) => n.hostname === hostname)!.edits.filter((e) => e.op === 'configTxt');
+
+test.serial('a Pi 5 gadget gets dwc2,dr_mode=peripheral; a Zero plain dwc2 (docs/raspios.md #11)', async (t) => {
+  const plan = await inRoot(async () => planCluster(await loadProfile('test/profiles/pi5-gadget.yaml')));
+  t.like(configTxtOf(plan, 'five1'), [
+    { block: 'otg-gadget', section: 'all', lines: ['dtoverlay=dwc2,dr_mode=peripheral', 'gpu_mem=16'] },
+  ]);
+  t.like(configTxtOf(plan, 'zero2'), [
+    { block: 'otg-gadget', section: 'all', lines: ['dtoverlay=dwc2', 'gpu_mem=16'] },
+  ]);
+  const five = plan.nodes.find((n) => n.hostname === 'five1')!;
+  t.deepEqual(five.gadget, gadgetMacs(1), 'fixed MACs as for any gadget');
+});
+
+test.serial('swarm.deployAfter: the grace period reaches swarm.env; 600 s unless the profile says', async (t) => {
+  const plan = await inRoot(async () => planCluster(await loadProfile('test/profiles/pi5-gadget.yaml')));
+  const env = (p: typeof plan, hostname: string) =>
+    p.nodes
+      .find((n) => n.hostname === hostname)!
+      .edits.find((e) => 'path' in e && e.path === '/etc/swarmcard/swarm.env');
+  t.regex(JSON.stringify(env(plan, 'host1')), /DEPLOY_AFTER=20\\n/);
+  const shipped = await inRoot(async () => planCluster(await loadProfile(pizero)));
+  t.regex(JSON.stringify(env(shipped, 'otghost1')), /DEPLOY_AFTER=600\\n/);
+  const dir = await mkdtemp(join(tmpdir(), 'swarmcard-deploy-after-'));
+  try {
+    const text = await readFile(join(root, 'test/profiles/pi5-gadget.yaml'), 'utf8');
+    const file = join(dir, 'bad.yaml');
+    await writeFile(file, text.replace('deployAfter: 20', 'deployAfter: -5'));
+    const validate = await swarmcard(['validate', file], { cwd: root });
+    t.is(validate.exitCode, 1);
+    t.regex(validate.stderr, /bad\.yaml:9: swarm\.deployAfter: .*greater or equal to 0, got -5/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('pi4-ethernet: only the registry waits for the NAS; it names the mount it needs', async (t) => {
+  const plan = await inRoot(async () => planCluster(await loadProfile('profiles/pi4-ethernet.yaml')));
+  const manager = plan.nodes.find((n) => n.hostname === 'manager1')!;
+  const mounts = manager.edits.filter((e) => 'path' in e && String(e.path).endsWith('.mounts'));
+  t.deepEqual(
+    mounts.map((e) => [(e as { path: string }).path, (e as { content: string }).content]),
+    [['/etc/swarmcard/stacks/registry.mounts', '/mnt/cluster\n']],
+  );
+});

@@ -468,3 +468,176 @@ swarmTest(
     await lanPushAndPull(t, lab.lab, nas);
   },
 );
+
+/**
+ * pi4-ethernet, 3 planned workers of which worker3 never comes (until the very end), a 20 s grace
+ * period, and a stack of its own that needs no shared storage next to the registry that does.
+ */
+async function writeFaultyProfile(dir: string): Promise<string> {
+  await mkdir(join(dir, 'stacks'));
+  await writeFile(
+    join(dir, 'stacks', 'web.yml'),
+    [
+      'version: "3.8"',
+      'services:',
+      '  web:',
+      '    image: swarmcard-test/httpd:1',
+      '    ports:',
+      '      - { target: 9000, published: 9000, mode: host }',
+      '    deploy:',
+      '      endpoint_mode: dnsrr',
+      '      replicas: 3',
+      '      placement: { max_replicas_per_node: 1 }',
+      '',
+    ].join('\n'),
+  );
+  return profileVariant('pi4-ethernet', dir, [
+    ['    method: convenience ', '    method: preinstalled '],
+    [
+      '  docker:\n',
+      '  interval: 2\n  deployAfter: 20\n  stacks:\n    - name: web\n      compose: stacks/web.yml\n  docker:\n',
+    ],
+    ['  portainer: {}\n', ''],
+    ['    count: 7\n', '    count: 3\n'],
+  ]);
+}
+
+const faultyNodes = [...lanNodes, ['worker3', '03-worker3.img', '192.168.1.203']] as const;
+
+/**
+ * The NAS is absent: nothing is mounted at /mnt/cluster, and /shared (a link to it in the image)
+ * is a folder standing in for the SD card under it. apt-get fails as it would offline (the scripts
+ * try to install the NFS client when a mount is missing). Every node gets the web image; only
+ * the manager the registry. worker3 is wired but nothing of it runs yet.
+ */
+async function faultyLab(t: ExecutionContext, { work, lab }: Lab) {
+  const profile = await writeFaultyProfile(work);
+  const dist = join(work, 'dist', 'pi4-ethernet');
+  const built = await swarmcard(
+    ['build', profile, '--base', await fixture('bookworm-arm64'), '--out', join(work, 'dist')],
+    { env: { SWARMCARD_CACHE_DIR: join(work, 'cache') } },
+  );
+  t.is(built.exitCode, 0, built.stderr);
+  const sdCard = join(work, 'sd-shared');
+  await mkdir(sdCard);
+  const offlineApt = join(work, 'apt-get');
+  await writeFile(offlineApt, '#!/bin/sh\necho "apt-get: the lab is offline" >&2\nexit 100\n', { mode: 0o755 });
+  for (const [name, file] of faultyNodes) {
+    const mounts = await extractNodeFiles(join(dist, file), join(work, 'files', name), [...imageDirs, '/etc/docker']);
+    mounts[sdCard] = '/shared';
+    mounts[offlineApt] = '/usr/bin/apt-get';
+    await lab.addNode(name, mounts);
+  }
+  await lab.switch(faultyNodes.map(([name, , address]) => [name, 'eth0', `${address}/24`]));
+  const registryTar = await registryImageTar(work);
+  const httpd = await busyboxImage(work, 'httpd', { 'www/index.html': 'web answers\n' });
+  for (const [name] of lanNodes) {
+    await lab.startDocker(name, join(work, 'files', name, 'etc-docker', 'docker', 'daemon.json'));
+    await dockerImport(
+      t,
+      lab,
+      name,
+      httpd,
+      '["/bin/busybox","httpd","-f","-p","9000","-h","/www"]',
+      'swarmcard-test/httpd:1',
+    );
+    if (name === 'manager1')
+      await dockerImport(t, lab, name, registryTar, '["/bin/registry","serve","/etc/config.yml"]', 'registry:2');
+  }
+  await lab.startSshd('worker1', '192.168.1.201');
+  await lab.startSshd('worker2', '192.168.1.202');
+  const nas = join(work, 'nas');
+  await mkdir(nas);
+  return { nas, sdCard, httpd };
+}
+
+const answers = async (lab: SwarmLab, url: string, text: string) =>
+  (await lab.exec('manager1', ['curl', '-s', '-m', '2', url])).stdout.trim() === text;
+
+swarmTest(
+  'pi4-ethernet: the swarm forms without the NAS, deploys without a worker that never comes, then the rest',
+  withLab,
+  'faults',
+  async (t, { work, lab }) => {
+    const { nas, sdCard, httpd } = await faultyLab(t, { work, lab });
+    const log = (node: string) => readText(join(lab.nodes.get(node)!.dir, 'firstboot.log'));
+    const began = Date.now();
+    // Every node boots at once, the NAS down: each keeps waiting for its mount, but not for the swarm.
+    for (const [name] of lanNodes) lab.start(name, ['/usr/local/lib/swarmcard/firstboot'], 'firstboot.log');
+    await waitFor(
+      async () => (await nodeList(lab, 'manager1')).join() === 'manager1 Ready,worker1 Ready,worker2 Ready',
+      120_000,
+      'the swarm to form without the NAS (manager1, worker1, worker2 Ready)',
+    );
+    const formed = Date.now();
+    t.log(`the swarm formed without the NAS in ${Math.round((formed - began) / 1000)} s`);
+    await waitFor(
+      async () => (await log('manager1')).includes('waiting for /mnt/cluster for stack registry; the swarm is up'),
+      30_000,
+      "the manager's log to say what waits for the NAS",
+    );
+    for (const worker of ['worker1', 'worker2'])
+      t.regex(await log(worker), /waiting for \/mnt\/cluster/, `${worker} says it waits for the NAS`);
+
+    // The grace period: web is deployed without worker3, whose absence the log names.
+    await waitFor(async () => (await log('manager1')).includes('stack web deployed'), 90_000, 'stack web deployed');
+    const deployed = Date.now();
+    t.log(`stack web deployed ${Math.round((deployed - formed) / 1000)} s after the swarm formed`);
+    t.true(deployed - began >= 20_000, 'not before the grace period');
+    t.regex(await log('manager1'), /deploying the stacks without worker3 /);
+    for (const address of ['192.168.1.200', '192.168.1.201', '192.168.1.202'])
+      await waitFor(
+        () => answers(lab, `http://${address}:9000/`, 'web answers'),
+        90_000,
+        `web answering on ${address}:9000`,
+      );
+    t.false((await log('manager1')).includes('stack registry deployed'), 'the registry waits for its storage');
+    t.deepEqual(await readdir(sdCard), [], 'nothing written to the SD card under /shared');
+    const invitedSince = (await log('manager1')).length;
+    await waitFor(
+      async () => (await log('manager1')).slice(invitedSince).includes('worker3 (192.168.1.203) is not reachable yet'),
+      30_000,
+      'the manager to keep inviting worker3',
+    );
+
+    // The NAS comes up: the registry is deployed on it.
+    for (const [name] of lanNodes) {
+      await lab.bind(name, nas, '/mnt/cluster');
+      await lab.bind(name, nas, '/shared');
+    }
+    await waitFor(
+      async () => (await log('manager1')).includes('stack registry deployed'),
+      60_000,
+      'stack registry deployed once the NAS is up',
+    );
+    t.log(`the registry deployed ${Math.round((Date.now() - deployed) / 1000)} s after web`);
+    await waitFor(
+      async () =>
+        (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0,
+      90_000,
+      'the registry answering on 192.168.1.200:5000',
+    );
+    t.true((await readdir(nas)).includes('registry'), "the registry's data is on the NAS");
+    t.deepEqual(await readdir(sdCard), [], 'still nothing on the SD card');
+    for (const worker of ['worker1', 'worker2'])
+      await waitFor(async () => (await log(worker)).includes('/mnt/cluster mounted'), 30_000, `${worker}'s mount`);
+
+    // worker3 comes after all: the manager, still inviting, brings it in.
+    await lab.startDocker('worker3', join(work, 'files', 'worker3', 'etc-docker', 'docker', 'daemon.json'));
+    await dockerImport(
+      t,
+      lab,
+      'worker3',
+      httpd,
+      '["/bin/busybox","httpd","-f","-p","9000","-h","/www"]',
+      'swarmcard-test/httpd:1',
+    );
+    await lab.startSshd('worker3', '192.168.1.203');
+    await waitFor(
+      async () =>
+        (await nodeList(lab, 'manager1')).join() === 'manager1 Ready,worker1 Ready,worker2 Ready,worker3 Ready',
+      90_000,
+      'worker3 to join when it comes',
+    );
+  },
+);

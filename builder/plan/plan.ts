@@ -39,6 +39,14 @@ export interface ClusterPlan {
   nodes: NodePlan[];
 }
 
+/**
+ * The config.txt overlay that makes this board's OTG port a USB gadget: Pi 5 and CM5 need
+ * dr_mode=peripheral, plain dwc2 leaves them a host (docs/raspios.md #11).
+ */
+export function gadgetOverlayOf(board: string): string {
+  return board === 'pi5' || board === 'cm5' ? 'dwc2,dr_mode=peripheral' : 'dwc2';
+}
+
 function interfacesOf(node: NodeSpec, gadget: GadgetMacs | undefined, all: NodeSpec[]): PlannedInterface[] {
   const own: PlannedInterface[] = node.interfaces.map((i) => ({
     name: i.name,
@@ -135,6 +143,7 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
         cluster: { name: profile.cluster, nodes: summary },
         node,
         params: use.params,
+        board: { gadgetOverlay: gadgetOverlayOf(spec.board) },
         links: interfaces.filter((i) => i.kind === 'usb-host-link'),
       };
       try {
@@ -145,7 +154,7 @@ export function planCluster(profile: LoadedProfile, options: { epoch?: number } 
     }
     if (swarm && nodeSwarmPlan) {
       if (nodeSwarmPlan.role === 'manager') {
-        edits.push(...managerEdits(swarm, members, profile.overlays.get('swarm-node')!.files));
+        edits.push(...managerEdits(swarm, members, profile.overlays.get('swarm-node')!.files, profile.nfs));
       } else {
         edits.push(...memberEdits(swarm));
       }

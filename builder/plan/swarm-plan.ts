@@ -4,7 +4,7 @@
  * swarm itself). A worker's part depends only on the profile and its own index.
  */
 
-import type { LoadedProfile, LoadedSwarm, NodeSpec } from '../profile/types.js';
+import type { LoadedProfile, LoadedSwarm, NfsData, NodeSpec } from '../profile/types.js';
 import { shellQuote } from '../text/shell.js';
 import { firstStaticAddress, type PlannedEdit, type PlannedInterface } from './edits.js';
 import { builtInStacks } from './system-plan.js';
@@ -24,7 +24,12 @@ export interface NodeSwarm {
   epoch: number;
   docker: { method: string; version: string };
   interval: number;
+  /** Seconds after swarm init at which the manager deploys without the nodes still missing. */
+  deployAfter: number;
 }
+
+/** The default grace period before the stacks are deployed without a node that never came. */
+export const DEPLOY_AFTER = 600;
 
 export function managerOf(profile: LoadedProfile): NodeSpec | undefined {
   return profile.swarm?.manager ? profile.nodes.find((n) => n.hostname === profile.swarm!.manager) : undefined;
@@ -58,6 +63,7 @@ export function nodeSwarm(
     epoch,
     docker: { method: swarm.docker.method, version: swarm.docker.version ?? '' },
     interval: swarm.interval ?? 30,
+    deployAfter: swarm.deployAfter ?? DEPLOY_AFTER,
   };
 }
 
@@ -78,6 +84,7 @@ export function managerEdits(
   swarm: LoadedSwarm,
   members: { hostname: string; swarm: NodeSwarm }[],
   overlayFiles: ReadonlyMap<string, Buffer>,
+  nfs?: NfsData,
 ): PlannedEdit[] {
   const origin = 'swarm';
   const nodes = members.map(
@@ -129,6 +136,17 @@ export function managerEdits(
         content: stack.dirs.map((d) => `${d}\n`).join(''),
         mode: 0o644,
       });
+    // The shared mounts it stores data on: the manager deploys it only once they are mounted.
+    const mounts = sharedMountsOf([...stack.dirs, stack.compose], nfs);
+    if (mounts.length > 0)
+      edits.push({
+        origin,
+        op: 'write',
+        partition: 'root',
+        path: `/etc/swarmcard/stacks/${stack.name}.mounts`,
+        content: mounts.map((m) => `${m}\n`).join(''),
+        mode: 0o644,
+      });
     const env = Object.entries(stack.env);
     if (env.length > 0)
       edits.push({
@@ -141,6 +159,21 @@ export function managerEdits(
       });
   }
   return edits;
+}
+
+/**
+ * The NFS mount points that paths or compose files use (a path under one, or under /shared, which
+ * links into one), in the profile's order. Nothing else in swarm formation waits for them.
+ */
+export function sharedMountsOf(texts: string[], nfs: NfsData | undefined): string[] {
+  if (!nfs) return [];
+  const escape = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const uses = (path: string) =>
+    texts.some((text) => new RegExp(`(^|[\\s"'\\[:,=])${escape(path)}(?=$|[\\s"'/:,\\]}])`, 'm').test(text));
+  const under = (path: string, mount: string) => path === mount || path.startsWith(`${mount}/`);
+  return nfs.mounts
+    .map((m) => m.path)
+    .filter((mount) => uses(mount) || (nfs.shared !== undefined && uses('/shared') && under(nfs.shared, mount)));
 }
 
 export function memberEdits(swarm: LoadedSwarm): PlannedEdit[] {

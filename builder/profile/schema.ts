@@ -232,6 +232,15 @@ export const Swarm = Type.Object(
         description: 'Seconds between manager rounds (retries, re-pushes, labels). Default 30.',
       }),
     ),
+    deployAfter: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 86400,
+        description:
+          'Grace period in seconds: the manager deploys the stacks once every planned node is Ready, or this ' +
+          'long after it initialised the swarm, naming the nodes still missing and inviting them on. Default 600.',
+      }),
+    ),
   },
   { additionalProperties: false, description: 'Docker Swarm formation at first boot.' },
 );

@@ -234,6 +234,24 @@ export class SwarmLab {
     );
   }
 
+  /**
+   * Bind-mount a local folder into a running node (the NAS coming up later): the mount point is
+   * made (and removed at teardown) when missing; the mount lives in the node's namespace only.
+   */
+  async bind(node: string, source: string, target: string): Promise<void> {
+    if (
+      !(await stat(target).then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      await mkdir(target, { recursive: true });
+      this.createdDirs.push(target);
+    }
+    const mounted = await this.exec(node, ['mount', '--bind', source, target]);
+    if (mounted.exitCode !== 0) throw new Error(`could not mount ${source} at ${target} in ${node}: ${mounted.stderr}`);
+  }
+
   /** Kill a node's Docker engine at once (as a power cut would), leaving its state on disk. */
   async killDocker(node: string): Promise<void> {
     // dockerd and the containerd it started, and /run (a tmpfs), as a power cut would take them.
