@@ -236,7 +236,10 @@ function parseCommandLine(argv: string[]) {
   const accepted: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     ...globalOptions,
   };
-  for (const o of spec.options) accepted[o] = { type: options[o].type, multiple: (options[o] as OptionSpec).multiple };
+  for (const o of spec.options) {
+    const { type, multiple } = options[o] as OptionSpec;
+    accepted[o] = multiple ? { type, multiple } : { type };
+  }
   accepted.help = { type: 'boolean', short: 'h' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
