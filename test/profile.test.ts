@@ -258,7 +258,9 @@ test.serial('a Pi 5 gadget gets dwc2,dr_mode=peripheral; a Zero plain dwc2 (docs
 test.serial('swarm.deployAfter: the grace period reaches swarm.env; 600 s unless the profile says', async (t) => {
   const plan = await inRoot(async () => planCluster(await loadProfile('test/profiles/pi5-gadget.yaml')));
   const env = (p: typeof plan, hostname: string) =>
-    p.nodes.find((n) => n.hostname === hostname)!.edits.find((e) => 'path' in e && e.path === '/etc/swarmcard/swarm.env');
+    p.nodes
+      .find((n) => n.hostname === hostname)!
+      .edits.find((e) => 'path' in e && e.path === '/etc/swarmcard/swarm.env');
   t.regex(JSON.stringify(env(plan, 'host1')), /DEPLOY_AFTER=20\\n/);
   const shipped = await inRoot(async () => planCluster(await loadProfile(pizero)));
   t.regex(JSON.stringify(env(shipped, 'otghost1')), /DEPLOY_AFTER=600\\n/);

@@ -493,7 +493,10 @@ async function writeFaultyProfile(dir: string): Promise<string> {
   );
   return profileVariant('pi4-ethernet', dir, [
     ['    method: convenience ', '    method: preinstalled '],
-    ['  docker:\n', '  interval: 2\n  deployAfter: 20\n  stacks:\n    - name: web\n      compose: stacks/web.yml\n  docker:\n'],
+    [
+      '  docker:\n',
+      '  interval: 2\n  deployAfter: 20\n  stacks:\n    - name: web\n      compose: stacks/web.yml\n  docker:\n',
+    ],
     ['  portainer: {}\n', ''],
     ['    count: 7\n', '    count: 3\n'],
   ]);
@@ -530,7 +533,14 @@ async function faultyLab(t: ExecutionContext, { work, lab }: Lab) {
   const httpd = await busyboxImage(work, 'httpd', { 'www/index.html': 'web answers\n' });
   for (const [name] of lanNodes) {
     await lab.startDocker(name, join(work, 'files', name, 'etc-docker', 'docker', 'daemon.json'));
-    await dockerImport(t, lab, name, httpd, '["/bin/busybox","httpd","-f","-p","9000","-h","/www"]', 'swarmcard-test/httpd:1');
+    await dockerImport(
+      t,
+      lab,
+      name,
+      httpd,
+      '["/bin/busybox","httpd","-f","-p","9000","-h","/www"]',
+      'swarmcard-test/httpd:1',
+    );
     if (name === 'manager1')
       await dockerImport(t, lab, name, registryTar, '["/bin/registry","serve","/etc/config.yml"]', 'registry:2');
   }
@@ -602,7 +612,8 @@ swarmTest(
     );
     t.log(`the registry deployed ${Math.round((Date.now() - deployed) / 1000)} s after web`);
     await waitFor(
-      async () => (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0,
+      async () =>
+        (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0,
       90_000,
       'the registry answering on 192.168.1.200:5000',
     );
@@ -613,7 +624,14 @@ swarmTest(
 
     // worker3 comes after all: the manager, still inviting, brings it in.
     await lab.startDocker('worker3', join(work, 'files', 'worker3', 'etc-docker', 'docker', 'daemon.json'));
-    await dockerImport(t, lab, 'worker3', httpd, '["/bin/busybox","httpd","-f","-p","9000","-h","/www"]', 'swarmcard-test/httpd:1');
+    await dockerImport(
+      t,
+      lab,
+      'worker3',
+      httpd,
+      '["/bin/busybox","httpd","-f","-p","9000","-h","/www"]',
+      'swarmcard-test/httpd:1',
+    );
     await lab.startSshd('worker3', '192.168.1.203');
     await waitFor(
       async () =>
