@@ -167,9 +167,9 @@ export function managerEdits(
  */
 export function sharedMountsOf(texts: string[], nfs: NfsData | undefined): string[] {
   if (!nfs) return [];
-  const escapeRegex = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const escapeRegExp = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const uses = (path: string) =>
-    texts.some((text) => new RegExp(`(^|[\\s"'\\[:,=])${escapeRegex(path)}(?=$|[\\s"'/:,\\]}])`, 'm').test(text));
+    texts.some((text) => new RegExp(`(^|[\\s"'\\[:,=])${escapeRegExp(path)}(?=$|[\\s"'/:,\\]}])`, 'm').test(text));
   const under = (path: string, mount: string) => path === mount || path.startsWith(`${mount}/`);
   return nfs.mounts
     .map((m) => m.path)

@@ -3,9 +3,14 @@
 # is missing, then takes this node's part in the swarm:
 #   manager: docker swarm init, then every INTERVAL seconds: push the join token over SSH to every
 #            planned node that is not Ready (also one that was re-flashed), label nodes, drop stale
-#            entries, and once every planned node is Ready create the networks and deploy the stacks.
+#            entries, and once every planned node is Ready — or DEPLOY_AFTER seconds after the swarm
+#            began, naming who is missing and still inviting them — create the networks and deploy
+#            the stacks. A stack that stores data on shared storage (stacks/NAME.mounts) waits for
+#            its mounts; nothing else does.
 #   worker:  nothing more: the manager pushes the token; sshd runs /usr/local/lib/swarmcard/join.
 #   join:    join an existing swarm with the token baked into the image.
+# Shared storage (NFS) never holds up Docker or the swarm: a NAS that is down or not there yet
+# is tried again every INTERVAL seconds, and the journal says what waits for it.
 # Idempotent (state in /var/lib/swarmcard) and safe to run again. Logs go to the journal; no join
 # token is ever printed. SWARMCARD_CONF/SWARMCARD_STATE/SWARMCARD_ONCE exist for tests.
 set -u
@@ -41,19 +46,50 @@ address_is_up() {
   esac
 }
 
-# Shared storage (NFS, listed in $CONF/mounts): mounted before anything uses it, so a registry
-# never writes to the SD card under an empty mount point. Installs the NFS client when missing.
-mounts_ready() {
-  [ -f "$CONF/mounts" ] || return 0
+# Shared storage (NFS, listed in $CONF/mounts; the stacks that store data there list theirs in
+# $CONF/stacks/NAME.mounts). Nothing waits for it but those stacks, so a NAS that is down stops
+# no swarm; they wait, so a registry never writes to the SD card under an empty mount point.
+unmounted() { # the mount points in file $1 that are not mounted yet, space-separated
+  [ -f "$1" ] || return 0
   while read -r point; do
-    [ -n "$point" ] || continue
-    if mountpoint -q "$point"; then continue; fi
-    if ! command -v mount.nfs4 >/dev/null 2>&1 && [ ! -x /sbin/mount.nfs4 ]; then
-      log "installing nfs-common for the shared mounts"
-      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common; } || return 1
-    fi
-    mount "$point" || return 1
-  done <"$CONF/mounts"
+    if [ -n "$point" ] && ! mountpoint -q "$point"; then printf '%s ' "$point"; fi
+  done <"$1"
+}
+
+have_nfs_client() { command -v mount.nfs4 >/dev/null 2>&1 || [ -x /sbin/mount.nfs4 ]; }
+
+# The NFS client, when missing, at most every 5 minutes (apt needs the network too).
+nfs_client() {
+  if have_nfs_client; then return 0; fi
+  now=$(date +%s)
+  if [ $((now - ${nfs_tried:-0})) -lt 300 ]; then return 1; fi
+  nfs_tried=$now
+  log "installing nfs-common for the shared mounts"
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nfs-common; } >/dev/null 2>&1
+}
+
+# One try at every missing mount; true when all are mounted. A NAS that does not answer costs
+# at most 30 s a try (mount.nfs would otherwise retry for minutes).
+try_mounts() {
+  missing_mounts=$(unmounted "$CONF/mounts")
+  [ -n "$missing_mounts" ] || return 0
+  nfs_client || return 1
+  for point in $missing_mounts; do
+    if timeout 30 mount "$point" >/dev/null 2>&1; then log "$point mounted"; fi
+  done
+  [ -z "$(unmounted "$CONF/mounts")" ]
+}
+
+# Every node: once Docker runs, keep trying the shared mounts (containers of stacks may use them).
+wait_for_mounts() {
+  if try_mounts; then return 0; fi
+  waited=${missing_mounts% }
+  log "waiting for $waited (shared storage); the swarm does not wait for it"
+  until try_mounts; do
+    if [ -n "${SWARMCARD_ONCE:-}" ]; then return 0; fi
+    sleep "$INTERVAL"
+  done
+  log "$waited mounted"
 }
 
 docker_runs() { docker info >/dev/null 2>&1; }
@@ -106,11 +142,16 @@ push_join() {
   if ! docker swarm join-token -q "$token_kind" >"$STATE/token" 2>/dev/null; then return 1; fi
   log "pushing the $token_kind join token to $name ($address)"
   # Host keys are new after every flash, so they cannot be known in advance.
+  # ssh's own status, not sed's: the manager says so when a node is not reachable.
+  rm -f "$STATE/push-status"
   printf 'token %s\nmanager %s\n' "$(cat "$STATE/token")" "$(reachable_address)" |
-    ssh -i "$CONF/cluster_key" -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no \
-      -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$address" 2>&1 | sed "s/^/swarmcard: $name: /"
-  rc=$?
-  rm -f "$STATE/token"
+    {
+      ssh -i "$CONF/cluster_key" -o BatchMode=yes -o ConnectTimeout=5 -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$address" 2>&1
+      echo "$?" >"$STATE/push-status"
+    } | sed "s/^/swarmcard: $name: /"
+  rc=$(cat "$STATE/push-status" 2>/dev/null || echo 1)
+  rm -f "$STATE/token" "$STATE/push-status"
   return "$rc"
 }
 
@@ -140,7 +181,9 @@ drop_stale_nodes() {
   done
 }
 
-deploy_once() {
+# Networks, then every stack not deployed yet whose shared mounts are up; $STATE/deployed once
+# all are. A stack waiting for storage is named in the journal once per run.
+deploy_stacks() {
   if [ -f "$STATE/deployed" ]; then return 0; fi
   if [ -f "$CONF/networks" ]; then
     while read -r network; do
@@ -150,56 +193,88 @@ deploy_once() {
       log "network $network ready"
     done <"$CONF/networks"
   fi
+  waiting=0
   for compose in "$CONF"/stacks/*.yml; do
     [ -f "$compose" ] || continue
     stack=$(basename "$compose" .yml)
+    if [ -f "$STATE/deployed-$stack" ]; then continue; fi
+    needs=$(unmounted "$CONF/stacks/$stack.mounts")
+    if [ -n "$needs" ]; then
+      waiting=1
+      case " $told_waiting " in
+        *" $stack "*) ;;
+        *)
+          log "waiting for ${needs% } for stack $stack; the swarm is up"
+          told_waiting="$told_waiting $stack" ;;
+      esac
+      continue
+    fi
     if [ -f "$CONF/stacks/$stack.dirs" ]; then
       xargs mkdir -p <"$CONF/stacks/$stack.dirs" || return 1
     fi
     # shellcheck source=/dev/null
     (set -a && if [ -f "$CONF/stacks/$stack.env" ]; then . "$CONF/stacks/$stack.env"; fi &&
       docker stack deploy --compose-file "$compose" "$stack" >/dev/null) || return 1
+    touch "$STATE/deployed-$stack"
     log "stack $stack deployed"
   done
-  touch "$STATE/deployed"
+  if [ "$waiting" -eq 0 ]; then touch "$STATE/deployed"; fi
+}
+
+# The grace period runs from the swarm's first round (kept across restarts).
+grace_is_over() {
+  if [ ! -s "$STATE/swarm-since" ]; then date +%s >"$STATE/swarm-since"; fi
+  [ $(($(date +%s) - $(cat "$STATE/swarm-since"))) -ge "${DEPLOY_AFTER:-600}" ]
 }
 
 manage_round() {
-  missing=0
+  missing=''
   while read -r name address role labels; do
     case $name in '' | '#'*) continue ;; esac
     if [ "$name" != "$NODE_NAME" ] && ! node_is_ready "$name"; then
-      missing=$((missing + 1))
+      missing="$missing $name"
       push_join "$name" "$address" "$role" || log "$name ($address) is not reachable yet"
       continue
     fi
     label_node "$name" "$labels"
   done <"$CONF/nodes"
   drop_stale_nodes
-  if [ "$missing" -eq 0 ]; then
-    deploy_once || log "deploying the stacks failed; trying again next round"
+  try_mounts || true
+  if [ -z "$missing" ]; then
+    deploy_stacks || log "deploying the stacks failed; trying again next round"
+  elif grace_is_over; then
+    # Once per set of missing nodes: the swarm reschedules onto them when they come.
+    if [ ! -f "$STATE/deployed" ] && [ "$missing" != "${told_missing:-}" ]; then
+      log "deploying the stacks without$missing (not Ready ${DEPLOY_AFTER:-600} s after the swarm began);" \
+        "still inviting them"
+      told_missing=$missing
+    fi
+    deploy_stacks || log "deploying the stacks failed; trying again next round"
   else
-    log "$missing planned node(s) not Ready yet"
+    log "$(echo "$missing" | wc -w) planned node(s) not Ready yet:$missing"
   fi
 }
 
 retry clock_is_sane
 retry address_is_up
-retry mounts_ready
 retry install_docker
 retry start_docker
 
+told_waiting='' told_missing=''
 case $ROLE in
   manager)
     retry init_swarm
+    if ! try_mounts; then log "${missing_mounts% } not mounted yet (shared storage); the swarm does not wait for it"; fi
     while :; do
       manage_round
       if [ -n "${SWARMCARD_ONCE:-}" ]; then break; fi
       sleep "$INTERVAL"
     done ;;
   join)
-    retry join_existing ;;
+    retry join_existing
+    wait_for_mounts ;;
   *)
     touch "$STATE/ready"
-    log "Docker is running; the manager at $MANAGER_ADDRESS pushes the join token over SSH" ;;
+    log "Docker is running; the manager at $MANAGER_ADDRESS pushes the join token over SSH"
+    wait_for_mounts ;;
 esac
