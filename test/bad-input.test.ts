@@ -54,8 +54,10 @@ async function check(t: ExecutionContext, c: Case, base: string): Promise<string
   const args = await c.args({ dir, out, base });
   const before = await tree(dir);
   const r = await swarmcard(args, { env: c.env, cwd: dir });
-  // Progress lines ("==> …", "[1/5] …") may come before the error; the error is the rest.
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '' && !/^(==> |\[\d+\/\d+\] )/.test(l));
+  // Progress lines ("==> …", "[1/5] …", "decompressing …") may come before the error; the error is the rest.
+  const lines = r.stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/^(==> |\[\d+\/\d+\] |decompressing |downloading |hashing )/.test(l));
   const wrong: string[] = [];
   if (r.exitCode !== 1) wrong.push(`exit ${r.exitCode}, not 1`);
   if (lines.length < 1 || lines.length > 2 || !lines[0]!.startsWith('error: ') || lines[1]?.startsWith('error: '))
@@ -169,7 +171,7 @@ async function unknownFeatureImage(dir: string, base: string): Promise<string> {
   const start = image.readUInt32LE(446 + 16 + 8) * 512;
   const superblock = start + 1024;
   const incompat = superblock + 0x60;
-  image.writeUInt32LE(image.readUInt32LE(incompat) | 0x80000000, incompat);
+  image.writeUInt32LE((image.readUInt32LE(incompat) | 0x80000000) >>> 0, incompat);
   return write(join(dir, 'future.img'), image);
 }
 
