@@ -78,10 +78,16 @@ export function toUserError(error: unknown): unknown {
   if (error.name === 'ToolError') {
     const { command, stderr, exitCode } = error as Error & { command: string; stderr: string; exitCode?: number };
     const program = command.split(' ')[0]!;
-    const name = program.split('/').at(-1)!;
-    const variable = `SWARMCARD_${name.replace(/[.-]/g, '_').toUpperCase()}`;
+    const overridden = Object.keys(process.env).find((k) => k.startsWith('SWARMCARD_') && process.env[k] === program);
+    const name = overridden
+      ? overridden
+          .slice('SWARMCARD_'.length)
+          .toLowerCase()
+          .replace('_', overridden.includes('MKFS') ? '.' : '-')
+      : program.split('/').at(-1)!;
+    const variable = overridden ?? `SWARMCARD_${name.replace(/[.-]/g, '_').toUpperCase()}`;
     const said = firstLine(stderr) || (exitCode === undefined ? 'it did not run' : `exit code ${exitCode}`);
-    if (process.env[variable] === program)
+    if (overridden)
       return new UserError(
         `${program} (from ${variable}) failed: ${said}; point ${variable} at a working ${name} or unset it.`,
         { cause: error },

@@ -10,7 +10,7 @@
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { swarmcard } from './helpers/cli.js';
@@ -20,10 +20,13 @@ const corpus = fileURLToPath(new URL('../../test/bad-input/', import.meta.url));
 const older = fileURLToPath(new URL('../../test/profiles/', import.meta.url));
 const goodProfile = fileURLToPath(new URL('../../profiles/pizero-otg.yaml', import.meta.url));
 
-/** Every file under `dir`, relative. */
+/** Every file under `dir`, relative (an empty folder the pipeline made before failing is not counted). */
 async function tree(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
-  return entries.map(String).sort();
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
 }
 
 /** `limit` at a time, in order of the list. */
@@ -51,7 +54,10 @@ async function check(t: ExecutionContext, c: Case, base: string): Promise<string
   const args = await c.args({ dir, out, base });
   const before = await tree(dir);
   const r = await swarmcard(args, { env: c.env, cwd: dir });
-  const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
+  // Progress lines ("==> …", "[1/5] …", "decompressing …") may come before the error; the error is the rest.
+  const lines = r.stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/^(==> |\[\d+\/\d+\] |decompressing |downloading |hashing )/.test(l));
   const wrong: string[] = [];
   if (r.exitCode !== 1) wrong.push(`exit ${r.exitCode}, not 1`);
   if (lines.length < 1 || lines.length > 2 || !lines[0]!.startsWith('error: ') || lines[1]?.startsWith('error: '))
@@ -77,7 +83,10 @@ async function runAll(t: ExecutionContext, cases: Case[]) {
 
 const profileFiles = async (): Promise<string[]> => [
   ...(await readdir(corpus)).filter((f) => f.endsWith('.yaml')).map((f) => join(corpus, f)),
-  ...(await readdir(older)).filter((f) => f.startsWith('invalid-')).map((f) => join(older, f)),
+  ...(await readdir(older))
+    // Several problems are several lines by design (one per problem); that file is tested in profile.test.
+    .filter((f) => f.startsWith('invalid-') && f !== 'invalid-several-problems.yaml')
+    .map((f) => join(older, f)),
 ];
 
 test('every bad profile: validate refuses it in one sentence', async (t) => {
@@ -162,7 +171,7 @@ async function unknownFeatureImage(dir: string, base: string): Promise<string> {
   const start = image.readUInt32LE(446 + 16 + 8) * 512;
   const superblock = start + 1024;
   const incompat = superblock + 0x60;
-  image.writeUInt32LE(image.readUInt32LE(incompat) | 0x80000000, incompat);
+  image.writeUInt32LE((image.readUInt32LE(incompat) | 0x80000000) >>> 0, incompat);
   return write(join(dir, 'future.img'), image);
 }
 

@@ -77,6 +77,13 @@ export class DebugfsEditor extends EditorBase {
     const problems = stderr
       .split('\n')
       .filter((l) => l.trim() !== '' && !/^debugfs \d/.test(l) && !options.tolerate?.test(l));
+    // debugfs could not open the filesystem at all: the image's fault (or this e2fsprogs'), not ours.
+    const unopened = problems.map((l) => /^debugfs: (.*) while trying to open/.exec(l)?.[1]).find(Boolean);
+    if (unopened)
+      throw new UserError(
+        `debugfs cannot open the root filesystem of ${this.ctx.image} (${unopened}); the image is damaged ` +
+          'or needs a newer e2fsprogs (SWARMCARD_DEBUGFS chooses another debugfs).',
+      );
     if (problems.length > 0) throw new Error(`debugfs on ${this.ctx.image} failed: ${problems.join('; ')}`);
     return stdout;
   }

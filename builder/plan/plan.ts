@@ -186,7 +186,7 @@ export function parseOnly(text: string, plan: ClusterPlan): Set<number> {
     const [from, to] = [Number(m[1]), Number(m[2] ?? m[1])];
     if (to < from) throw new UserError(`--only range ${part.trim()} runs backwards; write ${to}-${from}.`);
     // No index is above the plan's last, so a range need not be walked past it.
-    for (let i = from; i <= Math.min(to, last + 1); i++) wanted.add(i);
+    for (let i = from; i <= to && (i === from || i <= last + 1); i++) wanted.add(i);
   }
   const missing = [...wanted].filter((i) => !known.has(i));
   if (missing.length > 0)

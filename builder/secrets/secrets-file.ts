@@ -68,7 +68,7 @@ async function readSecretsYaml(file: string): Promise<Partial<ClusterSecrets> | 
   try {
     data = parse(await readFile(file, 'utf8'), { maxAliasCount: 100 });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code) throw error;
+    if (typeof (error as NodeJS.ErrnoException).errno === 'number') throw error;
     data = 'not YAML';
   }
   if (data !== null && (typeof data !== 'object' || Array.isArray(data)))
