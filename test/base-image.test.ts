@@ -84,7 +84,7 @@ test('a truncated archive is refused with one sentence and leaves nothing in the
 test('a file that is not an image is refused', async (t) => {
   const { dir, resolve } = await ownCache(t);
   const notes = join(dir, 'notes.txt');
-  await writeFile(notes, 'hello');
+  await writeFile(notes, 'hello, these are notes and not an image\n');
   await t.throwsAsync(resolve({ location: notes }), {
     name: 'UserError',
     message: /is neither a disk image nor/,

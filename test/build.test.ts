@@ -510,6 +510,7 @@ test('a smaller rebuild removes the images the plan no longer names; foreign fil
     '01-otg1.img',
     '02-otg2.img',
     'SHA256SUMS',
+    'host-kit.tar',
     'manifest.json',
   ]);
   const manifest = JSON.parse(await readFile(join(six.dir, 'manifest.json'), 'utf8')) as Manifest;
