@@ -232,8 +232,8 @@ test('debugfs stat answers are parsed', (t) => {
 test('compression is recognised by magic bytes', (t) => {
   t.is(detectCompression(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 0]), 'a'), 'xz');
   t.is(detectCompression(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0]), 'a'), 'zstd');
-  t.is(detectCompression(Buffer.from([0x1f, 0x8b, 8, 0]), 'a'), 'gzip');
-  t.is(detectCompression(Buffer.from([0x50, 0x4b, 0x03, 0x04]), 'a'), 'zip');
+  t.is(detectCompression(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0]), 'a'), 'gzip');
+  t.is(detectCompression(Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0]), 'a'), 'zip');
   t.is(detectCompression(mbr([{ type: 0x0c, start: 1, sectors: 1 }]), 'a.bin'), 'none');
   t.throws(() => detectCompression(Buffer.from('hello world'), 'notes.txt'), {
     instanceOf: UserError,
