@@ -210,7 +210,7 @@ const invalid: Record<string, [number, string, RegExp][]> = {
   ],
   'invalid-several-problems': [
     [1, 'cluster', /must be lower-case letters, digits and hyphens/],
-    [2, 'sourceDateEpoch', /greater or equal to 0, got -5/],
+    [2, 'sourceDateEpoch', /must be a whole number of seconds from 315532800 \(1980-01-01\).*, got -5/],
     [5, 'nodes[1].role', /must be one of host, manager, worker, not "boss"/],
   ],
 };
