@@ -42,13 +42,12 @@ const sha256Pattern = /^[0-9a-f]{64}$/;
 
 /** Detect the container from its first bytes; the file name only decides when magic cannot. */
 export function detectCompression(head: Buffer, name: string): Compression {
-  if (head.length < 6)
+  if (head.length === 0)
     throw new UserError(
-      `${name} is ${head.length === 0 ? 'empty' : `only ${head.length} bytes`}, not a disk image; ` +
-        'give the path of a Raspberry Pi OS image (or download it again).',
+      `${name} is empty, not a disk image; give the path of a Raspberry Pi OS image (or download it again).`,
     );
   if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
-  if (head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
   if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.subarray(0, 4).equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))) return 'zip';
   if (hasBootSignature(head)) return 'none';
