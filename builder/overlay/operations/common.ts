@@ -41,3 +41,37 @@ export interface OperationKind<S extends TObject> {
 
 /** Declare an operation kind (infers the data type from the schema). */
 export const operation = <S extends TObject>(kind: OperationKind<S>): OperationKind<S> => kind;
+
+/** `file` and `template`: write an overlay file into the image, its content verbatim or rendered. */
+export function writeFileOperation(options: { render: boolean }) {
+  return operation({
+    schema: Type.Object(
+      {
+        partition: Type.Optional(Partition),
+        path: Type.String(),
+        source: Type.String(),
+        mode: Mode,
+        ...Owner,
+        when: When,
+      },
+      strict,
+    ),
+    source: (o) => o.source,
+    writes: (o) => o.path,
+    plan: (o, { origin, t, files }) => {
+      const text = files.get(o.source)!.toString('utf8');
+      return [
+        {
+          origin,
+          op: 'write',
+          partition: o.partition ?? 'root',
+          path: t(o.path),
+          content: options.render ? t(text) : text,
+          mode: modeOf(o.mode),
+          uid: o.uid,
+          gid: o.gid,
+        },
+      ];
+    },
+  });
+}

@@ -13,33 +13,6 @@
  * - mode: octal string such as "0644"; uid, gid: numeric owner (root when absent).
  * - when: a boolean parameter that must be true (`!name`: false).
  */
-import { Type } from '@sinclair/typebox';
-import { Mode, modeOf, Owner, operation, Partition, strict, When } from './common.js';
+import { writeFileOperation } from './common.js';
 
-export const file = operation({
-  schema: Type.Object(
-    {
-      partition: Type.Optional(Partition),
-      path: Type.String(),
-      source: Type.String(),
-      mode: Mode,
-      ...Owner,
-      when: When,
-    },
-    strict,
-  ),
-  source: (o) => o.source,
-  writes: (o) => o.path,
-  plan: (o, { origin, t, files }) => [
-    {
-      origin,
-      op: 'write',
-      partition: o.partition ?? 'root',
-      path: t(o.path),
-      content: files.get(o.source)!.toString('utf8'),
-      mode: modeOf(o.mode),
-      uid: o.uid,
-      gid: o.gid,
-    },
-  ],
-});
+export const file = writeFileOperation({ render: false });
