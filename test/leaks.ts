@@ -7,6 +7,8 @@
  * - network namespaces (`ip netns list`);
  * - mounts under the temp directory; loop devices (`losetup -a`);
  * - temp entries named swarmcard-* (the fixture cache, swarmcard-test-fixtures-*, is kept on purpose);
+ * - files written into the checkout (`git ls-files --others`): a fresh clone must stay clean, so
+ *   no test may leave, say, a secrets file beside a shipped profile;
  * - `compare FILE SUITE_TMPDIR`: anything at all left in the suite's private temp directory (make
  *   test runs ava with TMPDIR=SUITE_TMPDIR), which is then removed when empty.
  * What existed before the run (a system sshd, another project's dockerd) is never blamed. Other
@@ -17,6 +19,7 @@
 import { readdir, readFile, readlink, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
 interface Snapshot {
@@ -25,6 +28,7 @@ interface Snapshot {
   mounts: string[];
   loopDevices: string[];
   tempEntries: string[];
+  checkoutFiles: string[];
 }
 
 const watched = /^(dockerd|containerd|containerd-shim.*|busybox|httpd|registry|docker-registry|sshd|qemu.*)$/;
@@ -49,10 +53,12 @@ async function processes(): Promise<string[]> {
   return found;
 }
 
-async function lines(file: string, args: string[]): Promise<string[]> {
-  const result = await execa(file, args, { reject: false });
+async function lines(file: string, args: string[], cwd?: string): Promise<string[]> {
+  const result = await execa(file, args, { reject: false, cwd });
   return result.stdout.split('\n').filter(Boolean);
 }
+
+const checkout = fileURLToPath(new URL('../../', import.meta.url));
 
 async function snapshot(): Promise<Snapshot> {
   const temp = tmpdir();
@@ -68,6 +74,7 @@ async function snapshot(): Promise<Snapshot> {
     tempEntries: (await readdir(temp))
       .filter((n) => n.startsWith('swarmcard-') && !n.startsWith('swarmcard-test-fixtures-'))
       .map((n) => join(temp, n)),
+    checkoutFiles: await lines('git', ['ls-files', '--others', '--directory'], checkout),
   };
 }
 
@@ -77,6 +84,7 @@ const what: Record<keyof Snapshot, string> = {
   mounts: 'mount',
   loopDevices: 'loop device',
   tempEntries: 'temp entry',
+  checkoutFiles: 'file in the checkout',
 };
 
 /** Everything in `after` that was not in `before`, one line each. */
@@ -108,7 +116,9 @@ async function main(): Promise<number> {
     }
     if (suiteTmp && leaks.length === 0) await rmdir(suiteTmp);
     if (leaks.length === 0) {
-      console.log('leak check: no process, namespace, mount, loop device or temp entry outlived the tests');
+      console.log(
+        'leak check: no process, namespace, mount, loop device, temp entry or checkout file outlived the tests',
+      );
       return 0;
     }
     console.error(`error: the test suite left ${leaks.length} thing(s) behind:\n  ${leaks.join('\n  ')}`);

@@ -1,14 +1,24 @@
 /** Run the built CLI as a user would, capturing exit code, stdout and stderr separately. */
 
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { fixtureDir } from './fixtures.js';
 
 export const cliPath = fileURLToPath(new URL('../../builder/cli.js', import.meta.url));
+const shippedProfiles = fileURLToPath(new URL('../../../profiles/', import.meta.url));
+
+/**
+ * The secrets of builds from the repository's own profiles: kept beside the fixture cache, so the
+ * suite never writes into the checkout (a fresh clone has no secrets file and must stay clean).
+ */
+export const shippedSecretsDir = join(fixtureDir, 'secrets');
 
 export async function swarmcard(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
+  const shipped = args.some((a) => a.startsWith(shippedProfiles));
   const result = await execa('node', [cliPath, ...args], {
     reject: false,
-    env: { NO_COLOR: '1', ...options.env },
+    env: { NO_COLOR: '1', ...(shipped ? { SWARMCARD_SECRETS_DIR: shippedSecretsDir } : {}), ...options.env },
     cwd: options.cwd,
   });
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
