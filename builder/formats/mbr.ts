@@ -90,3 +90,23 @@ export function withDiskId(sector0: Buffer, diskId: number): Buffer {
   copy.writeUInt32LE(diskId >>> 0, DISK_ID_OFFSET);
   return copy;
 }
+
+/**
+ * Every used slot of the partition table as it stands (extended and GPT-protective entries too),
+ * without judging the image: for code that must account for every partition, whatever it holds.
+ * Undefined when sector 0 has no MBR signature.
+ */
+export function partitionSlots(
+  sector0: Buffer,
+): Pick<MbrPartition, 'number' | 'type' | 'offset' | 'size'>[] | undefined {
+  if (!hasBootSignature(sector0)) return undefined;
+  const slots: Pick<MbrPartition, 'number' | 'type' | 'offset' | 'size'>[] = [];
+  for (let slot = 0; slot < 4; slot++) {
+    const entry = 446 + slot * 16;
+    const type = sector0[entry + 4]!;
+    const sectors = sector0.readUInt32LE(entry + 12);
+    if (type === 0 || sectors === 0) continue;
+    slots.push({ number: slot + 1, type, offset: sector0.readUInt32LE(entry + 8) * SECTOR, size: sectors * SECTOR });
+  }
+  return slots;
+}
