@@ -10,10 +10,11 @@ SYSTEM_TOOLS := mcopy:mtools mtype:mtools debugfs:e2fsprogs mkfs.ext4:e2fsprogs 
 SYSTEM_TOOLS += ssh-keygen:openssh-client
 # Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
 # (one Docker engine and one sshd per node, in network namespaces; docker-registry stands in for the
-# registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys).
+# registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys;
+# bmaptool flashes images with their .bmap onto a loop device standing for a used card).
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
-              openssl:openssl
+              openssl:openssl bmaptool:bmap-tools
 
 .PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 

@@ -140,11 +140,11 @@ test('FAT geometry from the BPB: areas and width, and refusal of what cannot be 
   t.is(fat16?.clusterCount, Math.floor((49152 - 132) / 4));
   const fat12 = parseFatGeometry(bootSector({ spc: 2, reserved: 1, rootEntries: 512, total: 4096, fat16: 6 }));
   t.like(fat12, { bits: 12, clusterCount: Math.floor((4096 - 1 - 12 - 32) / 2), clusterBytes: 1024 });
-  // 4083 clusters: FAT12 for Linux, FAT16 for dosfstools. Refused, so the caller maps it whole.
-  t.is(
-    parseFatGeometry(bootSector({ spc: 1, reserved: 1, rootEntries: 16, total: 1 + 24 + 1 + 4083, fat16: 12 })),
-    undefined,
-  );
+  // The FAT12/FAT16 boundary: 4084 clusters is FAT12, 4085 FAT16 (Linux, dosfstools, Microsoft).
+  const clusters = (n: number) =>
+    bootSector({ spc: 1, reserved: 1, rootEntries: 16, total: 1 + 2 * 16 + 1 + n, fat16: 16 });
+  t.is(parseFatGeometry(clusters(4084))?.bits, 12);
+  t.is(parseFatGeometry(clusters(4085))?.bits, 16);
   // A FAT too small for its clusters, a sector size FAT does not have, no signature.
   t.is(parseFatGeometry(bootSector({ spc: 4, reserved: 4, rootEntries: 512, total: 49152, fat16: 8 })), undefined);
   t.is(

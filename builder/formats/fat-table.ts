@@ -2,9 +2,8 @@
  * Which parts of a FAT volume are in use, from its bytes alone: the geometry from the BIOS
  * parameter block, and the allocated clusters from the file allocation table (an entry ≠ 0 is
  * allocated: a chain link, an end-of-chain mark or a bad-cluster mark). Pure. The FAT width is
- * decided as Linux, dosfstools and mtools decide it (docs/release.md "bmap"): FAT32 when the
- * 16-bit FAT size field is 0, otherwise by the cluster count; the counts on which those disagree
- * (4083, 4084) are refused, so the caller treats the volume as unknown.
+ * decided as Linux, dosfstools 4 and the Microsoft specification decide it (docs/release.md
+ * "bmap"): FAT32 when the 16-bit FAT size field is 0, otherwise FAT12 below 4085 clusters, else FAT16.
  */
 import type { Range } from '../util/ranges.js';
 
@@ -30,10 +29,8 @@ export interface FatGeometry {
   volumeBytes: number;
 }
 
-/** Linux's MAX_FAT12 (0xFF4): more clusters than this is FAT16 for the kernel. */
-const LINUX_MAX_FAT12 = 4084;
-/** dosfstools calls a volume FAT16 when clusters + 2 exceed 4084. */
-const DOSFSTOOLS_MAX_FAT12 = 4082;
+/** Fewer clusters than this is FAT12 (Linux MAX_FAT12 = 4084, dosfstools FAT12_THRESHOLD = 4085). */
+const FAT12_THRESHOLD = 4085;
 
 const isPowerOfTwo = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 
@@ -58,9 +55,7 @@ export function parseFatGeometry(sector: Buffer): FatGeometry | undefined {
   if (fat16Size === 0) {
     if (rootEntries !== 0) return undefined;
     bits = 32;
-  } else if (clusterCount <= DOSFSTOOLS_MAX_FAT12) bits = 12;
-  else if (clusterCount > LINUX_MAX_FAT12) bits = 16;
-  else return undefined; // 4083 or 4084 clusters: FAT12 for Linux, FAT16 for dosfstools
+  } else bits = clusterCount < FAT12_THRESHOLD ? 12 : 16;
   const fatBytes = fatSectors * bytesPerSector;
   if (fatBytes < fatTableBytes(bits, clusterCount + 2)) return undefined;
   return {
