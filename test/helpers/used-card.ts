@@ -52,7 +52,10 @@ export async function flashOverUsedCard(
   loop: boolean,
 ): Promise<{ exitCode: number; output: string; route: string }> {
   if (!loop) {
-    const result = await execa('python3', ['-c', PYTHON_COPY, image, bmap, card], { reject: false, all: true });
+    // The interpreter bmaptool itself runs with (its #! line), which is the one that has bmaptools.
+    const bmaptool = (await execa('sh', ['-c', 'command -v bmaptool'])).stdout.trim();
+    const python = /^#!\s*(\S+)/.exec(await readFile(bmaptool, 'utf8'))?.[1] ?? 'python3';
+    const result = await execa(python, ['-c', PYTHON_COPY, image, bmap, card], { reject: false, all: true });
     return { exitCode: result.exitCode ?? -1, output: result.all ?? '', route: 'bmaptools BmapCopy into the file' };
   }
   const device = (await execa('losetup', ['--find', '--show', card])).stdout.trim();
