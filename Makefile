@@ -11,9 +11,11 @@ SYSTEM_TOOLS += ssh-keygen:openssh-client
 # Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
 # (one Docker engine and one sshd per node, in network namespaces; docker-registry stands in for the
 # registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys).
+# bsdcat (libarchive, what Raspberry Pi Imager decodes with) and Python's lzma module read the
+# compressed node images back.
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
-              openssl:openssl
+              openssl:openssl bsdcat:libarchive-tools python3:python3
 
 .PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 
@@ -92,6 +94,7 @@ test: test-deps build lint
 bench: setup
 	node build/bench/clone-edit.js
 	node build/bench/build-cluster.js
+	node build/bench/compress.js
 
 clean:
 	rm -rf build dist
