@@ -11,10 +11,12 @@ SYSTEM_TOOLS += ssh-keygen:openssh-client
 # Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
 # (one Docker engine and one sshd per node, in network namespaces; docker-registry stands in for the
 # registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys;
-# bmaptool flashes images with their .bmap onto a loop device standing for a used card).
+# bmaptool flashes images with their .bmap onto a loop device standing for a used card; bsdcat
+# (libarchive, what Raspberry Pi Imager decodes with) and Python's lzma module read the compressed
+# node images back).
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
-              openssl:openssl bmaptool:bmap-tools
+              openssl:openssl bmaptool:bmap-tools bsdcat:libarchive-tools python3:python3
 
 .PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 
@@ -93,6 +95,7 @@ test: test-deps build lint
 bench: setup
 	node build/bench/clone-edit.js
 	node build/bench/build-cluster.js
+	node build/bench/compress.js
 
 clean:
 	rm -rf build dist

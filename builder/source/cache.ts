@@ -20,4 +20,9 @@ export const cachePaths = {
   hashes: () => join(cacheDir(), 'hashes'),
   /** Decompressed images, named `<sha256 of the compressed source>.img`. */
   images: () => join(cacheDir(), 'images'),
+  /**
+   * Compressed chunks of node images (release/compress.ts): `chunks/<format>-<level>-<chunk size>-<id>/`
+   * (id: a hash of the compressor's version and arguments), then `<ab>/<sha256 of the raw chunk>.chunk`.
+   */
+  chunks: () => join(cacheDir(), 'chunks'),
 };

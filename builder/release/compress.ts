@@ -1,0 +1,369 @@
+/**
+ * Compressed node images where N nodes cost about one compression (docs/release.md, "Compression").
+ *
+ * An image is cut into fixed-size chunks (CHUNK_BYTES), and each chunk is compressed on its own by
+ * a single-threaded `xz` or `zstd` into one complete stream (xz) or frame (zstd). Their
+ * concatenation is one ordinary .xz/.zst file: every decoder reads concatenated streams/frames in
+ * full (xz, zstd, bsdcat/libarchive as used by Raspberry Pi Imager, Python's lzma; the tests check
+ * each). Because a chunk's compressed bytes depend only on its raw bytes and the compressor, they are
+ * cached by the chunk's sha256 (chunk-cache.ts): the zero chunks, the chunks a node shares with
+ * the other nodes and with earlier builds are compressed once; node 2…N pay for their changed
+ * chunks only. Output is the same bytes whatever the core count or cache state.
+ *
+ * One read pass over the image: each chunk is read into a shared buffer, hashed twice on worker
+ * threads (the image's running sha256 and the chunk's own), then either found in the cache or fed to
+ * a compressor. Memory is a few chunks, never the image: RAW_BUDGET bounds the buffers.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { UserError } from '../errors.js';
+import { run, stream } from '../exec/run.js';
+import { toolPath } from '../exec/tools.js';
+import { cachePaths } from '../source/cache.js';
+import { checkInterrupted, withScope } from '../util/scope.js';
+import { giveBuffer, takeBuffer } from './buffers.js';
+import { ChunkCache, HEADER_BYTES, readFully } from './chunk-cache.js';
+import { Hasher } from './hasher.js';
+
+export type CompressFormat = 'xz' | 'zst';
+export interface Compression {
+  format: CompressFormat;
+  level: number;
+}
+
+/**
+ * xz 6 and zstd 3: the tools' own defaults. xz 7–9 differ from 6 only in a larger dictionary (16–64
+ * MiB), which a 16 MiB chunk cannot use, at up to 7× the memory per compressor (docs/release.md).
+ */
+export const DEFAULT_LEVEL: Record<CompressFormat, number> = { xz: 6, zst: 3 };
+
+const MiB = 1024 * 1024;
+/** The chunk size, chosen by measurement (docs/release.md): reuse against ratio. */
+export const CHUNK_BYTES = 16 * MiB;
+/**
+ * The most raw chunk bytes held at once: P+1 chunks (P compressors and the one being read), capped
+ * here, so the Node process stays well under 200 MB (8 chunks of 16 MiB at most: 7 compressors).
+ */
+const RAW_BUDGET = 128 * MiB;
+
+export interface CompressedFile {
+  /** Of the compressed file. */
+  sha256: string;
+  size: number;
+  /** Of the raw image, computed in the same read pass. */
+  rawSha256: string;
+  rawSize: number;
+  chunks: number;
+  /** How many chunks were taken from the cache (or from an identical chunk earlier in the image). */
+  reused: number;
+}
+
+export interface CompressOptions {
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** The chunk size; the default is CHUNK_BYTES (other sizes are for measurements and tests). */
+  chunkBytes?: number;
+}
+
+const tools = { xz: 'xz', zst: 'zstd' } as const;
+const levels: Record<CompressFormat, [number, number]> = { xz: [0, 9], zst: [1, 19] };
+
+/** One chunk in, one stream/frame out, one thread each: the bytes depend on nothing else. */
+function compressorArgs(how: Compression): string[] {
+  return how.format === 'xz' ? ['-T1', `-${how.level}`, '-c'] : ['-q', '-T1', `-${how.level}`, '-c'];
+}
+// xz also takes options from XZ_DEFAULTS and XZ_OPT: emptied, so only the arguments above count.
+// (zstd's ZSTD_CLEVEL and ZSTD_NBTHREADS are overridden by -LEVEL and -T1.)
+const compressorEnv = { XZ_DEFAULTS: '', XZ_OPT: '' };
+
+const versions = new Map<string, Promise<string>>();
+/** The compressor's whole `--version` output (xz also names its liblzma), memoized per program. */
+function versionOutput(format: CompressFormat): Promise<string> {
+  const tool = tools[format];
+  const key = `${tool}\0${toolPath(tool)}`;
+  let version = versions.get(key);
+  if (!version) {
+    version = run(tool, ['--version']).then(({ stdout, stderr }) => `${stdout}${stderr}`.trim());
+    versions.set(key, version);
+    version.catch(() => versions.delete(key));
+  }
+  return version;
+}
+
+/** The compressor's version string (for the manifest), e.g. "xz (XZ Utils) 5.4.1". */
+export async function compressorVersion(format: CompressFormat): Promise<string> {
+  const first = (await versionOutput(format)).split('\n')[0] ?? '';
+  // zstd decorates its line: "*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***".
+  return first.replace(/^\*+\s*|\s*\*+$/g, '');
+}
+
+function checkCompression(how: Compression, chunkBytes: number): void {
+  const range = levels[how.format];
+  if (!range) throw new UserError(`unknown compression format "${how.format}"; use xz or zst.`);
+  if (!Number.isInteger(how.level) || how.level < range[0] || how.level > range[1])
+    throw new UserError(`${how.format} level ${how.level} is out of range; use ${range[0]} to ${range[1]}.`);
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 4096)
+    throw new Error(`chunk size ${chunkBytes} is not a whole number of at least 4096 bytes`);
+}
+
+/** The cache folder of one setting: everything the compressed bytes depend on, besides the chunk. */
+function storeName(how: Compression, chunkBytes: number, version: string, args: string[]): string {
+  const id = createHash('sha256')
+    .update(JSON.stringify({ format: how.format, level: how.level, chunkBytes, version, args }))
+    .digest('hex')
+    .slice(0, 16);
+  const size = chunkBytes % MiB === 0 ? `${chunkBytes / MiB}m` : `${chunkBytes}b`;
+  return `${how.format}-${how.level}-${size}-${id}`;
+}
+
+const zeroPiece = Buffer.alloc(64 * 1024);
+function isZero(bytes: Buffer): boolean {
+  for (let at = 0; at < bytes.length; at += zeroPiece.length) {
+    const piece = bytes.subarray(at, at + zeroPiece.length);
+    if (!piece.equals(piece.length === zeroPiece.length ? zeroPiece : zeroPiece.subarray(0, piece.length)))
+      return false;
+  }
+  return true;
+}
+
+/** A counting semaphore. */
+class Gate {
+  private readonly queue: (() => void)[] = [];
+  constructor(private free: number) {}
+  async enter(): Promise<void> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.queue.push(resolve));
+  }
+  leave(): void {
+    const next = this.queue.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Awaited by the writer, or by nobody once something failed: never an unhandled rejection.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/** A chunk ready to be written: its entry is in the cache. */
+interface Planned {
+  hash: string;
+  length: number;
+  /** Compressed by this call (not reused). */
+  fresh: boolean;
+}
+
+/** Write RAW compressed to OUT atomically (OUT.partial, then rename; removed on every failure path incl. Ctrl-C). */
+export async function compressImage(
+  raw: string,
+  out: string,
+  how: Compression,
+  options: CompressOptions = {},
+): Promise<CompressedFile> {
+  const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
+  checkCompression(how, chunkBytes);
+  const tool = tools[how.format];
+  const args = compressorArgs(how);
+  const store = join(cachePaths.chunks(), storeName(how, chunkBytes, await versionOutput(how.format), args));
+
+  return withScope(async (scope) => {
+    const hashes = new Hasher(); // the image's and the output's running hashes
+    scope.defer('stop the hashing thread', () => hashes.close());
+    const checks = new Hasher(); // chunk keys and cache entry checks
+    scope.defer('stop the hashing thread', () => checks.close());
+    const cache = new ChunkCache(store, scope, checks);
+
+    const input = await open(raw, 'r');
+    scope.defer(`close ${raw}`, () => input.close());
+    const rawSize = (await input.stat()).size;
+    await mkdir(dirname(out), { recursive: true });
+    const partial = `${out}.partial`;
+    let renamed = false;
+    scope.defer(`remove ${partial}`, () => (renamed ? undefined : rm(partial, { force: true })));
+    const output = await open(partial, 'w');
+    let outputOpen = true;
+    scope.defer(`close ${partial}`, () => (outputOpen ? output.close() : undefined));
+
+    const parallel = availableParallelism();
+    const slotCount = Math.max(3, Math.min(parallel + 1, Math.floor(RAW_BUDGET / chunkBytes)));
+    const buffers = Array.from({ length: slotCount }, () => takeBuffer(chunkBytes));
+    const slots = new Gate(slotCount);
+    const compressors = new Gate(Math.max(1, Math.min(parallel, slotCount - 1)));
+    const zeroHashes = new Map<number, Promise<string>>();
+
+    const count = Math.max(1, Math.ceil(rawSize / chunkBytes));
+    const ready = Array.from({ length: count }, () => deferred<Planned>());
+    const pending = new Map<string, Promise<boolean>>();
+    const running = new Set<{ kill: () => unknown }>();
+    const tasks: Promise<void>[] = [];
+    let failure: { error: unknown } | undefined;
+    const stop = (error: unknown) => {
+      if (failure) return;
+      failure = { error };
+      for (const child of running) child.kill();
+    };
+    const throwIfStopped = () => {
+      checkInterrupted();
+      if (failure) throw failure.error;
+      for (const buffer of buffers) giveBuffer(buffer);
+    };
+
+    /** Compress `bytes` into the cache entry `hash`: one process, one thread. */
+    const compress = async (bytes: Buffer, hash: string): Promise<void> => {
+      await compressors.enter();
+      try {
+        throwIfStopped();
+        const child = stream(tool, args, { env: compressorEnv });
+        running.add(child.subprocess);
+        try {
+          // A compressor that dies early closes its stdin (EPIPE); `done` reports why.
+          child.stdin.on('error', () => undefined);
+          child.stdin.end(bytes);
+          const written = cache.write(hash, child.stdout, child.done);
+          try {
+            await Promise.all([written, child.done]);
+          } catch (error) {
+            child.subprocess.kill();
+            await Promise.allSettled([written, child.done]);
+            throw error;
+          }
+        } finally {
+          running.delete(child.subprocess);
+        }
+      } finally {
+        compressors.leave();
+      }
+    };
+
+    /** Find chunk `index` (in `buffer`) in the cache, or compress it; then free its buffer. */
+    const plan = async (
+      index: number,
+      slot: Buffer,
+      buffer: Buffer,
+      hashed: Promise<unknown>,
+      key: Promise<string>,
+    ) => {
+      let holding = true;
+      const free = async () => {
+        if (!holding) return;
+        holding = false;
+        await hashed.catch(() => undefined); // the image's hash still reads the buffer
+        buffers.push(slot);
+        slots.leave();
+      };
+      try {
+        const hash = await key;
+        let entry = pending.get(hash);
+        let first = false;
+        if (!entry) {
+          first = true;
+          entry = cache.has(hash).then(async (present) => {
+            if (present) return false;
+            await compress(buffer, hash);
+            return true;
+          });
+          pending.set(hash, entry);
+        } else {
+          await free();
+        }
+        const compressed = await entry;
+        await hashed;
+        ready[index]!.resolve({ hash, length: buffer.length, fresh: first && compressed });
+      } catch (error) {
+        stop(error);
+        ready[index]!.reject(error);
+      } finally {
+        await free();
+      }
+    };
+
+    const readAll = async () => {
+      for (let index = 0; index < count; index++) {
+        throwIfStopped();
+        await slots.enter();
+        const buffer = buffers.pop()!;
+        if (failure) {
+          buffers.push(buffer);
+          slots.leave();
+          throwIfStopped();
+        }
+        const position = index * chunkBytes;
+        const view = buffer.subarray(0, Math.min(chunkBytes, rawSize - position));
+        if (!(await readFully(input, view, position))) throw new Error(`${raw} got shorter while being compressed`);
+        const hashed = hashes.update('raw', view);
+        hashed.catch(() => undefined);
+        // Zero chunks (a third of a Lite image) are known without hashing them again.
+        const zero = isZero(view);
+        if (zero && !zeroHashes.has(view.length)) zeroHashes.set(view.length, checks.digestOfZeros(view.length));
+        const key = zero ? zeroHashes.get(view.length)! : checks.digestOf(view);
+        tasks.push(plan(index, buffer, view, hashed, key));
+      }
+    };
+
+    let written = 0;
+    let reused = 0;
+    const writeAll = async () => {
+      // Two buffers: one is hashed into the output's sha256 while the next entry is read and checked.
+      const spare = [0, 1].map(() => takeBuffer(chunkBytes + HEADER_BYTES + 64 * 1024));
+      const hashing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+      let done = 0;
+      for (let index = 0; index < count; index++) {
+        const planned = await ready[index]!.promise;
+        const side = index % 2;
+        await hashing[side];
+        let payload = await cache.read(planned.hash, spare[side]!);
+        let fresh = planned.fresh;
+        if (!payload) {
+          // Missing (removed meanwhile) or corrupt: compress this chunk again, from the image.
+          const again = Buffer.from(new SharedArrayBuffer(planned.length));
+          const position = index * chunkBytes;
+          if (!(await readFully(input, again, position)) || (await checks.digestOf(again)) !== planned.hash)
+            throw new Error(`${raw} changed while being compressed`);
+          await compress(again, planned.hash);
+          payload = await cache.read(planned.hash, spare[side]!);
+          if (!payload) throw new Error(`the chunk cache ${store} does not keep what is written to it`);
+          fresh = true;
+        }
+        if (!fresh) reused++;
+        await output.write(payload, 0, payload.length, written);
+        written += payload.length;
+        hashing[side] = hashes.update('out', payload);
+        done += planned.length;
+        options.onProgress?.(done, rawSize);
+      }
+      await Promise.all(hashing);
+      for (const buffer of spare) giveBuffer(buffer);
+    };
+
+    const reading = readAll().catch(stop);
+    const writing = writeAll().catch(stop);
+    await Promise.all([reading, writing]);
+    await Promise.allSettled(tasks);
+    if (failure) throw failure.error;
+    for (const buffer of buffers) giveBuffer(buffer);
+
+    if ((await input.stat()).size !== rawSize) throw new Error(`${raw} changed size while being compressed`);
+    const [sha256, rawSha256] = await Promise.all([hashes.digest('out'), hashes.digest('raw')]);
+    // Durable before it gets its final name: after a crash OUT is a whole file or absent.
+    await output.sync();
+    outputOpen = false;
+    await output.close();
+    await rename(partial, out);
+    renamed = true;
+    return { sha256, size: written, rawSha256, rawSize, chunks: count, reused };
+  });
+}

@@ -1,0 +1,317 @@
+/**
+ * Chunked compression (builder/release/compress.ts) against the real decoders: xz, zstd, bsdcat
+ * (libarchive, as Raspberry Pi Imager reads images) and Python's lzma module must all read a
+ * compressed node image back to exactly the raw bytes. Node 2 reuses every chunk it did not change;
+ * bytes are the same whatever the cache holds; a damaged cache entry is never shipped; a failing or
+ * interrupted compressor leaves nothing half-written.
+ *
+ * The tests that compress in this process share process.env.SWARMCARD_CACHE_DIR, so they run
+ * serially; those that need another environment or a signal run compress-op.js as a child.
+ */
+
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { chmod, open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import {
+  CHUNK_BYTES,
+  type CompressedFile,
+  type CompressFormat,
+  compressImage,
+  compressorVersion,
+  DEFAULT_LEVEL,
+} from '../builder/release/compress.js';
+import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
+import { missingPrograms, testIf } from './helpers/requires.js';
+
+const missing = await missingPrograms(['xz', 'zstd', 'bsdcat', 'python3']);
+const serial = testIf(missing, { serial: true });
+const parallel = testIf(missing);
+const op = fileURLToPath(new URL('helpers/compress-op.js', import.meta.url));
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) hash.update(piece);
+  return hash.digest('hex');
+}
+
+/** sha256 of what a decoder writes to stdout (it must also exit 0). */
+async function decoded(argv: string[]): Promise<string> {
+  const child = execa(argv[0]!, argv.slice(1), { buffer: { stdout: false }, encoding: 'buffer' });
+  const hash = createHash('sha256');
+  for await (const piece of child.stdout) hash.update(piece as Uint8Array);
+  await child;
+  return hash.digest('hex');
+}
+
+/** Every real reader of the format, each giving the sha256 of the bytes it read. */
+function readers(format: CompressFormat, file: string): Record<string, () => Promise<string>> {
+  const python = (read: string) => async () =>
+    (
+      await execa('python3', [
+        '-c',
+        `import hashlib, lzma, sys; f = sys.argv[1]; print(hashlib.sha256(${read}).hexdigest())`,
+        file,
+      ])
+    ).stdout.trim();
+  return format === 'xz'
+    ? {
+        'xz -d': () => decoded(['xz', '-dc', file]),
+        bsdcat: () => decoded(['bsdcat', file]),
+        'python lzma.open().read()': python('lzma.open(f).read()'),
+        'python lzma.decompress()': python('lzma.decompress(open(f, "rb").read())'),
+      }
+    : {
+        'zstd -d': () => decoded(['zstd', '-dc', file]),
+        bsdcat: () => decoded(['bsdcat', file]),
+      };
+}
+
+/** sha256 of each chunk of a file, as the test sees them. */
+async function chunkHashes(path: string, chunkBytes = CHUNK_BYTES): Promise<string[]> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const hashes: string[] = [];
+    const buffer = Buffer.alloc(chunkBytes);
+    for (let at = 0; at < size; at += chunkBytes) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(chunkBytes, size - at), at);
+      hashes.push(createHash('sha256').update(buffer.subarray(0, bytesRead)).digest('hex'));
+    }
+    return hashes;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeAt(path: string, offset: number, bytes: Buffer): Promise<void> {
+  const handle = await open(path, 'r+');
+  await handle.write(bytes, 0, bytes.length, offset).finally(() => handle.close());
+}
+
+/** Every file under `dir`, recursively. */
+async function files(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => []);
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+}
+
+/** compressImage with its chunk cache in `cache` (this process's environment: serial tests only). */
+async function compressWith(
+  cache: string,
+  raw: string,
+  out: string,
+  format: CompressFormat,
+  chunkBytes?: number,
+): Promise<CompressedFile> {
+  process.env.SWARMCARD_CACHE_DIR = cache;
+  try {
+    return await compressImage(raw, out, { format, level: DEFAULT_LEVEL[format] }, { chunkBytes });
+  } finally {
+    delete process.env.SWARMCARD_CACHE_DIR;
+  }
+}
+
+async function checkReaders(t: ExecutionContext, format: CompressFormat, file: string, rawSha: string) {
+  for (const [name, read] of Object.entries(readers(format, file))) t.is(await read(), rawSha, `${name} reads ${file}`);
+  await execa(format === 'xz' ? 'xz' : 'zstd', ['-t', file]);
+}
+
+for (const format of ['xz', 'zst'] as const) {
+  serial(
+    `${format}: every real decoder reads the chunked file back byte for byte, one chunk or hundreds`,
+    async (t) => {
+      const base = await fixture('trixie-armhf');
+      const dir = await scratchDir(t);
+      const rawSha = await sha256File(base);
+      const { size: rawSize } = await stat(base);
+      // The default chunk size (13 chunks, the last one short) and 1 MiB chunks (196 streams/frames).
+      for (const chunkBytes of [CHUNK_BYTES, 1024 * 1024]) {
+        const out = join(dir, `node-${chunkBytes}.img.${format}`);
+        const result = await compressWith(join(dir, 'cache'), base, out, format, chunkBytes);
+        t.is(result.chunks, Math.ceil(rawSize / chunkBytes));
+        t.deepEqual(
+          { rawSha256: result.rawSha256, rawSize: result.rawSize, sha256: result.sha256, size: result.size },
+          { rawSha256: rawSha, rawSize, sha256: await sha256File(out), size: (await stat(out)).size },
+        );
+        await checkReaders(t, format, out, rawSha);
+        if (format === 'xz') {
+          // One complete xz stream per chunk: the file really is chunked, and its index adds up.
+          const totals = (await execa('xz', ['--robot', '--list', out])).stdout
+            .split('\n')
+            .find((l) => l.startsWith('totals'));
+          const [, streams, , , uncompressed] = totals!.split('\t');
+          t.is(Number(streams), result.chunks);
+          t.is(Number(uncompressed), rawSize);
+        }
+      }
+    },
+  );
+}
+
+serial(
+  'node 2 reuses every chunk but the ones it changed; identical chunks in one image are compressed once',
+  async (t) => {
+    const base = await fixture('trixie-armhf');
+    const dir = await scratchDir(t);
+    const cache = join(dir, 'cache');
+    const node1 = await scratchCopy(t, base, 'node1.img');
+    const node2 = await scratchCopy(t, base, 'node2.img');
+    const { size } = await stat(node2);
+    // A new disk id in the MBR (chunk 0), a block in the middle (chunk 5), the last bytes (chunk 12).
+    const changes = [440, 5 * CHUNK_BYTES + 4096 + 17, size - 100];
+    for (const [i, offset] of changes.entries()) await writeAt(node2, offset, Buffer.from(`node2 change ${i}`));
+    const changed = new Set(changes.map((offset) => Math.floor(offset / CHUNK_BYTES)));
+    t.is(changed.size, 3);
+
+    const first = await compressWith(cache, node1, `${node1}.xz`, 'xz');
+    const distinct = new Set(await chunkHashes(node1)).size;
+    t.true(distinct < first.chunks, 'the fixture has repeated (zero) chunks');
+    t.is(first.reused, first.chunks - distinct, 'node 1, cold cache: each distinct chunk compressed once');
+
+    const second = await compressWith(cache, node2, `${node2}.xz`, 'xz');
+    t.is(second.chunks, first.chunks);
+    t.is(second.reused, second.chunks - changed.size, 'node 2 compresses only its 3 changed chunks');
+    t.is(await decoded(['xz', '-dc', `${node2}.xz`]), await sha256File(node2));
+    t.is(second.rawSha256, await sha256File(node2));
+  },
+);
+
+serial('the same image gives the same bytes: two runs, cold and warm cache', async (t) => {
+  const base = await fixture('trixie-armhf');
+  const dir = await scratchDir(t);
+  for (const format of ['xz', 'zst'] as const) {
+    const cold = await compressWith(join(dir, `cache-a-${format}`), base, join(dir, `a.${format}`), format);
+    const warm = await compressWith(join(dir, `cache-a-${format}`), base, join(dir, `b.${format}`), format);
+    const again = await compressWith(join(dir, `cache-b-${format}`), base, join(dir, `c.${format}`), format);
+    t.is(warm.reused, warm.chunks, `${format}: a warm cache compresses nothing`);
+    t.true(cold.reused < cold.chunks);
+    t.is(warm.sha256, cold.sha256, `${format}: warm = cold`);
+    t.is(again.sha256, cold.sha256, `${format}: a second cold run = the first`);
+    t.deepEqual(await readFile(join(dir, `b.${format}`)), await readFile(join(dir, `a.${format}`)));
+  }
+});
+
+serial('a corrupt or truncated cache entry is compressed again and never shipped', async (t) => {
+  const base = await fixture('trixie-armhf');
+  const dir = await scratchDir(t);
+  const cache = join(dir, 'cache');
+  const good = await compressWith(cache, base, join(dir, 'good.xz'), 'xz');
+  const hashes = await chunkHashes(base);
+  const entryOf = async (hash: string) => {
+    const hit = (await files(join(cache, 'chunks'))).filter((f) => f.endsWith(`/${hash}.chunk`));
+    t.is(hit.length, 1);
+    return hit[0]!;
+  };
+
+  // A flipped byte in chunk 0's compressed bytes (its xz stream would still start fine).
+  const flipped = await entryOf(hashes[0]!);
+  const bytes = await readFile(flipped);
+  bytes[bytes.length - 40]! ^= 0x55;
+  await writeFile(flipped, bytes);
+  const afterFlip = await compressWith(cache, base, join(dir, 'flip.xz'), 'xz');
+  t.is(afterFlip.sha256, good.sha256, 'the shipped file is the good one');
+  t.is(afterFlip.reused, afterFlip.chunks - 1, 'exactly the damaged chunk was compressed again');
+  t.notDeepEqual(await readFile(flipped), bytes, 'the entry was repaired');
+
+  // A truncated entry, of a chunk that occurs several times (zeros): compressed once, reused after.
+  const zeroHash = hashes.find((h, i) => hashes.indexOf(h) !== i)!;
+  await truncate(await entryOf(zeroHash), 70);
+  const afterTruncate = await compressWith(cache, base, join(dir, 'truncated.xz'), 'xz');
+  t.is(afterTruncate.sha256, good.sha256);
+  t.is(afterTruncate.reused, afterTruncate.chunks - 1);
+  await checkReaders(t, 'xz', join(dir, 'truncated.xz'), good.rawSha256);
+  const repaired = await compressWith(cache, base, join(dir, 'repaired.xz'), 'xz');
+  t.is(repaired.reused, repaired.chunks);
+});
+
+/** A stand-in for xz: answers --version like xz, then runs BODY as the compressor. */
+async function fakeXz(dir: string, body: string): Promise<string> {
+  const script = join(dir, 'fake-xz');
+  await writeFile(
+    script,
+    `#!/bin/sh\ncase "$1" in --version) exec xz --version;; esac\necho $$ >> "$FAKE_PIDS"\n${body}\n`,
+  );
+  await chmod(script, 0o755);
+  return script;
+}
+
+async function inChild(dir: string, base: string, env: Record<string, string>) {
+  const out = join(dir, 'out', 'node.img.xz');
+  const child = execa('node', [op, base, out, 'xz'], {
+    reject: false,
+    env: { SWARMCARD_CACHE_DIR: join(dir, 'cache'), FAKE_PIDS: join(dir, 'pids'), ...env },
+  });
+  return { child, out };
+}
+
+async function leftovers(dir: string, out: string): Promise<string[]> {
+  const partials = (await files(dir)).filter((f) => f.endsWith('.partial'));
+  const outThere = await stat(out).then(
+    () => [out],
+    () => [],
+  );
+  return [...partials, ...outThere];
+}
+
+async function alive(dir: string): Promise<string[]> {
+  const pids = (await readFile(join(dir, 'pids'), 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const running = await Promise.all(
+    pids.map((pid) =>
+      stat(`/proc/${pid}`).then(
+        () => pid,
+        () => undefined,
+      ),
+    ),
+  );
+  return running.filter((pid): pid is string => pid !== undefined);
+}
+
+parallel('a failing compressor is named by its override and leaves no .partial (image nor cache)', async (t) => {
+  const base = await fixture('trixie-armhf');
+  for (const [what, override] of [
+    ['/bin/false (fails --version)', async () => '/bin/false'],
+    ['a compressor that writes, then fails', (dir: string) => fakeXz(dir, 'head -c 3000 /dev/urandom\nexit 3')],
+  ] as const) {
+    const dir = await scratchDir(t);
+    const program = await override(dir);
+    const { child, out } = await inChild(dir, base, { SWARMCARD_XZ: program });
+    const { stdout } = await child;
+    const answer = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    t.is(answer.error?.name, 'UserError', what);
+    t.regex(answer.error?.message ?? '', /SWARMCARD_XZ/, what);
+    t.true(String(answer.error?.message).includes(program), what);
+    t.deepEqual(await leftovers(dir, out), [], `${what}: nothing half-written`);
+    t.deepEqual(await alive(dir), [], `${what}: no compressor left running`);
+  }
+});
+
+parallel('Ctrl-C while compressing stops every compressor, removes the .partial files and exits 130', async (t) => {
+  const base = await fixture('trixie-armhf');
+  const dir = await scratchDir(t);
+  const { child, out } = await inChild(dir, base, { SWARMCARD_XZ: await fakeXz(dir, 'exec sleep 60') });
+  // Wait until compressors run (they note their pid), then interrupt.
+  for (let i = 0; i < 300 && (await alive(dir)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.true((await alive(dir)).length > 0, 'compressors started');
+  child.kill('SIGINT');
+  const result = await child;
+  t.is(result.exitCode, 130);
+  t.deepEqual(await leftovers(dir, out), []);
+  t.deepEqual(await alive(dir), []);
+});
+
+test('levels out of range are refused; the version names the compressor', async (t) => {
+  await t.throwsAsync(compressImage('/nonexistent', '/nonexistent.xz', { format: 'xz', level: 12 }), {
+    name: 'UserError',
+    message: /xz level 12 is out of range; use 0 to 9/,
+  });
+  await t.throwsAsync(compressImage('/nonexistent', '/nonexistent.zst', { format: 'zst', level: 0 }), {
+    name: 'UserError',
+  });
+  if (!missing) {
+    t.regex(await compressorVersion('xz'), /^xz \(XZ Utils\) \d+\.\d+/);
+    t.regex(await compressorVersion('zst'), /^Zstandard CLI .*v\d+\.\d+/);
+  }
+});
