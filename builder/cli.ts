@@ -47,6 +47,20 @@ const options = {
   },
   out: { type: 'string', value: 'DIR', help: 'the output folder; images go to DIR/<cluster>/ (default dist)' },
   json: { type: 'boolean', help: 'print exactly one JSON document on stdout' },
+  compress: {
+    type: 'string',
+    multiple: true,
+    value: 'FORMAT',
+    help:
+      'xz, zst or none (the raw .img), optionally FORMAT:LEVEL (xz:0-9, default 6; zst:1-19, default 3); ' +
+      "repeatable; replaces the profile's output.compress",
+  },
+  'keep-raw': { type: 'boolean', help: 'keep the raw .img files beside the compressed ones' },
+  'release-url': {
+    type: 'string',
+    value: 'URL',
+    help: 'the https:// address the files will be published under: imager.json then gives absolute URLs',
+  },
   'allow-path': {
     type: 'string',
     multiple: true,
@@ -79,9 +93,25 @@ interface CommandSpec {
 const commands: Record<string, CommandSpec> = {
   build: {
     args: ['PROFILE'],
-    summary: 'write DIR/<cluster>/NN-<hostname>.img per node, manifest.json and SHA256SUMS',
-    options: ['base', 'nodes', 'only', 'out', 'json', 'ext4-backend', 'allow-path'],
-    notes: ['The base image must exist (or be downloadable) when the build starts.'],
+    summary:
+      'write DIR/<cluster>/NN-<hostname>.img (or .img.xz/.img.zst) and .img.bmap per node, ' +
+      'imager.json, manifest.json and SHA256SUMS',
+    options: [
+      'base',
+      'nodes',
+      'only',
+      'out',
+      'compress',
+      'keep-raw',
+      'release-url',
+      'json',
+      'ext4-backend',
+      'allow-path',
+    ],
+    notes: [
+      'The base image must exist (or be downloadable) when the build starts.',
+      'imager.json is a Raspberry Pi Imager repository of the node images: rpi-imager --repo FILE-OR-URL.',
+    ],
   },
   plan: {
     args: ['PROFILE'],
@@ -305,6 +335,11 @@ async function main(argv: string[]): Promise<void> {
         json: values.json === true,
         ext4Backend: ext4Backend(values),
         version: version(),
+        release: {
+          compress: values.compress as string[] | undefined,
+          keepRaw: values['keep-raw'] === true ? true : undefined,
+          releaseUrl: stringValue(values, 'release-url'),
+        },
       });
     case 'plan':
       return planCommand(first, { nodes: nodesValue(values), json: values.json === true });

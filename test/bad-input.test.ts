@@ -126,6 +126,27 @@ const flagCases: Case[] = [
   { name: 'build --only=', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only='] },
   { name: 'build --only x', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', 'x'] },
   { name: 'build --only 3-1', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', '3-1'] },
+  {
+    name: 'build --compress gz',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--compress', 'gz'],
+  },
+  {
+    name: 'build --compress xz:12',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--compress', 'xz:12'],
+    says: /level must be from 0 to 9/,
+  },
+  {
+    name: 'build --compress twice',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--compress', 'zst', '--compress', 'zst:9'],
+    says: /twice/,
+  },
+  { name: 'build --compress ""', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--compress='] },
+  {
+    name: 'build --release-url http',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--release-url', 'http://example.com/'],
+    says: /https/,
+  },
+  { name: 'plan --compress', args: () => ['plan', P, '--compress', 'xz'], says: /does not take --compress/ },
   { name: 'build --only 9', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', '9'] },
   {
     name: 'build --only huge range',

@@ -252,10 +252,14 @@ const pizeroOtg = test.macro<[FlavourName]>({
     t.regex(stdout, /01-otg1\.img/);
     t.deepEqual((await readdir(dir)).sort(), [
       '00-otghost1.img',
+      '00-otghost1.img.bmap',
       '01-otg1.img',
+      '01-otg1.img.bmap',
       '02-otg2.img',
+      '02-otg2.img.bmap',
       'SHA256SUMS',
       'host-kit.tar',
+      'imager.json',
       'manifest.json',
     ]);
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
@@ -507,10 +511,14 @@ test('a smaller rebuild removes the images the plan no longer names; foreign fil
   t.is(two.exitCode, 0, two.stderr);
   t.deepEqual((await readdir(six.dir)).sort(), [
     '00-otghost1.img',
+    '00-otghost1.img.bmap',
     '01-otg1.img',
+    '01-otg1.img.bmap',
     '02-otg2.img',
+    '02-otg2.img.bmap',
     'SHA256SUMS',
     'host-kit.tar',
+    'imager.json',
     'manifest.json',
   ]);
   const manifest = JSON.parse(await readFile(join(six.dir, 'manifest.json'), 'utf8')) as Manifest;

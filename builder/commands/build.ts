@@ -1,6 +1,8 @@
 /**
  * swarmcard build PROFILE [--base IMAGE] [--nodes N] [--only LIST] [--out DIR] [--json]
- * Writes dist/<cluster>/NN-<hostname>.img for every node, manifest.json and SHA256SUMS.
+ *   [--compress FORMAT[:LEVEL]]... [--keep-raw] [--release-url URL]
+ * Writes dist/<cluster>/NN-<hostname>.img (or .img.xz / .img.zst) and .img.bmap for every node,
+ * imager.json, manifest.json and SHA256SUMS.
  */
 
 import { join } from 'node:path';
@@ -10,6 +12,7 @@ import { readPreviousManifest } from '../output/manifest.js';
 import { buildCluster } from '../pipeline/build-cluster.js';
 import { parseOnly, planCluster } from '../plan/plan.js';
 import { loadProfile } from '../profile/load-profile.js';
+import { type ReleaseFlags, releaseSettings } from '../release/settings.js';
 import { buildEpoch } from '../util/epoch.js';
 
 export interface BuildCommandOptions {
@@ -20,6 +23,7 @@ export interface BuildCommandOptions {
   json: boolean;
   ext4Backend?: Ext4Backend;
   version: string;
+  release: ReleaseFlags;
 }
 
 export async function buildCommand(profileFile: string, options: BuildCommandOptions): Promise<void> {
@@ -36,6 +40,7 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     secrets: { profileFile, joinTokenFile: profile.swarm?.join?.tokenFile, admin: profile.admin },
     ext4Backend: options.ext4Backend,
     toolVersion: options.version,
+    release: releaseSettings(profile.output, options.release),
   });
   if (options.json) {
     process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
@@ -45,12 +50,15 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   for (const n of manifest.nodes) {
     const holds = n.secrets ? `  holds ${n.secrets.join(', ')}` : '';
     const what = `${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}`;
-    process.stdout.write(`${dir}/${n.file}  ${what}${holds}\n`);
+    const image = n.artifacts.find((a) => a.kind !== 'bmap')!;
+    process.stdout.write(`${dir}/${image.file}  ${what}${holds}\n`);
+    for (const a of n.artifacts.filter((a) => a !== image))
+      process.stdout.write(`${dir}/${a.file}  ${formatBytes(a.size)}\n`);
   }
   if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
-  process.stdout.write(`${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
+  process.stdout.write(`${dir}/imager.json\n${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
   log.step(
-    `built ${manifest.nodes.length} image(s) in ${dir}; ` +
-      'flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")',
+    `built ${manifest.nodes.length} image(s) in ${dir}; flash one with: sudo bmaptool copy IMAGE /dev/sdX ` +
+      `(it finds the .bmap beside it), or all with: rpi-imager --repo ${dir}/imager.json`,
   );
 }

@@ -46,5 +46,6 @@ export async function demoCommand(options: { out: string; ext4Backend?: Ext4Back
     json: false,
     ext4Backend: options.ext4Backend,
     version: options.version,
+    release: {},
   });
 }

@@ -2,6 +2,8 @@
  * Cloning: coreutils `cp --reflink=auto` keeps holes and shares extents where the
  * filesystem can (Node's copyFile allocates every zero block). The copy is `<out>.partial` until the
  * body has edited and verified it; only then is it renamed, so `dist/` never holds half an image.
+ * With `keep: false` the body makes what it needs of the copy (compressed images, a bmap) and the
+ * copy is removed: a CI runner's disk then holds one raw image at a time.
  */
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -9,7 +11,12 @@ import { run } from '../exec/run.js';
 import { DISK_ID_OFFSET } from '../formats/mbr.js';
 import { withScope } from '../util/scope.js';
 
-export async function cloneImage<T>(base: string, out: string, body: (partial: string) => Promise<T>): Promise<T> {
+export async function cloneImage<T>(
+  base: string,
+  out: string,
+  body: (partial: string) => Promise<T>,
+  options: { keep?: boolean } = {},
+): Promise<T> {
   return withScope(async (scope) => {
     await mkdir(dirname(out), { recursive: true });
     const partial = `${out}.partial`;
@@ -20,6 +27,7 @@ export async function cloneImage<T>(base: string, out: string, body: (partial: s
     // also scan every data byte for zeros, which costs ~25% on a 2.7 GiB image for nothing.
     await run('cp', ['--reflink=auto', base, partial]);
     const result = await body(partial);
+    if (options.keep === false) return result; // the scope removes the copy
     // Durable before it gets its final name: after a crash dist/ holds a whole image or none.
     const handle = await open(partial, 'r+');
     await handle.sync().finally(() => handle.close());

@@ -11,17 +11,29 @@ import { UserError } from '../errors.js';
 import type { ImageReport } from '../image/report.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import type { BaseData } from '../profile/types.js';
+import type { ArtifactKind } from '../release/settings.js';
 import { secretsIn } from '../secrets/for-build.js';
 import { withScope } from '../util/scope.js';
+
+/** One file of a node's release: its raw image, a compressed copy or its bmap. */
+export interface Artifact {
+  kind: ArtifactKind;
+  file: string;
+  size: number;
+  sha256: string;
+}
 
 export interface ManifestNode {
   index: number;
   hostname: string;
   role: string;
   board: string;
+  /** The raw image's name, sha256 and size (also when only compressed copies are kept). */
   file: string;
   sha256: string;
   size: number;
+  /** The files of this node in the cluster folder. */
+  artifacts: Artifact[];
   diskId: string;
   release: string;
   arch: string;
@@ -38,8 +50,12 @@ export interface Manifest {
   profile: { file: string; sha256: string };
   sourceDateEpoch: number;
   bases: { image: string; sha256?: string; release: string; arch: string }[];
+  /** Versions of the programs that wrote the artifacts. */
+  tools: Record<string, string>;
   nodes: ManifestNode[];
   hostKit?: { file: string; sha256: string };
+  /** The Raspberry Pi Imager repository of the release. */
+  imager?: { file: string; sha256: string };
 }
 
 // Hashing a 2.7 GiB image is ~2 s of CPU: a worker thread does it while the main thread goes on
@@ -62,7 +78,8 @@ export function sha256Of(path: string): Promise<string> {
   });
 }
 
-async function writeAtomic(path: string, content: string): Promise<void> {
+/** Write a small file whole or not at all (staged as .partial, renamed). */
+export async function writeFileAtomic(path: string, content: string): Promise<void> {
   await withScope(async (scope) => {
     const partial = `${path}.partial`;
     scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
@@ -73,13 +90,16 @@ async function writeAtomic(path: string, content: string): Promise<void> {
 
 export async function writeManifest(dir: string, manifest: Manifest): Promise<void> {
   const nodes = [...manifest.nodes].sort((a, b) => a.index - b.index);
-  await writeAtomic(`${dir}/manifest.json`, `${JSON.stringify({ ...manifest, nodes }, null, 2)}\n`);
+  const text = `${JSON.stringify({ ...manifest, nodes }, null, 2)}\n`;
+  await writeFileAtomic(`${dir}/manifest.json`, text);
   const sums = [
-    ...nodes.map((n) => [n.sha256, n.file]),
+    ...nodes.flatMap((n) => n.artifacts.map((a) => [a.sha256, a.file])),
     ...(manifest.hostKit ? [[manifest.hostKit.sha256, manifest.hostKit.file]] : []),
+    ...(manifest.imager ? [[manifest.imager.sha256, manifest.imager.file]] : []),
+    [createHash('sha256').update(text).digest('hex'), 'manifest.json'],
   ];
   // The format `sha256sum -c` reads: hash, two spaces, file name.
-  await writeAtomic(`${dir}/SHA256SUMS`, sums.map(([sum, file]) => `${sum}  ${file}\n`).join(''));
+  await writeFileAtomic(`${dir}/SHA256SUMS`, sums.map(([sum, file]) => `${sum}  ${file}\n`).join(''));
 }
 
 /** A built node's entry: what the plan says about it, its base's release, its file's facts. */
@@ -87,6 +107,7 @@ export function manifestNode(
   node: NodePlan,
   base: Pick<ImageReport, 'release' | 'arch'>,
   file: { sha256: string; size: number },
+  artifacts: Artifact[],
 ): ManifestNode {
   const secrets = secretsIn(node.edits);
   return {
@@ -97,6 +118,7 @@ export function manifestNode(
     file: node.file,
     sha256: file.sha256,
     size: file.size,
+    artifacts,
     diskId: node.diskId,
     release: base.release.codename,
     arch: base.arch.arch,
@@ -138,7 +160,7 @@ export async function readPreviousManifest(dir: string): Promise<Manifest | unde
   return data as Manifest;
 }
 
-/** Entries of a previous manifest for nodes this run did not rebuild (`--only`) and still present. */
+/** Entries of a previous manifest for nodes this run did not rebuild (`--only`), all files present. */
 export async function carriedOver(dir: string, plan: ClusterPlan, built: ManifestNode[]): Promise<ManifestNode[]> {
   const previous = await readPreviousManifest(dir);
   if (!previous || previous.cluster !== plan.cluster) return [];
@@ -146,12 +168,16 @@ export async function carriedOver(dir: string, plan: ClusterPlan, built: Manifes
   const planned = new Map(plan.nodes.map((n) => [n.index, n.file]));
   const kept: ManifestNode[] = [];
   for (const n of previous.nodes) {
-    if (rebuilt.has(n.index) || planned.get(n.index) !== n.file) continue;
-    const present = await stat(join(dir, n.file)).then(
-      () => true,
-      () => false,
+    if (rebuilt.has(n.index) || planned.get(n.index) !== n.file || !Array.isArray(n.artifacts)) continue;
+    const present = await Promise.all(
+      n.artifacts.map((a) =>
+        stat(join(dir, a.file)).then(
+          (s) => s.size === a.size,
+          () => false,
+        ),
+      ),
     );
-    if (present) kept.push(n);
+    if (present.every(Boolean)) kept.push(n);
   }
   return kept;
 }
@@ -164,6 +190,7 @@ export async function assembleManifest(build: {
   bases: { spec: BaseData; sha256?: string; report: Pick<ImageReport, 'release' | 'arch'> }[];
   nodes: ManifestNode[];
   hostKit?: Manifest['hostKit'];
+  tools: Record<string, string>;
 }): Promise<Manifest> {
   const { plan, hostKit } = build;
   return {
@@ -182,6 +209,7 @@ export async function assembleManifest(build: {
       release: b.report.release.codename,
       arch: b.report.arch.arch,
     })),
+    tools: build.tools,
     nodes: build.nodes,
     ...(hostKit ? { hostKit } : {}),
   };

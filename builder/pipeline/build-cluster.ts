@@ -2,8 +2,10 @@
  * swarmcard build: the pipeline as flat, ordered, verb-named steps over one context (mkosi style),
  * each timed in the verbose log:
  *   resolve bases → verify every node (nothing written until all pass) → load secrets → per node:
- *   clone, disk identity, edits, read back, rename → host kit → manifest.json + SHA256SUMS
+ *   clone, disk identity, edits, read back, rename or compress, bmap → host kit → manifest.json,
+ *   imager.json, SHA256SUMS
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
@@ -12,19 +14,26 @@ import type { Ext4Backend } from '../fs/partition.js';
 import { cloneImage } from '../image/clone.js';
 import { setDiskIdentity } from '../image/identity.js';
 import { type ImageReport, inspectImage, writeBlockers } from '../image/inspect.js';
-import { log } from '../log.js';
+import { log, progress } from '../log.js';
 import { hostKitFiles, hostSide, writeHostKit } from '../output/host-kit.js';
 import {
+  type Artifact,
   assembleManifest,
   carriedOver,
   type Manifest,
   type ManifestNode,
   manifestNode,
   sha256Of,
+  writeFileAtomic,
   writeManifest,
 } from '../output/manifest.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
 import type { BaseData } from '../profile/types.js';
+import { writeBmap } from '../release/bmap.js';
+import { compressImage } from '../release/compress.js';
+import { IMAGER_FILE, imagerRepository } from '../release/imager.js';
+import { anyArtifact, artifactFiles, type ReleaseSettings } from '../release/settings.js';
+import { toolVersions } from '../release/tool-versions.js';
 import { renderForRelease } from '../render/for-release.js';
 import { hygieneEdits } from '../render/hygiene.js';
 import { PC_TARGET, type Target, targetOf } from '../render/target.js';
@@ -40,6 +49,7 @@ export interface BuildOptions {
   epoch: number;
   ext4Backend?: Ext4Backend;
   toolVersion: string;
+  release: ReleaseSettings;
 }
 
 interface Base {
@@ -124,7 +134,8 @@ function verifyNodes(ctx: BuildContext): void {
 }
 
 /** What swarmcard writes into a cluster directory (and their partials): nothing else is ever removed. */
-const ownArtifact = /^(\d+-[^/]+\.img|manifest\.json|SHA256SUMS|host-kit\.tar)(\.partial|\.\d+\.partial)?$/;
+const ownName = /^(\d+-[^/]+\.img(\.xz|\.zst|\.bmap)?|manifest\.json|imager\.json|SHA256SUMS|host-kit\.tar)$/;
+const ownArtifact = (name: string) => ownName.test(name.replace(/(\.\d+)?\.partial$/, ''));
 
 /**
  * A build owns its cluster directory: swarmcard's own files that the current plan does not name
@@ -137,13 +148,20 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
+  // Nodes this run builds have the files the settings name; the others (--only) keep whatever they have.
+  const building = new Set(ctx.targets.map((n) => n.index));
   const planned = new Set([
-    ...ctx.plan.nodes.filter((n) => n.board !== 'pc').map((n) => n.file),
+    ...ctx.plan.nodes
+      .filter((n) => n.board !== 'pc')
+      .flatMap((n) =>
+        building.has(n.index) ? artifactFiles(n.file, ctx.options.release).map((a) => a.file) : anyArtifact(n.file),
+      ),
     'manifest.json',
+    IMAGER_FILE,
     'SHA256SUMS',
     ...(hostSide(ctx.plan) ? ['host-kit.tar'] : []),
   ]);
-  const foreign = entries.filter((name) => !ownArtifact.test(name)).sort();
+  const foreign = entries.filter((name) => !ownArtifact(name)).sort();
   if (foreign.length > 0)
     throw new UserError(
       `${ctx.dir} holds ${foreign.join(', ')}, which swarmcard did not write; move ` +
@@ -162,13 +180,44 @@ async function loadBuildSecrets(ctx: BuildContext): Promise<void> {
 }
 
 /**
+ * The release files of one node's raw image: compressed copies and the bmap, made side by side.
+ * The compressor reads the whole image anyway, so its pass also gives the raw image's sha256.
+ */
+async function releaseFiles(
+  ctx: BuildContext,
+  node: NodePlan,
+  raw: string,
+): Promise<{ artifacts: Artifact[]; rawSha256?: string }> {
+  const { release } = ctx.options;
+  const at = (suffix: string) => join(ctx.dir, `${node.file}${suffix}`);
+  const size = (await stat(raw)).size;
+  let rawSha256: string | undefined;
+  const compressed = release.compress.map(async (how): Promise<Artifact> => {
+    const bar = progress(`compressing ${node.file}.${how.format}`, size);
+    const made = await compressImage(raw, at(`.${how.format}`), how, {
+      onProgress: (done) => bar.update(done),
+    }).finally(() => bar.done());
+    rawSha256 = made.rawSha256;
+    log.debug(`${node.file}.${how.format}: ${made.reused} of ${made.chunks} chunks reused`);
+    return { kind: how.format, file: `${node.file}.${how.format}`, size: made.size, sha256: made.sha256 };
+  });
+  const bmap = writeBmap(raw, at('.bmap')).then(
+    (b): Artifact => ({ kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 }),
+  );
+  const artifacts = await Promise.all([...compressed, bmap]);
+  return { artifacts, ...(rawSha256 ? { rawSha256 } : {}) };
+}
+
+/**
  * Clone one node and give it its disk identity and edits (each partition in one session, read
- * back), then rename it into place; returns its manifest entry once its sha256 is known. The hash
- * (CPU-bound, ~1 s/GiB) runs while the next node is copied (I/O in the kernel), so the caller
- * starts the next node before awaiting it.
+ * back). A kept raw image is renamed into place and its hash and bmap are made while the next node
+ * is copied (CPU against the kernel's I/O), so the caller starts the next node before awaiting
+ * the returned entry. Without a kept raw image, the compressed copies are made from the clone,
+ * which is then removed.
  */
 async function buildNode(ctx: BuildContext, node: NodePlan, position: string): Promise<() => Promise<ManifestNode>> {
   const base = baseOf(ctx, node);
+  const { keepRaw } = ctx.options.release;
   const out = join(ctx.dir, node.file);
   const started = Date.now(); // progress display only; never written into an image
   log.info(`${position} ${node.file}: cloning, editing and verifying`);
@@ -177,18 +226,35 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
     ...hygieneEdits(base.report, base.target),
     ...renderForRelease(base.target, node, ctx.plan.cluster, ctx.secrets),
   ];
-  await cloneImage(base.path, out, async (partial) => {
-    const { layout, identity } = await setDiskIdentity(partial, Number.parseInt(node.diskId, 16));
-    await applyEdits(layout, [...identity, ...edits], {
-      epoch: ctx.options.epoch,
-      ext4Backend: ctx.options.ext4Backend,
-    });
-  });
+  const release = await cloneImage(
+    base.path,
+    out,
+    async (partial) => {
+      const { layout, identity } = await setDiskIdentity(partial, Number.parseInt(node.diskId, 16));
+      await applyEdits(layout, [...identity, ...edits], {
+        epoch: ctx.options.epoch,
+        ext4Backend: ctx.options.ext4Backend,
+      });
+      if (keepRaw) return undefined;
+      const size = (await stat(partial)).size;
+      const { artifacts, rawSha256 } = await releaseFiles(ctx, node, partial);
+      return { raw: { sha256: rawSha256 ?? (await sha256Of(partial)), size }, artifacts };
+    },
+    { keep: keepRaw },
+  );
   log.info(`${position} ${node.file}: written and verified in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (release) return async () => manifestNode(node, base.report, release.raw, release.artifacts);
   const size = (await stat(out)).size;
-  const hashing = sha256Of(out);
-  hashing.catch(() => undefined); // awaited by the caller; avoid an unhandled rejection meanwhile
-  return async () => manifestNode(node, base.report, { sha256: await hashing, size });
+  // A compressor's pass gives the raw sha256; without one, a hash worker reads the image meanwhile.
+  const hashing = ctx.options.release.compress.length > 0 ? undefined : sha256Of(out);
+  const finishing = Promise.all([hashing, releaseFiles(ctx, node, out)]);
+  finishing.catch(() => undefined); // awaited by the caller; avoid an unhandled rejection meanwhile
+  return async () => {
+    const [hashed, { artifacts, rawSha256 }] = await finishing;
+    const sha256 = (hashed ?? rawSha256)!;
+    const raw: Artifact = { kind: 'raw', file: node.file, size, sha256 };
+    return manifestNode(node, base.report, { sha256, size }, [raw, ...artifacts]);
+  };
 }
 
 async function buildNodes(ctx: BuildContext): Promise<void> {
@@ -213,7 +279,9 @@ async function buildHostKit(ctx: BuildContext): Promise<void> {
   ctx.hostKit = { file, sha256: await sha256Of(join(ctx.dir, file)) };
 }
 
-async function writeClusterManifest(ctx: BuildContext): Promise<Manifest> {
+/** manifest.json, imager.json (the Raspberry Pi Imager repository) and SHA256SUMS over every file. */
+async function writeRelease(ctx: BuildContext): Promise<Manifest> {
+  const { release } = ctx.options;
   const manifest = await assembleManifest({
     plan: ctx.plan,
     toolVersion: ctx.options.toolVersion,
@@ -221,7 +289,11 @@ async function writeClusterManifest(ctx: BuildContext): Promise<Manifest> {
     bases: [...ctx.bases.values()],
     nodes: [...(await carriedOver(ctx.dir, ctx.plan, ctx.built)), ...ctx.built],
     hostKit: ctx.hostKit,
+    tools: await toolVersions(release.compress),
   });
+  const imager = `${JSON.stringify(imagerRepository(manifest, release), null, 2)}\n`;
+  await writeFileAtomic(join(ctx.dir, IMAGER_FILE), imager);
+  manifest.imager = { file: IMAGER_FILE, sha256: createHash('sha256').update(imager).digest('hex') };
   await writeManifest(ctx.dir, manifest);
   for (const node of manifest.nodes) {
     if (node.secrets)
@@ -246,5 +318,5 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
   await timed('load secrets', () => loadBuildSecrets(ctx));
   await timed('build nodes', () => buildNodes(ctx));
   await timed('host kit', () => buildHostKit(ctx));
-  return timed('manifest', () => writeClusterManifest(ctx));
+  return timed('manifest', () => writeRelease(ctx));
 }

@@ -34,6 +34,7 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
     ...(admin ? { admin } : {}),
     etcHosts: profile.etcHosts ?? false,
     ...(profile.nfs ? { nfs: profile.nfs } : {}),
+    ...(profile.output ? { output: profile.output } : {}),
     description: profile.description,
     sourceDateEpoch: profile.sourceDateEpoch,
     nodes: withBase(nodes, options.base).sort((a, b) => a.index - b.index),

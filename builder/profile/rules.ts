@@ -267,6 +267,16 @@ export function checkCluster(profile: ProfileData, nodes: NodeSpec[]): Problem[]
         message: `${admin.user} is a system account; choose another name such as admin`,
       });
   }
+  const formats = new Map<string, number>();
+  for (const [i, text] of (profile.output?.compress ?? []).entries()) {
+    const format = text.split(':')[0]!;
+    if (formats.has(format))
+      problems.push({
+        path: ['output', 'compress', i],
+        message: `${format} is listed twice (also item ${formats.get(format)! + 1}); give each format once`,
+      });
+    formats.set(format, i);
+  }
   if (nfs) {
     const paths = new Set<string>();
     for (const [j, mount] of nfs.mounts.entries()) {

@@ -378,6 +378,44 @@ export const ExplicitNode = Type.Object(
   { additionalProperties: false, description: 'One named node.' },
 );
 
+/** What a build writes besides the node images: compressed copies, raw images, the release's URL. */
+export const Output = Type.Object(
+  {
+    compress: Type.Optional(
+      Type.Array(
+        Type.String({
+          pattern: '^(none|xz(:[0-9])?|zst(:([1-9]|1[0-9]))?)$',
+          hint: 'must be xz, zst or none, optionally with a level: xz:0 … xz:9, zst:1 … zst:19',
+          description:
+            'Artifacts per node: xz (.img.xz), zst (.img.zst), none (the raw .img); FORMAT:LEVEL sets the ' +
+            'level (defaults xz 6, zst 3). --compress replaces this list. Default: none.',
+        }),
+        { minItems: 1 },
+      ),
+    ),
+    keepRaw: Type.Optional(
+      Type.Boolean({ description: 'Keep the raw .img files beside the compressed ones (default false).' }),
+    ),
+    releaseUrl: Type.Optional(
+      Type.String({
+        pattern: '^https://[^\\s]+$',
+        hint: 'must be an https:// URL, such as https://github.com/me/cluster/releases/download/v1/',
+        description:
+          'Where the release assets will be published: the Raspberry Pi Imager repository (imager.json) ' +
+          'gives absolute URLs under it; relative file names otherwise.',
+      }),
+    ),
+    icon: Type.Optional(
+      Type.String({
+        pattern: '^https://[^\\s]+$',
+        hint: 'must be an https:// URL of a PNG or SVG icon',
+        description: "The icon Raspberry Pi Imager shows for the cluster's images (default: the board's).",
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'Release artifacts of a build.' },
+);
+
 export const PatternGroup = Type.Object(
   {
     pattern: Type.String({
@@ -420,6 +458,7 @@ export const Profile = Type.Object(
     ),
     nfs: Type.Optional(Nfs),
     swarm: Type.Optional(Swarm),
+    output: Type.Optional(Output),
     nodes: Type.Array(Type.Union([ExplicitNode, PatternGroup]), { minItems: 1 }),
   },
   { additionalProperties: false, title: 'swarmcard cluster profile' },

@@ -5,7 +5,7 @@
  */
 import type { Static } from '@sinclair/typebox';
 import type { Overlay } from '../overlay/manifest.js';
-import type { Admin, Base, boards, Interface, Nfs, Profile, roles, Swarm } from './schema.js';
+import type { Admin, Base, boards, Interface, Nfs, Output, Profile, roles, Swarm } from './schema.js';
 
 export type ProfileData = Static<typeof Profile>;
 export type InterfaceData = Static<typeof Interface>;
@@ -15,6 +15,7 @@ export type Board = (typeof boards)[number];
 export type SwarmData = Static<typeof Swarm>;
 export type AdminData = Static<typeof Admin>;
 export type NfsData = Static<typeof Nfs>;
+export type OutputData = Static<typeof Output>;
 
 /** Where a field is in the profile: `['nodes', 1, 'interfaces', 0, 'address']`. */
 export type FieldPath = (string | number)[];
@@ -67,6 +68,7 @@ export interface LoadedProfile {
   admin?: LoadedAdmin;
   etcHosts: boolean;
   nfs?: NfsData;
+  output?: OutputData;
 }
 
 /** What the command line overrides in a profile. */

@@ -219,7 +219,6 @@ export async function compressImage(
     const throwIfStopped = () => {
       checkInterrupted();
       if (failure) throw failure.error;
-      for (const buffer of buffers) giveBuffer(buffer);
     };
 
     /** Compress `bytes` into the cache entry `hash`: one process, one thread. */
