@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
@@ -127,7 +128,8 @@ for (const format of ['xz', 'zst'] as const) {
       const dir = await scratchDir(t);
       const rawSha = await sha256File(base);
       const { size: rawSize } = await stat(base);
-      // The default chunk size (13 chunks, the last one short) and 1 MiB chunks (196 streams/frames).
+      // The default chunk size (the last chunk of the 196 MiB fixture is short) and 1 MiB chunks (196
+      // streams/frames).
       for (const chunkBytes of [CHUNK_BYTES, 1024 * 1024]) {
         const out = join(dir, `node-${chunkBytes}.img.${format}`);
         const result = await compressWith(join(dir, 'cache'), base, out, format, chunkBytes);
@@ -160,7 +162,7 @@ serial(
     const node1 = await scratchCopy(t, base, 'node1.img');
     const node2 = await scratchCopy(t, base, 'node2.img');
     const { size } = await stat(node2);
-    // A new disk id in the MBR (chunk 0), a block in the middle (chunk 5), the last bytes (chunk 12).
+    // A new disk id in the MBR (chunk 0), a block in the middle (chunk 5), the last bytes (the last chunk).
     const changes = [440, 5 * CHUNK_BYTES + 4096 + 17, size - 100];
     for (const [i, offset] of changes.entries()) await writeAt(node2, offset, Buffer.from(`node2 change ${i}`));
     const changed = new Set(changes.map((offset) => Math.floor(offset / CHUNK_BYTES)));
@@ -242,6 +244,8 @@ async function inChild(dir: string, base: string, env: Record<string, string>) {
   const out = join(dir, 'out', 'node.img.xz');
   const child = execa('node', [op, base, out, 'xz'], {
     reject: false,
+    // A run whose compressors are not stopped would wait for them (fake-xz sleeps for 120 s).
+    timeout: 45_000,
     env: { SWARMCARD_CACHE_DIR: join(dir, 'cache'), FAKE_PIDS: join(dir, 'pids'), ...env },
   });
   return { child, out };
@@ -291,10 +295,13 @@ parallel('a failing compressor is named by its override and leaves no .partial (
 parallel('Ctrl-C while compressing stops every compressor, removes the .partial files and exits 130', async (t) => {
   const base = await fixture('trixie-armhf');
   const dir = await scratchDir(t);
-  const { child, out } = await inChild(dir, base, { SWARMCARD_XZ: await fakeXz(dir, 'exec sleep 60') });
-  // Wait until compressors run (they note their pid), then interrupt.
-  for (let i = 0; i < 300 && (await alive(dir)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
-  t.true((await alive(dir)).length > 0, 'compressors started');
+  const { child, out } = await inChild(dir, base, { SWARMCARD_XZ: await fakeXz(dir, 'exec sleep 120') });
+  // Wait until the compressors run (they note their pid) and reading has stopped for free buffers,
+  // so only the interrupt can stop them, then interrupt.
+  const busy = Math.min(2, availableParallelism());
+  for (let i = 0; i < 600 && (await alive(dir)).length < busy; i++) await new Promise((r) => setTimeout(r, 50));
+  t.is((await alive(dir)).length, busy, 'compressors started');
+  await new Promise((r) => setTimeout(r, 1000));
   child.kill('SIGINT');
   const result = await child;
   t.is(result.exitCode, 130);
