@@ -7,13 +7,13 @@ SHELL := /bin/bash
 # tool:Debian package — what swarmcard runs (see builder/exec/tools.ts).
 SYSTEM_TOOLS := mcopy:mtools mtype:mtools debugfs:e2fsprogs mkfs.ext4:e2fsprogs sfdisk:fdisk \
                 mkfs.vfat:dosfstools xz:xz-utils zstd:zstd unzip:unzip gzip:gzip losetup:mount
-SYSTEM_TOOLS += ssh-keygen:openssh-client
+SYSTEM_TOOLS += ssh-keygen:openssh-client lsblk:util-linux
 # Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
 # (one Docker engine and one sshd per node, in network namespaces; docker-registry stands in for the
 # registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys).
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
-              openssl:openssl
+              openssl:openssl bmaptool:bmap-tools script:bsdutils
 
 .PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 

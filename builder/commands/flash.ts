@@ -1,0 +1,92 @@
+/**
+ * swarmcard flash TARGET --device DEV [--node N|HOSTNAME] [--yes] [--unmount] [--force-non-removable]
+ * Writes one image (or one node of a cluster folder) to a card and reads it back. Every check that
+ * can refuse runs before anything is written: the image, the drive (system disk, no card,
+ * read-only, in use, not removable, mounted), the size, then the user's confirmation.
+ */
+import { stat } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { UserError } from '../errors.js';
+import { unmountAll } from '../flash/device.js';
+import { type Drive, describeDrive, driveRefusal, findDrive, majMinOf } from '../flash/drives.js';
+import { flashCard } from '../flash/flash-card.js';
+import { type FlashImage, resolveFlashImage } from '../flash/image.js';
+import { roundUp } from '../flash/write.js';
+import { formatBytes, log } from '../log.js';
+
+export interface FlashCommandOptions {
+  device?: string;
+  node?: string;
+  yes: boolean;
+  unmount: boolean;
+  forceNonRemovable: boolean;
+}
+
+const nodeName = (image: FlashImage) =>
+  image.node ? `node ${String(image.node.index).padStart(2, '0')} ${image.node.hostname}` : undefined;
+
+function readLine(): Promise<string> {
+  return new Promise((resolve) => {
+    const lines = createInterface({ input: process.stdin, terminal: false });
+    let answer = '';
+    lines.once('line', (line) => {
+      answer = line;
+      lines.close();
+    });
+    lines.once('close', () => {
+      process.stdin.pause();
+      resolve(answer);
+    });
+  });
+}
+
+/** Ask on the terminal; never take an answer from a pipe or a file. */
+async function confirm(image: FlashImage, drive: Drive): Promise<void> {
+  if (!process.stdin.isTTY)
+    throw new UserError(
+      `stdin is not a terminal, so swarmcard cannot ask before overwriting ${drive.path}; ` +
+        'add --yes to write without asking.',
+    );
+  const parts = drive.partitions.map((p) => `${p.name}${p.label ? ` "${p.label}"` : ''}`).join(', ');
+  const what = nodeName(image) ? `${image.name} (${nodeName(image)})` : image.name;
+  const unmount =
+    drive.mounts.length > 0 ? `; ${drive.mounts.map((m) => m.mountpoint).join(', ')} will be unmounted first` : '';
+  process.stderr.write(
+    `${drive.path}: ${describeDrive(drive)}${parts ? `, holding ${parts}` : ''}\n` +
+      `Everything on it will be replaced by ${what}${unmount}.\nWrite ${drive.path}? [y/N] `,
+  );
+  const answer = await readLine();
+  if (!/^\s*y(es)?\s*$/i.test(answer))
+    throw new UserError(`nothing was written: overwriting ${drive.path} was not confirmed.`);
+}
+
+export async function flashCommand(target: string, options: FlashCommandOptions): Promise<void> {
+  if (options.device === undefined)
+    throw new UserError(
+      'swarmcard flash needs --device, the card to write (e.g. --device /dev/sdb); run "swarmcard drives" to see them.',
+    );
+  const image = await resolveFlashImage(target, options.node);
+  let drive = await findDrive(options.device);
+  const refusal = driveRefusal(drive, options);
+  if (refusal) throw new UserError(refusal);
+  if (roundUp(image.size, drive.logicalSectorSize) > drive.size)
+    throw new UserError(
+      `${image.name} needs ${formatBytes(image.size)} (${image.size} bytes) and ${drive.path} holds only ` +
+        `${formatBytes(drive.size)} (${drive.size} bytes); use a larger card.`,
+    );
+  const home = await stat(image.path, { bigint: true });
+  if (drive.members.includes(majMinOf(home.dev)))
+    throw new UserError(`${image.path} is stored on ${drive.path} itself; copy it elsewhere first.`);
+  if (!options.yes) await confirm(image, drive);
+  if (drive.mounts.length > 0) drive = await unmountAll(drive);
+  const outcome = await flashCard(image, drive);
+  const node = nodeName(image);
+  const what = image.bmap
+    ? `${formatBytes(outcome.written)} mapped of ${formatBytes(image.size)}`
+    : formatBytes(image.size);
+  process.stdout.write(
+    `${drive.path}  ${image.name}${node ? ` (${node})` : ''}  wrote ${what}, verified against ` +
+      `${outcome.verifiedAgainst} (${outcome.seconds.toFixed(1)} s)\n`,
+  );
+  log.step(`remove the card in ${drive.path}${node ? `: it is ${node} — label it` : ''}`);
+}
