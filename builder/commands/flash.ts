@@ -81,9 +81,7 @@ export async function flashCommand(target: string, options: FlashCommandOptions)
   if (drive.mounts.length > 0) drive = await unmountAll(drive);
   const outcome = await flashCard(image, drive);
   const node = nodeName(image);
-  const what = image.bmap
-    ? `${formatBytes(outcome.written)} mapped of ${formatBytes(image.size)}`
-    : formatBytes(image.size);
+  const what = image.bmap ? `${formatBytes(outcome.written)} of ${formatBytes(image.size)}` : formatBytes(image.size);
   process.stdout.write(
     `${drive.path}  ${image.name}${node ? ` (${node})` : ''}  wrote ${what}, verified against ` +
       `${outcome.verifiedAgainst} (${outcome.seconds.toFixed(1)} s)\n`,

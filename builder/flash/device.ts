@@ -9,7 +9,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { UserError } from '../errors.js';
 import { run, ToolError } from '../exec/run.js';
-import { type Drive, findDrive } from './drives.js';
+import { type Drive, findDrive, isSystemMount } from './drives.js';
 
 const gone = new Set(['ENOENT', 'ENXIO', 'ENODEV', 'ENOMEDIUM']);
 
@@ -37,6 +37,12 @@ export async function openExclusive(device: string): Promise<FileHandle> {
 
 /** Unmount everything mounted from the drive, then make sure nothing is. */
 export async function unmountAll(drive: Drive): Promise<Drive> {
+  // The system check comes first (drives.ts); this one holds even if it did not.
+  const system = drive.mounts.filter((m) => m.mountpoint === '[SWAP]' || isSystemMount(m.mountpoint));
+  if (system.length > 0)
+    throw new UserError(
+      `${drive.path} holds ${system.map((m) => m.mountpoint).join(', ')}; swarmcard never unmounts those.`,
+    );
   for (const { device, mountpoint } of drive.mounts) {
     const result = await run('umount', [mountpoint], { allowFailure: true }).catch((error: unknown) => {
       if (error instanceof ToolError) return { exitCode: 1, stderr: error.stderr };

@@ -96,7 +96,7 @@ const ESP_TYPES = new Set(['c12a7328-f81f-11d2-ba4b-00a0c93ec93b', '0xef']);
 /** Mount points that belong to the running system: these, and everything below the last four. */
 const SYSTEM_MOUNTS = ['/', '/home', '/opt', '/srv', '/root', '/boot', '/efi', '/usr', '/var'];
 const SYSTEM_TREES = ['/boot/', '/efi/', '/usr/', '/var/'];
-const isSystemMount = (m: string) => SYSTEM_MOUNTS.includes(m) || SYSTEM_TREES.some((t) => m.startsWith(t));
+export const isSystemMount = (m: string) => SYSTEM_MOUNTS.includes(m) || SYSTEM_TREES.some((t) => m.startsWith(t));
 
 const flag = (v: unknown): boolean => v === true || v === 1 || v === '1' || v === 'true';
 const text = (v: unknown): string | undefined => {

@@ -29,8 +29,8 @@ const SLOTS = 8;
 
 function against(ranges: WriteRange[], image: FlashImage): string {
   if (!image.bmap) return image.sha256 ? "the manifest's sha256" : "the image's sha256";
-  const extra = ranges.filter((r) => r.from === 'source').length;
-  const left = extra ? ` (and ${extra} FAT area(s) it left out)` : '';
+  const extra = ranges.filter((r) => r.from === 'source').reduce((sum, r) => sum + r.end - r.start, 0);
+  const left = extra ? ` (and ${formatBytes(extra)} of FAT system area it left out)` : '';
   return `the bmap's ${ranges[0]?.hash ?? 'sha256'} of each range${left}`;
 }
 
