@@ -78,7 +78,7 @@ export async function flashCommand(target: string, options: FlashCommandOptions)
   if (drive.members.includes(majMinOf(home.dev)))
     throw new UserError(`${image.path} is stored on ${drive.path} itself; copy it elsewhere first.`);
   if (!options.yes) await confirm(image, drive);
-  if (drive.mounts.length > 0) drive = await unmountAll(drive);
+  if (options.unmount && drive.mounts.length > 0) drive = await unmountAll(drive);
   const outcome = await flashCard(image, drive);
   const node = nodeName(image);
   const what = image.bmap ? `${formatBytes(outcome.written)} of ${formatBytes(image.size)}` : formatBytes(image.size);
