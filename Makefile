@@ -92,6 +92,8 @@ test: test-deps build lint
 bench: setup
 	node build/bench/clone-edit.js
 	node build/bench/build-cluster.js
+	@if [ "$$(id -u)" = 0 ] && command -v bmaptool >/dev/null; then node build/bench/flash.js; \
+	else echo "skipping bench/flash.js: it needs root (a loop device) and bmaptool (apt-get install bmap-tools)"; fi
 
 clean:
 	rm -rf build dist

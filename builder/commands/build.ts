@@ -51,6 +51,6 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   process.stdout.write(`${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
   log.step(
     `built ${manifest.nodes.length} image(s) in ${dir}; ` +
-      'flash with: sudo dd if=IMAGE of=/dev/sdX bs=4M conv=fsync (or Raspberry Pi Imager, "Use custom")',
+      `flash node N with: sudo swarmcard flash ${dir} --node N --device /dev/sdX (swarmcard drives lists the cards)`,
   );
 }
