@@ -73,6 +73,15 @@ const options = {
     type: 'boolean',
     help: 'also write a disk the kernel does not call removable (a USB SSD, a loop device); never the system disk',
   },
+  station: {
+    type: 'boolean',
+    help: 'with a cluster folder: wait for cards and write each newly inserted one with the next node left',
+  },
+  status: {
+    type: 'boolean',
+    help: 'with a cluster folder: which nodes are on which cards (flash-log.jsonl), which are left',
+  },
+  reflash: { type: 'boolean', help: 'with --station: also overwrite a card that already holds a verified node' },
 } satisfies Record<string, OptionSpec>;
 type OptionName = keyof typeof options;
 
@@ -144,7 +153,7 @@ const commands: Record<string, CommandSpec> = {
   flash: {
     args: ['TARGET'],
     summary: 'write an image or a cluster node to a card, then read it back from the card to verify it',
-    options: ['device', 'node', 'yes', 'unmount', 'force-non-removable'],
+    options: ['device', 'node', 'yes', 'unmount', 'force-non-removable', 'station', 'status', 'reflash'],
     notes: [
       'TARGET is a .img, .img.xz or .img.zst file (compressed ones are decompressed on the fly), or a cluster',
       'folder (dist/<cluster>) with --node. With a .bmap beside the image (X.img.bmap) only its mapped blocks',
@@ -152,6 +161,9 @@ const commands: Record<string, CommandSpec> = {
       "image's sha256 (the manifest's, for a cluster's image); a difference is an error naming its offset.",
       'Nothing is written to the system disk, a read-only, mounted, in-use or too small card, or a vanished',
       'device; the device is opened exclusively, so a mount racing the write fails.',
+      'With --station (a cluster folder, no --device) every removable card inserted from then on gets the next',
+      'node not yet flashed (or --node), several readers at once; flash-log.jsonl in the folder records each',
+      'card, and --status reads it back.',
     ],
   },
 };
@@ -369,6 +381,9 @@ async function main(argv: string[]): Promise<void> {
         yes: values.yes === true,
         unmount: values.unmount === true,
         forceNonRemovable: values['force-non-removable'] === true,
+        station: values.station === true,
+        status: values.status === true,
+        reflash: values.reflash === true,
       });
   }
 }

@@ -429,6 +429,36 @@ const flashCases: Case[] = [
     says: /is not a disk device/,
   },
   { name: 'flash onto /dev/null', args: ({ base }) => ['flash', base, '--device', '/dev/null'], says: /not a disk/ },
+  {
+    name: 'flash --station with --device',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--station', '--device', '/dev/sdb'],
+    says: /--station works on every reader, so it takes no --device/,
+  },
+  {
+    name: 'flash --status of an image',
+    args: ({ base }) => ['flash', base, '--status'],
+    says: /--status needs a cluster folder/,
+  },
+  {
+    name: 'flash --station and --status',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--station', '--status'],
+    says: /do not go together/,
+  },
+  {
+    name: 'flash --reflash without --station',
+    args: ({ base }) => ['flash', base, '--reflash', '--device', '/dev/null'],
+    says: /--reflash is for --station/,
+  },
+  {
+    name: 'flash --station from a pipe',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--station'],
+    says: /stdin is not a terminal, so swarmcard cannot ask before overwriting the cards; add --yes/,
+  },
+  {
+    name: 'flash --station of a folder without a cluster',
+    args: ({ dir }) => ['flash', dir, '--station', '--yes'],
+    says: /is not a built cluster/,
+  },
   { name: 'drives with an argument', args: () => ['drives', 'x'], says: /takes no arguments/ },
   { name: 'drives --yes', args: () => ['drives', '--yes'], says: /does not take --yes \(flash does\)/ },
   { name: 'build --device', args: () => ['build', P, '--device', '/dev/sdb'], says: /does not take --device/ },

@@ -11,9 +11,9 @@
  * card in the built-in SD slot; /home on LUKS) and a Raspberry Pi 4 running from its SD card.
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
@@ -531,4 +531,163 @@ withLoop('swarmcard drives shows the test cards and marks the system disk', asyn
     t.is(system.length, 1, r.stdout);
     t.regex(r.stdout, new RegExp(`${system[0]!.path} .*system disk \\(.*\\): never written`));
   }
+});
+
+/** Poll until `check` holds (or fail after `ms`). */
+async function waitFor(what: string, check: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface LogLine {
+  event: string;
+  id: string;
+  node?: number;
+  device?: string;
+  serial?: string;
+  result?: string;
+}
+
+withLoop('burn station: 5 nodes, two readers, scripted cards, Ctrl-C, resume, a re-inserted card', async (t) => {
+  const dir = await scratchDir(t);
+  const out = join(dir, 'dist');
+  const built = await swarmcard([
+    'build',
+    profile,
+    '--base',
+    await fixture('trixie-armhf'),
+    '--out',
+    out,
+    '--nodes',
+    '4',
+  ]);
+  t.is(built.exitCode, 0, built.stderr);
+  const cluster = join(out, 'pizero-otg');
+  const files = ['00-otghost1', '01-otg1', '02-otg2', '03-otg3', '04-otg4'].map((f) => join(cluster, `${f}.img`));
+  for (const image of files) await execa('bmaptool', ['create', image, '-o', `${image}.bmap`]);
+  const [a, b] = [await randomCard(t, dir, 200), await randomCard(t, dir, 200)];
+  const inserted = join(dir, 'inserted');
+  await writeFile(inserted, '');
+  const slots = new Map<string, string>();
+  // Cards go in together (one write of the list), so two readers start in the same poll.
+  const insert = async (...cards: [Card, string, string?][]) => {
+    for (const [card, serial, content] of cards) {
+      if (content) await copyFile(content, card.file);
+      else await writeFile(card.file, randomBytes(200 * 1024 * 1024));
+      slots.set(card.device, serial);
+    }
+    await writeFile(inserted, [...slots].map(([device, s]) => `${device} ${s}\n`).join(''));
+  };
+  const remove = async (card: Card) => {
+    slots.delete(card.device);
+    await writeFile(inserted, [...slots].map(([device, s]) => `${device} ${s}\n`).join(''));
+  };
+  const env = {
+    ...(await lsblkOverride(dir, { cards: [a.device, b.device] })),
+    FAKE_LSBLK_INSERTED: inserted,
+    SWARMCARD_STATION_POLL_MS: '200',
+    NO_COLOR: '1',
+  };
+  const log = async (): Promise<LogLine[]> =>
+    (await readFile(join(cluster, 'flash-log.jsonl'), 'utf8').catch(() => ''))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as LogLine);
+  const ends = async (result: string) => (await log()).filter((l) => l.event === 'end' && l.result === result);
+  const station = () => {
+    const child = execa('node', [cliPath, 'flash', cluster, '--station', '--yes'], { env, reject: false, all: true });
+    let said = '';
+    child.all?.on('data', (chunk: Buffer) => {
+      said += chunk.toString();
+    });
+    t.teardown(() => {
+      child.kill('SIGKILL');
+    });
+    return { child, said: () => said };
+  };
+
+  // Two readers, two cards at once; then two more.
+  const first = station();
+  await waitFor('the station to start', async () => first.said().includes('insert cards'));
+  await insert([a, 'CARD-A1'], [b, 'CARD-B1']);
+  await waitFor('two verified cards', async () => (await ends('verified')).length === 2);
+  const starts = (await log()).filter((l) => l.event === 'start');
+  t.deepEqual(starts.map((l) => l.node).sort(), [0, 1], 'two readers at once never get the same node');
+  const a1 = join(dir, 'a1.bin');
+  await copyFile(a.file, a1);
+  await remove(a);
+  await remove(b);
+  await insert([a, 'CARD-A2'], [b, 'CARD-B2']);
+  await waitFor('four verified cards', async () => (await ends('verified')).length === 4);
+  await remove(a);
+  await remove(b);
+
+  // Ctrl-C while the fifth card is written: the log says incomplete.
+  const throttle = '/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device';
+  const majMin = (await execa('lsblk', ['-dno', 'MAJ:MIN', a.device])).stdout.trim();
+  const slowed = await writeFile(throttle, `${majMin} 1000000`).then(
+    () => true,
+    () => false,
+  );
+  t.teardown(() => writeFile(throttle, `${majMin} 0`).catch(() => undefined));
+  if (!slowed) await execa('rm', [`${files[4]}.bmap`]); // no throttling here: the whole image takes longer
+  await insert([a, 'CARD-A3']);
+  await waitFor('the fifth card to start', async () => (await log()).some((l) => l.event === 'start' && l.node === 4));
+  first.child.kill('SIGINT');
+  const stopped = await first.child;
+  await writeFile(throttle, `${majMin} 0`).catch(() => undefined);
+  t.is(stopped.exitCode, 130, first.said());
+  t.deepEqual(
+    (await ends('incomplete')).map((l) => (l.id ? 'incomplete' : '')),
+    ['incomplete'],
+    'the interrupted card is in the log as incomplete',
+  );
+  const lines = first.said().split('\n');
+  const removeLines = lines.filter((l) => l.startsWith('remove the card in'));
+  t.is(removeLines.length, 4, first.said());
+  t.regex(
+    removeLines[0]!,
+    /^remove the card in \/dev\/loop\d+ \(Generic Test Reader\): it is 0[01] otg(host)?1 — label it$/,
+  );
+
+  // Resume: node 4 is offered again; a re-inserted card that holds a verified node is left alone.
+  const second = station();
+  await waitFor('the station to resume', async () => second.said().includes('insert cards'));
+  t.regex(second.said(), /1 node\(s\) left: 04 otg4/);
+  t.regex(second.said(), new RegExp(`${a.device} .* was there before the station started`));
+  await remove(a);
+  await new Promise((r) => setTimeout(r, 1000)); // a few polls: the station sees the reader empty
+  const before = await sha256(a1);
+  await insert([a, 'CARD-A1', a1]);
+  await waitFor('the card to be recognised', async () => second.said().includes('already holds'));
+  t.regex(
+    second.said(),
+    new RegExp(`the card in ${a.device} already holds 0[01] otg(host)?1 \\(verified\\); not overwritten`),
+  );
+  t.is(await sha256(a.file), before, 'the recognised card was not written');
+  await insert([b, 'CARD-B3']);
+  const done = await second.child;
+  t.is(done.exitCode, 0, second.said());
+  t.regex(second.said(), /all 5 node\(s\) of .* are flashed and verified/);
+  t.is(await debugfsCat(b.file, '/etc/hostname'), 'otg4\n');
+  t.true((await fatClean(b.file)).ok);
+
+  const all = await log();
+  const verified = all.filter((l) => l.event === 'end' && l.result === 'verified').map((l) => l.id);
+  const cards = all
+    .filter((l) => l.event === 'start' && verified.includes(l.id))
+    .map((l) => `${l.node} ${l.serial}`)
+    .sort();
+  t.deepEqual(
+    cards.map((c) => c.split(' ')[0]),
+    ['0', '1', '2', '3', '4'],
+  );
+  t.true(cards.includes('4 CARD-B3'));
+  const status = await swarmcard(['flash', cluster, '--status']);
+  t.is(status.exitCode, 0, status.stderr);
+  t.regex(status.stdout, /5 node\(s\), 5 flashed and verified\n/);
+  t.regex(status.stdout, /04 otg4 +verified .* in \/dev\/loop\d+: Generic Test Reader, serial CARD-B3, 200\.0 MiB/);
 });

@@ -11,6 +11,7 @@ import { unmountAll } from '../flash/device.js';
 import { type Drive, describeDrive, driveRefusal, findDrive, majMinOf } from '../flash/drives.js';
 import { flashCard } from '../flash/flash-card.js';
 import { type FlashImage, resolveFlashImage } from '../flash/image.js';
+import { runStation, stationStatus } from '../flash/station.js';
 import { roundUp } from '../flash/write.js';
 import { formatBytes, log } from '../log.js';
 
@@ -20,6 +21,9 @@ export interface FlashCommandOptions {
   yes: boolean;
   unmount: boolean;
   forceNonRemovable: boolean;
+  station?: boolean;
+  status?: boolean;
+  reflash?: boolean;
 }
 
 const nodeName = (image: FlashImage) =>
@@ -41,26 +45,55 @@ function readLine(): Promise<string> {
 }
 
 /** Ask on the terminal; never take an answer from a pipe or a file. */
-async function confirm(image: FlashImage, drive: Drive): Promise<void> {
+async function ask(what: string, question: string): Promise<void> {
   if (!process.stdin.isTTY)
     throw new UserError(
-      `stdin is not a terminal, so swarmcard cannot ask before overwriting ${drive.path}; ` +
-        'add --yes to write without asking.',
+      `stdin is not a terminal, so swarmcard cannot ask before overwriting ${what}; add --yes to write without asking.`,
     );
+  process.stderr.write(question);
+  const answer = await readLine();
+  if (!/^\s*y(es)?\s*$/i.test(answer))
+    throw new UserError(`nothing was written: overwriting ${what} was not confirmed.`);
+}
+
+async function confirm(image: FlashImage, drive: Drive): Promise<void> {
   const parts = drive.partitions.map((p) => `${p.name}${p.label ? ` "${p.label}"` : ''}`).join(', ');
   const what = nodeName(image) ? `${image.name} (${nodeName(image)})` : image.name;
   const unmount =
     drive.mounts.length > 0 ? `; ${drive.mounts.map((m) => m.mountpoint).join(', ')} will be unmounted first` : '';
-  process.stderr.write(
+  await ask(
+    drive.path,
     `${drive.path}: ${describeDrive(drive)}${parts ? `, holding ${parts}` : ''}\n` +
       `Everything on it will be replaced by ${what}${unmount}.\nWrite ${drive.path}? [y/N] `,
   );
-  const answer = await readLine();
-  if (!/^\s*y(es)?\s*$/i.test(answer))
-    throw new UserError(`nothing was written: overwriting ${drive.path} was not confirmed.`);
+}
+
+/** --station and --status: a cluster folder, no --device. */
+async function clusterMode(target: string, options: FlashCommandOptions): Promise<void> {
+  const mode = options.status ? '--status' : '--station';
+  if (options.station && options.status) throw new UserError('--station and --status do not go together; give one.');
+  if (options.device !== undefined)
+    throw new UserError(`${mode} works on every reader, so it takes no --device; leave --device out.`);
+  if (!(await stat(target).catch(() => undefined))?.isDirectory())
+    throw new UserError(`${mode} needs a cluster folder (dist/<cluster>), and ${target} is not a folder.`);
+  if (options.status) return void process.stdout.write(await stationStatus(target));
+  if (!options.yes)
+    await ask(
+      'the cards',
+      `Every removable card inserted from now on will be overwritten with a node of ${target}.\n` +
+        'Start the station? [y/N] ',
+    );
+  await runStation(target, {
+    node: options.node,
+    unmount: options.unmount,
+    forceNonRemovable: options.forceNonRemovable,
+    reflash: options.reflash === true,
+  });
 }
 
 export async function flashCommand(target: string, options: FlashCommandOptions): Promise<void> {
+  if (options.station || options.status) return clusterMode(target, options);
+  if (options.reflash) throw new UserError('--reflash is for --station; leave it out.');
   if (options.device === undefined)
     throw new UserError(
       'swarmcard flash needs --device, the card to write (e.g. --device /dev/sdb); run "swarmcard drives" to see them.',

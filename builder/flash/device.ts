@@ -10,6 +10,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { UserError } from '../errors.js';
 import { run, ToolError } from '../exec/run.js';
 import { type Drive, findDrive, isSystemMount } from './drives.js';
+import { readFully, Slots } from './source.js';
 
 const gone = new Set(['ENOENT', 'ENXIO', 'ENODEV', 'ENOMEDIUM']);
 
@@ -32,6 +33,19 @@ export async function openExclusive(device: string): Promise<FileHandle> {
     if (code === 'EACCES' || code === 'EPERM')
       throw new UserError(`${device} may not be opened for writing (permission denied); run swarmcard flash as root.`);
     throw error;
+  }
+}
+
+/** The card's first 4 KiB as the card holds them (O_DIRECT: never an old copy in the page cache). */
+export async function readCardHead(device: string): Promise<Buffer> {
+  const fh = await open(device, constants.O_RDONLY | constants.O_DIRECT);
+  try {
+    const slots = new Slots(1, 4096);
+    const data = await slots.acquire();
+    const read = await readFully(fh, data, 4096, 0);
+    return Buffer.from(data.subarray(0, read));
+  } finally {
+    await fh.close();
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { UserError } from '../errors.js';
-import { formatBytes, log, progress } from '../log.js';
+import { formatBytes, log, type Progress, progress } from '../log.js';
 import { withScope } from '../util/scope.js';
 import { ioSentence, openExclusive } from './device.js';
 import type { Drive } from './drives.js';
@@ -53,7 +53,19 @@ async function corruptForTest(fh: FileHandle, slots: Slots, sectorSize: number) 
   }
 }
 
-export async function flashCard(image: FlashImage, drive: Drive): Promise<FlashOutcome> {
+export interface FlashCardOptions {
+  /** A progress line for a phase ("writing 03-otg3.img", "verifying /dev/sdb"); the log's own by default. */
+  progress?: (label: string, total: number) => Progress;
+  /** No "==> writing …" line (the station shows its own). */
+  quiet?: boolean;
+}
+
+export async function flashCard(
+  image: FlashImage,
+  drive: Drive,
+  options: FlashCardOptions = {},
+): Promise<FlashOutcome> {
+  const bar = options.progress ?? ((label: string, total: number) => progress(label, total, { eta: true }));
   const started = Date.now();
   const device = drive.path;
   return withScope(async (scope) => {
@@ -73,8 +85,8 @@ export async function flashCard(image: FlashImage, drive: Drive): Promise<FlashO
       throw error;
     };
     const of = image.bmap ? ` (${formatBytes(total)} mapped of ${formatBytes(image.size)})` : '';
-    log.step(`writing ${image.name} to ${device}${of}`);
-    const writing = progress(`writing ${image.name}`, total, { eta: true });
+    if (!options.quiet) log.step(`writing ${image.name} to ${device}${of}`);
+    const writing = bar(`writing ${image.name}`, total);
     const digests = await writeRanges(fh, image, ranges, { slots, sectorSize, progress: writing }).catch(io('write'));
     await fh
       .sync()
@@ -85,7 +97,7 @@ export async function flashCard(image: FlashImage, drive: Drive): Promise<FlashO
     written = true;
     await corruptForTest(fh, slots, sectorSize);
 
-    const checking = progress(`verifying ${device}`, total, { eta: true });
+    const checking = bar(`verifying ${device}`, total);
     const references = ranges.map((r, i) => r.expected ?? digests[i]!);
     const bad = await firstBadRange(fh, ranges, references, { slots, sectorSize, progress: checking }).catch(
       io('read'),

@@ -14,12 +14,14 @@ import { type Bmap, readBmap } from './bmap.js';
 import type { Compression, ImageFile } from './source.js';
 
 /** A manifest node as flash reads it (artifacts: the compressed copies and the bmap, when built). */
-interface NodeEntry {
+export interface NodeEntry {
   index: number;
   hostname: string;
   file: string;
   sha256?: string;
   size?: number;
+  /** The MBR disk identifier, 8 hex digits: how a card holding this node is recognised. */
+  diskId?: string;
   artifacts?: { kind: string; file: string; size?: number; sha256?: string }[];
 }
 
@@ -34,7 +36,7 @@ export interface FlashImage extends ImageFile {
 
 const formats = '.img, .img.xz or .img.zst';
 
-async function readManifest(dir: string): Promise<{ cluster?: string; nodes: NodeEntry[] } | undefined> {
+export async function readManifest(dir: string): Promise<{ cluster?: string; nodes: NodeEntry[] } | undefined> {
   const file = join(dir, 'manifest.json');
   const text = await readFile(file, 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;

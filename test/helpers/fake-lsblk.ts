@@ -5,7 +5,9 @@
  *   can be checked against a device whose bytes are known;
  * - FAKE_LSBLK_CARDS=/dev/loop7,…: run the real lsblk with the same arguments and present those loop
  *   devices as cards in a USB reader (removable, transport usb, a model and serial): the one fact a
- *   loop device cannot have. Everything else (size, read-only, mounts) is the kernel's.
+ *   loop device cannot have. Everything else (size, read-only, mounts) is the kernel's. With
+ *   FAKE_LSBLK_INSERTED=FILE (lines "DEVICE SERIAL"), only the devices listed there hold a card
+ *   (with that serial); the others are empty readers (size 0), as a reader is when its card is out.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -20,6 +22,13 @@ if (recording) {
   process.stdout.write(text);
 } else {
   const cards = (process.env.FAKE_LSBLK_CARDS ?? '').split(',').filter(Boolean);
+  const insertedFile = process.env.FAKE_LSBLK_INSERTED;
+  const inserted = new Map(
+    (insertedFile ? readFileSync(insertedFile, 'utf8') : '')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => line.split(' ') as [string, string]),
+  );
   const real = execFileSync('lsblk', process.argv.slice(2), { encoding: 'utf8' });
   const data = JSON.parse(real) as { blockdevices: Record<string, unknown>[] };
   for (const device of data.blockdevices) {
@@ -33,6 +42,10 @@ if (recording) {
       model: 'Test Reader',
       serial: `TESTCARD${index}`,
     });
+    if (!insertedFile) continue;
+    const serial = inserted.get(device.path as string);
+    if (serial) device.serial = serial;
+    else Object.assign(device, { size: 0, serial: `READER${index}`, children: undefined, fstype: null });
   }
   process.stdout.write(`${JSON.stringify(data, null, 3)}\n`);
 }
