@@ -10,7 +10,9 @@ SYSTEM_TOOLS := mcopy:mtools mtype:mtools debugfs:e2fsprogs mkfs.ext4:e2fsprogs 
 SYSTEM_TOOLS += ssh-keygen:openssh-client lsblk:util-linux
 # Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
 # (one Docker engine and one sshd per node, in network namespaces; docker-registry stands in for the
-# registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys).
+# registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys);
+# bmaptool makes the flash tests' bmaps (and is the benchmark's reference), script(1) gives the
+# confirmation test a terminal.
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
               openssl:openssl bmaptool:bmap-tools script:bsdutils
