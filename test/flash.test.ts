@@ -691,3 +691,31 @@ withLoop('burn station: 5 nodes, two readers, scripted cards, Ctrl-C, resume, a 
   t.regex(status.stdout, /5 node\(s\), 5 flashed and verified\n/);
   t.regex(status.stdout, /04 otg4 +verified .* in \/dev\/loop\d+: Generic Test Reader, serial CARD-B3, 200\.0 MiB/);
 });
+
+withLoop("a cluster node from the manifest's artifacts: raw gone, so the .xz, with the raw image's bmap", async (t) => {
+  const dir = await scratchDir(t);
+  const cluster = join(dir, 'c');
+  await mkdir(cluster);
+  const raw = join(cluster, '01-worker1.img');
+  await execa('cp', [await fixture('trixie-armhf'), raw]);
+  const sha = await sha256(raw);
+  await execa('bmaptool', ['create', raw, '-o', `${raw}.bmap`]);
+  await execa('xz', ['-T0', '-1', '-k', raw]);
+  await execa('zstd', ['-q', raw, '-o', `${raw}.zst`]);
+  await execa('rm', [raw]);
+  const artifacts = [
+    { kind: 'raw', file: '01-worker1.img' },
+    { kind: 'zst', file: '01-worker1.img.zst' },
+    { kind: 'xz', file: '01-worker1.img.xz' },
+    { kind: 'bmap', file: '01-worker1.img.bmap' },
+  ];
+  const node = { index: 1, hostname: 'worker1', file: '01-worker1.img', sha256: sha, size: 205520896, artifacts };
+  await writeFile(join(cluster, 'manifest.json'), JSON.stringify({ cluster: 'c', nodes: [node] }));
+  const card = await randomCard(t, dir, 200);
+  const env = await lsblkOverride(dir, { cards: [card.device] });
+  const r = await swarmcard(['flash', cluster, '--node', '1', '--device', card.device, '--yes'], { env });
+  t.is(r.exitCode, 0, r.stderr);
+  t.regex(r.stdout, /01-worker1\.img\.xz \(node 01 worker1\) +wrote .* of 196\.0 MiB, verified against the bmap's/);
+  t.true((await fatClean(card.file)).ok);
+  t.true((await e2fsckClean(card.file)).ok);
+});
