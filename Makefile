@@ -7,16 +7,17 @@ SHELL := /bin/bash
 # tool:Debian package — what swarmcard runs (see builder/exec/tools.ts).
 SYSTEM_TOOLS := mcopy:mtools mtype:mtools debugfs:e2fsprogs mkfs.ext4:e2fsprogs sfdisk:fdisk \
                 mkfs.vfat:dosfstools xz:xz-utils zstd:zstd unzip:unzip gzip:gzip losetup:mount
-SYSTEM_TOOLS += ssh-keygen:openssh-client
+SYSTEM_TOOLS += ssh-keygen:openssh-client lsblk:util-linux
 # Only the test suite needs these: fixtures, independent readers, and the swarm end-to-end test
 # (one Docker engine and one sshd per node, in network namespaces; docker-registry stands in for the
 # registry:2 image no registry here can serve; openssl checks password hashes and Wi-Fi keys;
-# bmaptool flashes images with their .bmap onto a loop device standing for a used card; bsdcat
-# (libarchive, what Raspberry Pi Imager decodes with) and Python's lzma module read the compressed
-# node images back).
+# bmaptool flashes images with their .bmap onto a loop device standing for a used card, makes the
+# flash tests' bmaps and is the flash benchmark's reference; bsdcat (libarchive, what Raspberry Pi
+# Imager decodes with) and Python's lzma module read the compressed node images back; script(1)
+# gives the confirmation test a terminal).
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
-              openssl:openssl bmaptool:bmap-tools bsdcat:libarchive-tools python3:python3
+              openssl:openssl bmaptool:bmap-tools bsdcat:libarchive-tools python3:python3 script:bsdutils
 
 .PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 
@@ -96,6 +97,8 @@ bench: setup
 	node build/bench/clone-edit.js
 	node build/bench/build-cluster.js
 	node build/bench/compress.js
+	@if [ "$$(id -u)" = 0 ] && command -v bmaptool >/dev/null; then node build/bench/flash.js; \
+	else echo "skipping bench/flash.js: it needs root (a loop device) and bmaptool (apt-get install bmap-tools)"; fi
 
 clean:
 	rm -rf build dist

@@ -11,7 +11,9 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { buildCommand } from './commands/build.js';
 import { demoCommand } from './commands/demo.js';
+import { drivesCommand } from './commands/drives.js';
 import { fixtureCommand } from './commands/fixture.js';
+import { flashCommand } from './commands/flash.js';
 import { inspectCommand } from './commands/inspect.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
@@ -73,6 +75,27 @@ const options = {
     value: ext4Backends.join('|'),
     help: 'how the root filesystem is edited (default debugfs; loop needs root and is not byte-reproducible)',
   },
+  device: { type: 'string', value: 'DEV', help: 'the card to write, e.g. /dev/sdb (swarmcard drives lists them)' },
+  node: {
+    type: 'string',
+    value: 'N|HOSTNAME',
+    help: 'with a cluster folder as TARGET: the node to write, by index or hostname (from its manifest.json)',
+  },
+  yes: { type: 'boolean', help: 'write without asking (without it flash asks on the terminal, never on a pipe)' },
+  unmount: { type: 'boolean', help: "unmount the card's mounted filesystems first (else a mounted card is refused)" },
+  'force-non-removable': {
+    type: 'boolean',
+    help: 'also write a disk the kernel does not call removable (a USB SSD, a loop device); never the system disk',
+  },
+  station: {
+    type: 'boolean',
+    help: 'with a cluster folder: wait for cards and write each newly inserted one with the next node left',
+  },
+  status: {
+    type: 'boolean',
+    help: 'with a cluster folder: which nodes are on which cards (flash-log.jsonl), which are left',
+  },
+  reflash: { type: 'boolean', help: 'with --station: also overwrite a card that already holds a verified node' },
 } satisfies Record<string, OptionSpec>;
 type OptionName = keyof typeof options;
 
@@ -146,6 +169,33 @@ const commands: Record<string, CommandSpec> = {
     notes: [`FLAVOUR is one of ${flavourNames.join(', ')}; OUT is the image file to write.`],
   },
   schema: { args: [], summary: 'print the profile JSON Schema', options: [] },
+  drives: {
+    args: [],
+    summary: 'the drives a card can be written to; the one holding the running system is marked, never offered',
+    options: ['json'],
+    notes: [
+      "RM is removable as flash sees it: the kernel's removable flag, or a card in an SD slot. STATUS says what",
+      'flash would refuse: the system disk (/, /boot, /usr, /var, /home, swap, an EFI partition) always; a',
+      'read-only card; a disk in use; a non-removable disk without --force-non-removable; a mounted card',
+      'without --unmount. The lsblk program can be replaced with SWARMCARD_LSBLK.',
+    ],
+  },
+  flash: {
+    args: ['TARGET'],
+    summary: 'write an image or a cluster node to a card, then read it back from the card to verify it',
+    options: ['device', 'node', 'yes', 'unmount', 'force-non-removable', 'station', 'status', 'reflash'],
+    notes: [
+      'TARGET is a .img, .img.xz or .img.zst file (compressed ones are decompressed on the fly), or a cluster',
+      'folder (dist/<cluster>) with --node. With a .bmap beside the image (X.img.bmap) only its mapped blocks',
+      "are written. The read-back bypasses the page cache and is compared with the bmap's checksums or the",
+      "image's sha256 (the manifest's, for a cluster's image); a difference is an error naming its offset.",
+      'Nothing is written to the system disk, a read-only, mounted, in-use or too small card, or a vanished',
+      'device; the device is opened exclusively, so a mount racing the write fails.',
+      'With --station (a cluster folder, no --device) every removable card inserted from then on gets the next',
+      'node not yet flashed (or --node), several readers at once; flash-log.jsonl in the folder records each',
+      'card, and --status reads it back.',
+    ],
+  },
 };
 
 const synopsis = (name: string, spec: CommandSpec): string =>
@@ -357,16 +407,38 @@ async function main(argv: string[]): Promise<void> {
       });
     case 'fixture':
       return fixtureCommand(first, second, { booted: values.booted === true });
+    case 'drives':
+      return drivesCommand({ json: values.json === true });
+    case 'flash':
+      return flashCommand(first, {
+        device: stringValue(values, 'device'),
+        node: stringValue(values, 'node'),
+        yes: values.yes === true,
+        unmount: values.unmount === true,
+        forceNonRemovable: values['force-non-removable'] === true,
+        station: values.station === true,
+        status: values.status === true,
+        reflash: values.reflash === true,
+      });
   }
 }
 
 installSignalCleanup();
+// A command whose promise can no longer settle (nothing left that could resolve it) must not pass for a success.
+let settled = false;
+process.once('beforeExit', () => {
+  if (settled || interrupted()) return;
+  log.error('internal error: the command stopped before it finished (a promise that can never settle)');
+  process.exitCode = 2;
+});
 main(process.argv.slice(2)).then(
   () => {
+    settled = true;
     // After a signal, its handler exits (128 + signal) once every cleanup has run.
     if (!interrupted()) process.exitCode = 0;
   },
   (thrown: unknown) => {
+    settled = true;
     if (interrupted()) return;
     const error = toUserError(thrown);
     if (error instanceof UserError) {

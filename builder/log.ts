@@ -51,11 +51,20 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
+/** Seconds as m:ss (or h:mm:ss). */
+function clock(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  const [h, m, sec] = hms.map((n) => String(n).padStart(2, '0'));
+  return s >= 3600 ? `${Number(h)}:${m}:${sec}` : `${Number(m)}:${sec}`;
+}
+
 /**
  * A byte-count progress line on stderr, redrawn at most 10 times a second. Quiet when stderr is
  * not a terminal, except for one line when the work ends so logs still show what happened.
+ * With `eta`, a known total also shows the time left at the current rate (and the time taken at the end).
  */
-export function progress(label: string, total: number | undefined): Progress {
+export function progress(label: string, total: number | undefined, options: { eta?: boolean } = {}): Progress {
   const tty = process.stderr.isTTY === true;
   const started = Date.now();
   let last = 0;
@@ -63,7 +72,11 @@ export function progress(label: string, total: number | undefined): Progress {
     const pct = total ? ` ${((100 * done) / total).toFixed(0).padStart(3)}%` : '';
     const seconds = Math.max((Date.now() - started) / 1000, 0.001);
     const of = total ? ` of ${formatBytes(total)}` : '';
-    return `${label}${pct} ${formatBytes(done)}${of} (${formatBytes(done / seconds)}/s)`;
+    const rate = done / seconds;
+    let eta = '';
+    if (options.eta && total)
+      eta = done >= total ? `, ${clock(seconds)}` : rate > 0 ? `, ${clock((total - done) / rate)} left` : '';
+    return `${label}${pct} ${formatBytes(done)}${of} (${formatBytes(rate)}/s${eta})`;
   };
   let current = 0;
   return {

@@ -368,6 +368,128 @@ const unprivileged = process.getuid?.() === 0 ? 'root writes to read-only folder
   },
 );
 
+/** A built cluster's folder as flash reads it: manifest.json naming one node (its image only if `image`). */
+async function clusterDir(out: string, base?: string): Promise<string> {
+  const dir = join(out, 'c');
+  await mkdir(dir, { recursive: true });
+  const nodes = [{ index: 1, hostname: 'worker1', file: '01-worker1.img', size: 205520896 }];
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify({ cluster: 'c', nodes }));
+  if (base) await writeFile(join(dir, '01-worker1.img'), await readFile(base));
+  return dir;
+}
+
+const flashCases: Case[] = [
+  { name: 'flash without --device', args: ({ base }) => ['flash', base], says: /needs --device/ },
+  { name: 'flash --device ""', args: ({ base }) => ['flash', base, '--device', ''], says: /--device is empty/ },
+  { name: 'flash --yes=no', args: ({ base }) => ['flash', base, '--device', '/dev/null', '--yes=no'] },
+  {
+    name: 'flash a missing image',
+    args: ({ dir }) => ['flash', join(dir, 'none.img'), '--device', '/dev/null'],
+    says: /does not exist/,
+  },
+  {
+    name: 'flash an empty image',
+    args: async ({ dir }) => ['flash', await write(join(dir, 'e.img'), ''), '--device', '/dev/null'],
+    says: /is empty/,
+  },
+  {
+    name: 'flash a .gz',
+    args: async ({ dir }) => [
+      'flash',
+      await write(join(dir, 'x.img.gz'), Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0])),
+      '--device',
+      '/dev/null',
+    ],
+    says: /is a \.gz archive; flash writes \.img, \.img\.xz or \.img\.zst files/,
+  },
+  {
+    name: 'flash a folder without manifest.json',
+    args: ({ dir }) => ['flash', dir, '--device', '/dev/null'],
+    says: /folder without manifest\.json/,
+  },
+  {
+    name: 'flash a cluster without --node',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--device', '/dev/null'],
+    says: /is a cluster: say which node to flash with --node N or HOSTNAME \(1 worker1\)/,
+  },
+  {
+    name: 'flash a cluster --node 9',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--node', '9', '--device', '/dev/null'],
+    says: /has no node "9"; its nodes are 1 worker1/,
+  },
+  {
+    name: 'flash a cluster node whose image is gone',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--node', 'worker1', '--device', '/dev/null'],
+    says: /node 1 \(worker1\) has no image in/,
+  },
+  {
+    name: 'flash a corrupt manifest.json',
+    args: async ({ out }) => {
+      await write(join(out, 'manifest.json'), '{ "nodes": 3 }');
+      return ['flash', out, '--node', '1', '--device', '/dev/null'];
+    },
+    says: /is not a swarmcard manifest/,
+  },
+  {
+    name: 'flash an image with --node',
+    args: ({ base }) => ['flash', base, '--node', '1', '--device', '/dev/null'],
+    says: /--node picks a node of a cluster folder/,
+  },
+  {
+    name: 'flash an image whose bmap is not one',
+    args: async ({ dir, base }) => {
+      const image = await write(join(dir, 'x.img'), await readFile(base));
+      await write(`${image}.bmap`, '<bmap version="2.0"><ImageSize> 1 </ImageSize></bmap>');
+      return ['flash', image, '--device', '/dev/null'];
+    },
+    says: /x\.img\.bmap is not a usable bmap file/,
+  },
+  {
+    name: 'flash onto a file',
+    args: async ({ dir, base }) => ['flash', base, '--device', await write(join(dir, 'card'), 'x')],
+    says: /is not a disk device/,
+  },
+  { name: 'flash onto /dev/null', args: ({ base }) => ['flash', base, '--device', '/dev/null'], says: /not a disk/ },
+  {
+    name: 'flash --station with --device',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--station', '--device', '/dev/sdb'],
+    says: /--station works on every reader, so it takes no --device/,
+  },
+  {
+    name: 'flash --status of an image',
+    args: ({ base }) => ['flash', base, '--status'],
+    says: /--status needs a cluster folder/,
+  },
+  {
+    name: 'flash --station and --status',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--station', '--status'],
+    says: /do not go together/,
+  },
+  {
+    name: 'flash --reflash without --station',
+    args: ({ base }) => ['flash', base, '--reflash', '--device', '/dev/null'],
+    says: /--reflash is for --station/,
+  },
+  {
+    name: 'flash --station from a pipe',
+    args: async ({ out }) => ['flash', await clusterDir(out), '--station'],
+    says: /stdin is not a terminal, so swarmcard cannot ask before overwriting the cards; add --yes/,
+  },
+  {
+    name: 'flash --station of a folder without a cluster',
+    args: ({ dir }) => ['flash', dir, '--station', '--yes'],
+    says: /is not a built cluster/,
+  },
+  { name: 'drives with an argument', args: () => ['drives', 'x'], says: /takes no arguments/ },
+  { name: 'drives --yes', args: () => ['drives', '--yes'], says: /does not take --yes \(flash does\)/ },
+  { name: 'build --device', args: () => ['build', P, '--device', '/dev/sdb'], says: /does not take --device/ },
+  { name: 'flash --nodes', args: ({ base }) => ['flash', base, '--nodes', '2'], says: /does not take --nodes/ },
+];
+
+test('flash and drives: targets, nodes and devices that cannot be flashed', async (t) => {
+  await runAll(t, flashCases);
+});
+
 /** A server that answers plain http, or cuts a download off half-way. */
 async function serve(t: ExecutionContext, handler: Parameters<typeof createServer>[1]): Promise<number> {
   const server: Server = createServer(handler);

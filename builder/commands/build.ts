@@ -58,7 +58,8 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
   process.stdout.write(`${dir}/imager.json\n${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
   log.step(
-    `built ${manifest.nodes.length} image(s) in ${dir}; flash one with: sudo bmaptool copy IMAGE /dev/sdX ` +
-      `(it finds the .bmap beside it), or all with: rpi-imager --repo ${dir}/imager.json`,
+    `built ${manifest.nodes.length} image(s) in ${dir}; ` +
+      `flash node N with: sudo swarmcard flash ${dir} --node N --device /dev/sdX (swarmcard drives lists ` +
+      `the cards), or open the cluster in Raspberry Pi Imager: rpi-imager --repo ${dir}/imager.json`,
   );
 }

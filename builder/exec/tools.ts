@@ -28,6 +28,7 @@ export const tools = {
   ssh_keygen: 'openssh-client',
   mount: 'mount',
   umount: 'mount',
+  lsblk: 'util-linux',
 } as const;
 
 export type Tool = keyof typeof tools;
