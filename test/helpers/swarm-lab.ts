@@ -208,6 +208,10 @@ export class SwarmLab {
   // configFile: the node's /etc/docker/daemon.json, as the image has it.
   async startDocker(node: string, configFile?: string): Promise<void> {
     const n = this.nodes.get(node)!;
+    // A temp directory of the node's own: when dockerd finds its containerd unresponsive (a loaded
+    // machine) it asks it for a stack dump (containerd.PID.stacks.log) before killing it.
+    const tmp = join(n.dir, 'tmp');
+    await mkdir(tmp, { recursive: true });
     this.start(
       node,
       [
@@ -226,6 +230,7 @@ export class SwarmLab {
         ...(configFile ? ['--config-file', configFile] : []),
       ],
       'dockerd.log',
+      { TMPDIR: tmp },
     );
     await waitFor(
       async () => (await this.exec(node, ['docker', 'info'])).exitCode === 0,
