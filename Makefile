@@ -14,10 +14,14 @@ SYSTEM_TOOLS += ssh-keygen:openssh-client lsblk:util-linux
 # bmaptool flashes images with their .bmap onto a loop device standing for a used card, makes the
 # flash tests' bmaps and is the flash benchmark's reference; bsdcat (libarchive, what Raspberry Pi
 # Imager decodes with) and Python's lzma module read the compressed node images back; script(1)
-# gives the confirmation test a terminal).
+# gives the confirmation test a terminal; the boot proof builds an arm64 base with mmdebstrap under
+# qemu-user (binfmt-support registers it; arch-test lets mmdebstrap check it) and boots the node
+# images under qemu-system-aarch64, docs/boot-proof.md).
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
               openssl:openssl bmaptool:bmap-tools bsdcat:libarchive-tools python3:python3 script:bsdutils
+TEST_TOOLS += qemu-system-aarch64:qemu-system-arm qemu-aarch64-static:qemu-user-static mmdebstrap:mmdebstrap \
+              update-binfmts:binfmt-support arch-test:arch-test
 
 .PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
 
