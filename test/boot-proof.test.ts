@@ -10,11 +10,11 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { swarmcard } from './helpers/cli.js';
 import { missingArm64Emulation, piBase } from './helpers/pi-base.js';
-import { PiLab } from './helpers/pi-vm.js';
+import { bootFiles, kernelCommandLine, PiLab } from './helpers/pi-vm.js';
 import { missingPrograms, missingRoot, testIf } from './helpers/requires.js';
 import { waitFor } from './helpers/swarm-lab.js';
 
@@ -55,6 +55,21 @@ async function writeProfile(work: string, publicKey: string): Promise<string> {
   await writeFile(profile, text);
   return profile;
 }
+
+test('the harness boots what config.txt names, ignoring sections for other boards', (t) => {
+  const config = 'arm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n[cm5]\nkernel=other\n[all]\n';
+  t.deepEqual(bootFiles(config), { kernel: 'vmlinuz', initramfs: 'initrd.img' });
+  t.deepEqual(bootFiles('[pi5]\ninitramfs x followkernel\n'), { kernel: 'kernel8.img', initramfs: undefined });
+});
+
+test("the harness keeps the image's command line, consoles moved to the virt machine's serial port", (t) => {
+  t.is(
+    kernelCommandLine(
+      'console=serial0,115200 console=tty1 root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot\n',
+    ),
+    'root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot console=ttyAMA0 systemd.journald.forward_to_console=1',
+  );
+});
 
 const seconds = (since: number) => Math.round((Date.now() - since) / 1000);
 

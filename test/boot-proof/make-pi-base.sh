@@ -17,7 +17,9 @@ packages=(
   systemd-sysv udev dbus kmod systemd-timesyncd openssh-server network-manager sudo iproute2
   iputils-ping procps linux-image-arm64 initramfs-tools docker.io busybox-static
 )
-# update-initramfs would run once per package that triggers it: divert it until the end.
+# update-initramfs would run once per package that triggers it: divert it until the end. The hooks
+# are run by mmdebstrap with the tree as $1.
+# shellcheck disable=SC2016
 mmdebstrap --variant=minbase --architectures=arm64 --mode=root --format=directory \
   --aptopt='APT::Install-Recommends "false"' \
   --include="$(IFS=,; echo "${packages[*]}")" \
