@@ -67,7 +67,8 @@ test("the harness keeps the image's command line, consoles moved to the virt mac
     kernelCommandLine(
       'console=serial0,115200 console=tty1 root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot\n',
     ),
-    'root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot console=ttyAMA0 systemd.journald.forward_to_console=1',
+    'root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot console=ttyAMA0 ' +
+      'systemd.journald.forward_to_console=1 apparmor=0',
   );
 });
 

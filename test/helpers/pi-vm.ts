@@ -41,14 +41,16 @@ export function bootFiles(configTxt: string): { kernel: string; initramfs?: stri
 /**
  * The image's cmdline.txt for the emulated board: its consoles become the virt machine's serial
  * port, and the journal is copied to it (the only log that survives a node that never reaches the
- * network). Every other token is the image's own.
+ * network). `apparmor=0`: Debian's kernel enables AppArmor, Raspberry Pi OS's kernel does not, and
+ * Docker refuses to start containers on an AppArmor system without apparmor_parser (the base, like
+ * Pi OS, has none). Every other token is the image's own.
  */
 export function kernelCommandLine(cmdline: string): string {
   const tokens = cmdline
     .trim()
     .split(/\s+/)
     .filter((token) => !token.startsWith('console='));
-  return [...tokens, 'console=ttyAMA0', 'systemd.journald.forward_to_console=1'].join(' ');
+  return [...tokens, 'console=ttyAMA0', 'systemd.journald.forward_to_console=1', 'apparmor=0'].join(' ');
 }
 
 export class PiLab {
