@@ -68,7 +68,7 @@ test("the harness keeps the image's command line, consoles moved to the virt mac
       'console=serial0,115200 console=tty1 root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot\n',
     ),
     'root=PARTUUID=4e5cd402-02 rootwait quiet init=/x/firstboot console=ttyAMA0 ' +
-      'systemd.journald.forward_to_console=1 apparmor=0',
+      'systemd.journald.forward_to_console=1 apparmor=0 systemd.default_timeout_start_sec=900',
   );
 });
 
@@ -92,7 +92,7 @@ bootTest(
     t.timeout(45 * 60_000);
     const started = Date.now();
     const work = await mkdtemp(join(tmpdir(), 'swarmcard-boot-proof-'));
-    const lab = new PiLab(`scboot${process.pid % 10000}`, join(work, 'vms'));
+    const lab = new PiLab(join(work, 'vms'));
     let passed = false;
     t.teardown(async () => {
       try {

@@ -3,11 +3,13 @@
  * virt` (TCG) with the kernel, initramfs and command line its own boot partition names (config.txt's
  * `kernel=` and `initramfs … followkernel`, cmdline.txt; read with mtools: this kernel cannot mount
  * FAT). Every VM has one NIC on a bridge (the LAN switch) inside a network namespace the lab owns,
- * where the test's side of the LAN lives too; serial consoles go to files. Everything started is
- * recorded and torn down, and the teardown proves no VM outlives it.
+ * where the test's side of the LAN lives too; serial consoles go to files. The namespace has no
+ * name: a holder process keeps it, and it dies with the holder, which dies with this test worker
+ * (`setpriv --pdeathsig`), as every VM does — nothing is left even when the run is interrupted.
+ * The teardown proves no VM outlives it.
  */
 
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { MTOOLS_ENV, partitionOffsets } from './independent.js';
@@ -50,27 +52,51 @@ export function kernelCommandLine(cmdline: string): string {
     .trim()
     .split(/\s+/)
     .filter((token) => !token.startsWith('console='));
-  return [...tokens, 'console=ttyAMA0', 'systemd.journald.forward_to_console=1', 'apparmor=0'].join(' ');
+  // An emulated Pi is many times slower than a real one, more so on a loaded machine: systemd's
+  // 90 s for a device or a unit to start is not enough there (the boot would end in emergency mode).
+  const slow = 'systemd.default_timeout_start_sec=900';
+  return [...tokens, 'console=ttyAMA0', 'systemd.journald.forward_to_console=1', 'apparmor=0', slow].join(' ');
 }
 
 export class PiLab {
   readonly vms = new Map<string, PiVm>();
   private readonly processes: ResultPromise[] = [];
-  private namespace = false;
+  private holder: number | undefined;
 
-  constructor(
-    readonly netns: string,
-    private readonly root: string,
-  ) {}
+  constructor(private readonly root: string) {}
+
+  /** Run a program in the lab's network namespace. */
+  private inLab(argv: string[]): string[] {
+    if (this.holder === undefined) throw new Error('the lab has no switch yet');
+    return ['nsenter', '-t', String(this.holder), '-n', ...argv];
+  }
+
+  private ip(...args: string[]) {
+    const [file, ...rest] = this.inLab(['ip', ...args]);
+    return execa(file!, rest);
+  }
 
   /** The LAN: a bridge in the lab's namespace, with the test's own address on it. */
   async switch(address: string): Promise<void> {
-    await execa('ip', ['netns', 'add', this.netns]);
-    this.namespace = true;
-    await execa('ip', ['-n', this.netns, 'link', 'set', 'lo', 'up']);
-    await execa('ip', ['-n', this.netns, 'link', 'add', 'br0', 'type', 'bridge']);
-    await execa('ip', ['-n', this.netns, 'addr', 'add', address, 'dev', 'br0']);
-    await execa('ip', ['-n', this.netns, 'link', 'set', 'br0', 'up']);
+    const holder = execa('setpriv', ['--pdeathsig', 'KILL', 'unshare', '--net', 'sleep', 'infinity'], {
+      reject: false,
+      stdin: 'ignore',
+      cleanup: true,
+    });
+    this.processes.push(holder);
+    const own = await readlink('/proc/self/ns/net');
+    // unshare execs sleep in the new namespace: wait until the holder's namespace is no longer ours.
+    for (let tries = 0; ; tries++) {
+      const ns = await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own);
+      if (ns !== own) break;
+      if (tries > 200) throw new Error('the lab network namespace did not come up');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.holder = holder.pid;
+    await this.ip('link', 'set', 'lo', 'up');
+    await this.ip('link', 'add', 'br0', 'type', 'bridge');
+    await this.ip('addr', 'add', address, 'dev', 'br0');
+    await this.ip('link', 'set', 'br0', 'up');
   }
 
   /** Power on a node: a tap on the switch, qemu with the boot partition's kernel, initramfs and cmdline. */
@@ -89,21 +115,17 @@ export class PiLab {
     if (files.initramfs) await execa('mcopy', ['-n', '-i', fat, `::/${files.initramfs}`, initrd], { env: MTOOLS_ENV });
 
     const tap = `tap${this.vms.size}`;
-    await execa('ip', ['-n', this.netns, 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-    await execa('ip', ['-n', this.netns, 'link', 'set', tap, 'master', 'br0', 'up']);
+    await this.ip('tuntap', 'add', 'dev', tap, 'mode', 'tap');
+    await this.ip('link', 'set', tap, 'master', 'br0', 'up');
     const serialLog = join(dir, 'serial.log');
     const qemuLog = join(dir, 'qemu.log');
-    // setpriv --pdeathsig: qemu (ip netns exec execs it) dies with this test worker, however it ends.
+    // setpriv --pdeathsig: qemu (nsenter execs it) dies with this test worker, however it ends.
     const process = execa(
       'setpriv',
       [
         '--pdeathsig',
         'KILL',
-        'ip',
-        'netns',
-        'exec',
-        this.netns,
-        'qemu-system-aarch64',
+        ...this.inLab(['qemu-system-aarch64']),
         ...['-M', 'virt', '-cpu', 'cortex-a72', '-smp', String(options.cpus), '-m', String(options.memoryMiB)],
         ...['-display', 'none', '-monitor', 'none', '-no-reboot', '-serial', `file:${serialLog}`],
         ...['-kernel', kernel, ...(files.initramfs ? ['-initrd', initrd] : []), '-append', append],
@@ -124,7 +146,8 @@ export class PiLab {
 
   /** Run a program on the test's side of the LAN. */
   exec(argv: string[], options: { timeout?: number } = {}) {
-    return execa('ip', ['netns', 'exec', this.netns, ...argv], { reject: false, timeout: options.timeout });
+    const [file, ...rest] = this.inLab(argv);
+    return execa(file!, rest, { reject: false, timeout: options.timeout });
   }
 
   /** A command over SSH on a node, as `user` with `key`; never asks, never remembers host keys. */
@@ -146,15 +169,10 @@ export class PiLab {
     return vm ? readFile(vm.serialLog, 'utf8').catch(() => '') : '';
   }
 
-  /** Power every VM off (SIGKILL: a power cut), then remove the switch; throws if a VM survives. */
+  /** Power every VM off (SIGKILL: a power cut) and end the holder: the switch goes with it. */
   async teardown(): Promise<void> {
     for (const child of this.processes) child.kill('SIGKILL');
     await Promise.all(this.processes);
-    if (this.namespace) {
-      const { stdout } = await execa('ip', ['netns', 'pids', this.netns], { reject: false });
-      for (const pid of stdout.split('\n').filter(Boolean)) await execa('kill', ['-9', pid], { reject: false });
-      await execa('ip', ['netns', 'del', this.netns], { reject: false });
-    }
     const alive = this.processes.filter((child) => child.pid !== undefined && isAlive(child.pid));
     if (alive.length > 0) throw new Error(`VMs outlived the teardown: ${alive.map((c) => c.pid).join(' ')}`);
   }
