@@ -18,6 +18,7 @@ import { inspectCommand } from './commands/inspect.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
 import { validateCommand } from './commands/validate.js';
+import { buildInDocker, type Engine, engines } from './docker/in-docker.js';
 import { toUserError, UserError } from './errors.js';
 import { flavourNames } from './fixture/flavours.js';
 import { type Ext4Backend, ext4Backends } from './fs/partition.js';
@@ -96,6 +97,15 @@ const options = {
     help: 'with a cluster folder: which nodes are on which cards (flash-log.jsonl), which are left',
   },
   reflash: { type: 'boolean', help: 'with --station: also overwrite a card that already holds a verified node' },
+  'in-docker': {
+    type: 'boolean',
+    help: 'run the build in the builder image (Dockerfile; built on first use), as you, for hosts without the tools',
+  },
+  engine: {
+    type: 'string',
+    value: engines.join('|'),
+    help: 'with --in-docker: the container engine (default: the one installed)',
+  },
 } satisfies Record<string, OptionSpec>;
 type OptionName = keyof typeof options;
 
@@ -130,6 +140,8 @@ const commands: Record<string, CommandSpec> = {
       'json',
       'ext4-backend',
       'allow-path',
+      'in-docker',
+      'engine',
     ],
     notes: [
       'The base image must exist (or be downloadable) when the build starts.',
@@ -364,6 +376,25 @@ function ext4Backend(values: Record<string, unknown>): Ext4Backend | undefined {
   return value as Ext4Backend;
 }
 
+function engineValue(values: Record<string, unknown>): Engine | undefined {
+  const value = stringValue(values, 'engine');
+  if (value === undefined) return undefined;
+  if (!(engines as readonly string[]).includes(value))
+    throw new UserError(`--engine must be one of ${engines.join(', ')}, not "${value}".`);
+  return value as Engine;
+}
+
+/** The command line for the CLI inside the container: the same, less the options that chose it. */
+function withoutInDocker(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--in-docker' || argv[i]!.startsWith('--engine=')) continue;
+    if (argv[i] === '--engine') i++;
+    else out.push(argv[i]!);
+  }
+  return out;
+}
+
 async function main(argv: string[]): Promise<void> {
   const line = parseCommandLine(argv);
   if ('version' in line) return void process.stdout.write(`${version()}\n`);
@@ -377,6 +408,24 @@ async function main(argv: string[]): Promise<void> {
   const [first, second] = positionals as [string, string];
   switch (command) {
     case 'build':
+      if (values['in-docker'] === true) {
+        if (ext4Backend(values) === 'loop')
+          throw new UserError(
+            '--ext4-backend loop needs root and loop devices, which the builder container has not; leave it out.',
+          );
+        return buildInDocker({
+          args: withoutInDocker(argv),
+          profileFile: first,
+          base: stringValue(values, 'base'),
+          nodes: nodesValue(values),
+          out: stringValue(values, 'out') ?? 'dist',
+          allowPaths: (values['allow-path'] as string[] | undefined) ?? [],
+          engine: engineValue(values),
+          version: version(),
+        });
+      }
+      if (values.engine !== undefined)
+        throw new UserError('--engine only applies with --in-docker; add --in-docker or leave it out.');
       return buildCommand(first, {
         base: stringValue(values, 'base'),
         nodes: nodesValue(values),

@@ -279,6 +279,12 @@ async function buildHostKit(ctx: BuildContext): Promise<void> {
   ctx.hostKit = { file, sha256: await sha256Of(join(ctx.dir, file)) };
 }
 
+/** The builder image this build runs in, as `swarmcard build --in-docker` tells it (docker/in-docker.ts). */
+function builderImage(): Manifest['builder'] {
+  const { SWARMCARD_BUILDER_IMAGE: image, SWARMCARD_BUILDER_IMAGE_ID: id } = process.env;
+  return image && id ? { image, id, node: process.versions.node } : undefined;
+}
+
 /** manifest.json, imager.json (the Raspberry Pi Imager repository) and SHA256SUMS over every file. */
 async function writeRelease(ctx: BuildContext): Promise<Manifest> {
   const { release } = ctx.options;
@@ -290,6 +296,7 @@ async function writeRelease(ctx: BuildContext): Promise<Manifest> {
     nodes: [...(await carriedOver(ctx.dir, ctx.plan, ctx.built)), ...ctx.built],
     hostKit: ctx.hostKit,
     tools: await toolVersions(release.compress),
+    builder: builderImage(),
   });
   const imager = `${JSON.stringify(imagerRepository(manifest, release), null, 2)}\n`;
   await writeFileAtomic(join(ctx.dir, IMAGER_FILE), imager);
