@@ -12,9 +12,9 @@
  *   what is half-written, as on the host), then it is removed; nothing of it is left.
  * - The command is printed before it runs; the manifest records the builder image and its id.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import { dirname, isAbsolute, relative, resolve } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
 import { quoteCommand, run } from '../exec/run.js';
@@ -60,10 +60,35 @@ export function chooseEngine(engine: Engine | undefined): Engine {
 
 export const imageTag = (version: string): string => `swarmcard:${version}`;
 
-/** The image's id, or undefined when the engine has no image of that name. */
-async function imageId(engine: Engine, tag: string): Promise<string | undefined> {
-  const result = await run(engine, ['image', 'inspect', '--format', '{{.Id}}', tag], { allowFailure: true });
-  if (result.exitCode === 0) return result.stdout.trim();
+const CONTEXT_LABEL = 'org.swarmcard.context';
+
+/**
+ * A digest of what the image is built from (the Dockerfile, the package's files but its
+ * dependencies, which the lock file pins): a checkout whose code changed under the same version
+ * gets a new image instead of running the old code.
+ */
+async function contextDigest(): Promise<string> {
+  const hash = createHash('sha256');
+  const files = ['Dockerfile', '.dockerignore', 'package.json', 'package-lock.json'];
+  for (const dir of ['build/builder', 'overlays', 'profiles'])
+    for (const entry of await readdir(join(packageRoot, dir), { recursive: true, withFileTypes: true }))
+      if (entry.isFile() && !entry.name.endsWith('.secrets.yaml'))
+        files.push(relative(packageRoot, join(entry.parentPath, entry.name)));
+  for (const file of files.sort()) {
+    const content = await readFile(join(packageRoot, file)).catch(() => Buffer.alloc(0));
+    hash.update(`${file}\0${content.length}\0`).update(content);
+  }
+  return hash.digest('hex');
+}
+
+/** The image's id and context digest, or undefined when the engine has no image of that name. */
+async function imageId(engine: Engine, tag: string): Promise<{ id: string; context: string } | undefined> {
+  const format = `{{.Id}} {{index .Config.Labels "${CONTEXT_LABEL}"}}`;
+  const result = await run(engine, ['image', 'inspect', '--format', format, tag], { allowFailure: true });
+  if (result.exitCode === 0) {
+    const [id = '', context = ''] = result.stdout.trim().split(' ');
+    return { id, context };
+  }
   if (/no such image|image not known|not found/i.test(result.stderr)) return undefined;
   throw new UserError(`${engine} does not answer: ${result.stderr.trim().split('\n').at(-1)}.`, {
     hint:
@@ -76,11 +101,13 @@ async function imageId(engine: Engine, tag: string): Promise<string | undefined>
 /** Build the builder image from the package's Dockerfile unless the engine has it; its id. */
 export async function ensureImage(engine: Engine, version: string): Promise<{ tag: string; id: string }> {
   const tag = imageTag(version);
+  const context = await contextDigest();
   const existing = await imageId(engine, tag);
-  if (existing) return { tag, id: existing };
+  if (existing?.context === context) return { tag, id: existing.id };
   // Host networking for the build only: apt-get inside reaches the mirrors the host reaches (its
   // proxy, a local mirror), also on engines without a bridge network.
-  const args = ['build', '--network', 'host', '--tag', tag, '--file', `${packageRoot}Dockerfile`, packageRoot];
+  const args = ['build', '--network', 'host', '--label', `${CONTEXT_LABEL}=${context}`, '--tag', tag];
+  args.push('--file', join(packageRoot, 'Dockerfile'), packageRoot);
   log.step(`building the builder image ${tag} (once per version): ${quoteCommand([engine, ...args])}`);
   const built = await run(engine, args, { output: 'stderr', allowFailure: true });
   if (built.exitCode !== 0) {
@@ -91,9 +118,9 @@ export async function ensureImage(engine: Engine, version: string): Promise<{ ta
         'mmdebstrap --variant=minbase trixie - | docker import - debian:trixie-slim',
     });
   }
-  const id = await imageId(engine, tag);
-  if (!id) throw new Error(`${engine} built ${tag} but does not list it`);
-  return { tag, id };
+  const image = await imageId(engine, tag);
+  if (!image) throw new Error(`${engine} built ${tag} but does not list it`);
+  return { tag, id: image.id };
 }
 
 interface Mount {
