@@ -11,8 +11,12 @@ ARG BASE=debian:trixie-slim
 
 FROM ${BASE} AS runtime
 # trixie's nodejs is 20.19. ca-certificates: base images given as https:// URLs are downloaded inside.
-# No recommends, no apt lists, no logs: they only add size (and bytes that change with the date).
-RUN apt-get update \
+# No recommends, documentation, manual pages or translations (dpkg skips them, as Debian's slim
+# images do), no apt lists or logs: they only add size (and bytes that change with the date).
+RUN printf '%s\n' 'path-exclude=/usr/share/doc/*' 'path-include=/usr/share/doc/*/copyright' \
+      'path-exclude=/usr/share/man/*' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/info/*' \
+      > /etc/dpkg/dpkg.cfg.d/swarmcard-slim \
+ && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       nodejs mtools e2fsprogs fdisk dosfstools xz-utils zstd unzip openssh-client ca-certificates \
  && apt-get clean \

@@ -83,11 +83,13 @@ async function contextDigest(): Promise<string> {
 
 /** The image's id and context digest, or undefined when the engine has no image of that name. */
 async function imageId(engine: Engine, tag: string): Promise<{ id: string; context: string } | undefined> {
-  const format = `{{.Id}} {{index .Config.Labels "${CONTEXT_LABEL}"}}`;
-  const result = await run(engine, ['image', 'inspect', '--format', format, tag], { allowFailure: true });
+  const result = await run(engine, ['image', 'inspect', '--format', '{{.Id}} {{json .Config.Labels}}', tag], {
+    allowFailure: true,
+  });
   if (result.exitCode === 0) {
-    const [id = '', context = ''] = result.stdout.trim().split(' ');
-    return { id, context };
+    const [id = '', ...labels] = result.stdout.trim().split(' ');
+    const parsed = JSON.parse(labels.join(' ') || 'null') as Record<string, string> | null;
+    return { id, context: parsed?.[CONTEXT_LABEL] ?? '' };
   }
   if (/no such image|image not known|not found/i.test(result.stderr)) return undefined;
   throw new UserError(`${engine} does not answer: ${result.stderr.trim().split('\n').at(-1)}.`, {
