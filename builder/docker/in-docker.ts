@@ -13,6 +13,7 @@
  * - The command is printed before it runs; the manifest records the builder image and its id.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,14 +44,24 @@ export interface InDockerOptions {
   version: string;
 }
 
+const installed = (engine: Engine): boolean => {
+  const path = locateTool(engine);
+  try {
+    if (path) accessSync(path, constants.X_OK);
+    return path !== undefined;
+  } catch {
+    return false;
+  }
+};
+
 /** `--engine`, else the first of docker and podman that is installed. */
 export function chooseEngine(engine: Engine | undefined): Engine {
   if (engine) {
-    if (!locateTool(engine))
+    if (!installed(engine))
       throw new UserError(`--engine ${engine}: ${engine} is not installed; install it or choose the other engine.`);
     return engine;
   }
-  const found = engines.find((e) => locateTool(e));
+  const found = engines.find(installed);
   if (!found)
     throw new UserError(
       '--in-docker needs Docker or Podman and neither is installed; install one (apt-get install docker.io).',

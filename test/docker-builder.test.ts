@@ -1,0 +1,282 @@
+/**
+ * `swarmcard build --in-docker`, for real: a private Docker engine, the repository's Dockerfile
+ * built as it is (its base image made from Debian packages when absent: no registry here), builds
+ * of the pizero-otg profile through it compared byte for byte with each other and with a host
+ * build, run as a non-root caller, and interrupted.
+ */
+
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { execa } from 'execa';
+import { parseDumpe2fs, parseTestb, testbFirst } from '../builder/formats/dumpe2fs.js';
+import { cliPath, swarmcard } from './helpers/cli.js';
+import { dockerfileBase, type Engine, ensureBaseImage, startEngine } from './helpers/docker-engine.js';
+import { fixture, scratchDir } from './helpers/fixtures.js';
+import { partitionOffsets } from './helpers/independent.js';
+import { missingPrograms, missingRoot, testIf } from './helpers/requires.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const profile = join(root, 'profiles', 'pizero-otg.yaml');
+const version = (JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+const tag = `swarmcard:${version}`;
+/** A uid:gid no file here belongs to: the caller of the ownership test. */
+const CALLER = 4242;
+
+const missing =
+  (missingRoot() && `${missingRoot()} (a Docker engine)`) ??
+  (await missingPrograms(['dockerd', 'docker', 'mmdebstrap', 'setpriv']));
+const dockerTest = testIf(missing, { serial: true });
+
+let engine: Engine | undefined;
+let shared: Work | undefined;
+if (!missing) {
+  test.before(async () => {
+    // Shared by the builds that must use one cluster key (the same secrets file).
+    const dir = await mkdtemp(join(tmpdir(), 'swarmcard-docker-'));
+    await mkdir(join(dir, 'secrets'));
+    shared = { dir, base: await fixture('bookworm-armhf'), secrets: join(dir, 'secrets') };
+    engine = await startEngine();
+    await ensureBaseImage(engine, await dockerfileBase(join(root, 'Dockerfile')));
+  });
+  test.after.always(async () => {
+    try {
+      await engine?.stop();
+    } finally {
+      if (shared) await rm(shared.dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/** Every file under `dir` (relative) with its bytes. */
+async function files(dir: string): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile())
+      out.set(join(e.parentPath, e.name).slice(dir.length + 1), await readFile(join(e.parentPath, e.name)));
+  return out;
+}
+
+/** The names of the files whose bytes differ (or exist on one side only). */
+function differing(a: Map<string, Buffer>, b: Map<string, Buffer>): string[] {
+  return [...new Set([...a.keys(), ...b.keys()])]
+    .filter((f) => !a.get(f) || !b.get(f) || !a.get(f)!.equals(b.get(f)!))
+    .sort();
+}
+
+const env = () => ({ DOCKER_HOST: engine!.host });
+
+interface Work {
+  dir: string;
+  base: string;
+  secrets: string;
+}
+const work = (): Work => shared!;
+
+const build = (w: Work, out: string, extra: string[] = []) =>
+  swarmcard(['build', profile, '--base', w.base, '--nodes', '1', '--out', join(w.dir, out), ...extra], {
+    cwd: w.dir,
+    env: { ...env(), SWARMCARD_SECRETS_DIR: w.secrets },
+  });
+
+dockerTest(
+  "the builder image is built from the repository's Dockerfile on first use: small, unprivileged",
+  async (t) => {
+    t.timeout(20 * 60_000);
+    const w = work();
+    // Whatever an earlier run left in this engine: the first use builds.
+    await engine!.docker(['image', 'rm', '--force', tag]);
+    const started = Date.now();
+    const first = await build(w, 'docker-a', ['--in-docker']);
+    t.is(first.exitCode, 0, first.stderr);
+    t.log(`first --in-docker build, image included: ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    t.regex(first.stderr, /building the builder image swarmcard:\S+ \(once per version\): docker build --network host/);
+    t.regex(first.stderr, /\$ docker run --rm --init --name swarmcard-build-\S+ --user 0:0 /);
+    const inspect = await engine!.docker([
+      'image',
+      'inspect',
+      '--format',
+      '{{.Size}} {{.Config.User}} {{json .Config.Entrypoint}}',
+      tag,
+    ]);
+    const [size, user, entrypoint] = inspect.stdout.split(' ');
+    t.log(`builder image ${tag}: ${(Number(size) / 1e6).toFixed(0)} MB`);
+    t.is(user, '10001:10001');
+    t.is(entrypoint, '["node","/opt/swarmcard/build/builder/cli.js"]');
+    t.true(Number(size) < 400e6, `the image is ${size} bytes`);
+    const inside = await engine!.docker(['run', '--rm', '--network', 'none', tag, '--version']);
+    t.is(inside.stdout.trim(), version);
+    const node = await engine!.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'node', tag, '--version']);
+    const [major, minor] = node.stdout.trim().slice(1).split('.').map(Number);
+    t.true(major! > 20 || (major === 20 && minor! >= 19), node.stdout);
+    // No development tool reached the image.
+    const modules = await engine!.docker([
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--entrypoint',
+      'ls',
+      tag,
+      '/opt/swarmcard/node_modules',
+    ]);
+    t.false(/typescript|@biomejs|^ava$/m.test(modules.stdout), modules.stdout);
+    t.true(modules.stdout.includes('execa'));
+  },
+);
+
+dockerTest('two builds through the builder image give identical bytes; the manifest names the image', async (t) => {
+  t.timeout(10 * 60_000);
+  const w = work();
+  const started = Date.now();
+  const second = await build(w, 'docker-b', ['--in-docker']);
+  t.is(second.exitCode, 0, second.stderr);
+  t.log(`second --in-docker build (image present): ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  t.notRegex(second.stderr, /building the builder image/);
+  const a = await files(join(w.dir, 'docker-a'));
+  const b = await files(join(w.dir, 'docker-b'));
+  t.deepEqual(differing(a, b), []);
+  t.true(a.has('pizero-otg/01-otg1.img'));
+  const manifest = JSON.parse(a.get('pizero-otg/manifest.json')!.toString());
+  const id = (await engine!.docker(['image', 'inspect', '--format', '{{.Id}}', tag])).stdout.trim();
+  t.deepEqual(manifest.builder, { image: tag, id, node: manifest.builder.node });
+  const e2fsprogs = await engine!.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'debugfs', tag, '-V']);
+  t.is(manifest.tools.e2fsprogs, /debugfs (\S+)/.exec(e2fsprogs.stderr)?.[1]);
+  t.regex(manifest.tools.mtools, /^\d+\.\d+/);
+});
+
+dockerTest('a host build and a Docker build of the same profile and base: the images match', async (t) => {
+  t.timeout(10 * 60_000);
+  const w = work();
+  const started = Date.now();
+  const host = await build(w, 'host');
+  t.is(host.exitCode, 0, host.stderr);
+  t.log(`host build: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const onHost = await files(join(w.dir, 'host'));
+  const inDocker = await files(join(w.dir, 'docker-a'));
+  const differ = differing(onHost, inDocker);
+  const [hm, dm] = [onHost, inDocker].map((f) => JSON.parse(f.get('pizero-otg/manifest.json')!.toString()));
+  t.log(
+    `host tools ${JSON.stringify(hm.tools)}, builder image tools ${JSON.stringify(dm.tools)}; differing: ${differ}`,
+  );
+  // Different e2fsprogs and mtools write the same bytes; only the manifest (and the sum over it) says who built.
+  t.deepEqual(differ, ['pizero-otg/SHA256SUMS', 'pizero-otg/manifest.json']);
+  const { builder, tools, ...rest } = dm;
+  t.truthy(builder);
+  t.deepEqual({ ...hm, tools: undefined }, { ...rest, tools: undefined });
+  t.notDeepEqual(tools, undefined);
+});
+
+dockerTest("a non-root caller's --in-docker build: every output is the caller's, modes as on the host", async (t) => {
+  t.timeout(10 * 60_000);
+  const w = work();
+  const dir = await scratchDir(t);
+  await execa('mkdir', ['-p', join(dir, 'secrets'), join(dir, 'home')]);
+  await execa('chown', ['-R', `${CALLER}:${CALLER}`, dir]);
+  const result = await execa(
+    'setpriv',
+    [
+      `--reuid=${CALLER}`,
+      `--regid=${CALLER}`,
+      '--clear-groups',
+      'node',
+      cliPath,
+      'build',
+      profile,
+      '--in-docker',
+      '--base',
+      w.base,
+      '--nodes',
+      '1',
+      '--out',
+      join(dir, 'dist'),
+    ],
+    {
+      reject: false,
+      cwd: dir,
+      env: { ...env(), NO_COLOR: '1', HOME: join(dir, 'home'), SWARMCARD_SECRETS_DIR: join(dir, 'secrets') },
+    },
+  );
+  t.is(result.exitCode, 0, result.stderr);
+  t.regex(result.stderr, new RegExp(`--user ${CALLER}:${CALLER} `));
+  const secrets = await stat(join(dir, 'secrets', 'pizero-otg.secrets.yaml'));
+  t.is(secrets.uid, CALLER);
+  t.is(secrets.mode & 0o777, 0o600);
+  const hostDir = join(w.dir, 'host', 'pizero-otg');
+  const out = join(dir, 'dist', 'pizero-otg');
+  const names = (await readdir(out)).sort();
+  t.deepEqual(names, (await readdir(hostDir)).sort());
+  for (const name of ['.', ...names]) {
+    const [mine, reference] = [await stat(join(out, name)), await stat(join(hostDir, name))];
+    t.is(mine.uid, CALLER, name);
+    t.is(mine.gid, CALLER, name);
+    t.is(mine.mode & 0o7777, reference.mode & 0o7777, name);
+  }
+  // The download cache the container used is the caller's too.
+  t.is((await stat(join(dir, 'home', '.cache', 'swarmcard'))).uid, CALLER);
+});
+
+dockerTest('Ctrl-C during an --in-docker build: exit 130, no container, nothing half-written', async (t) => {
+  t.timeout(5 * 60_000);
+  const w = work();
+  const out = join(w.dir, 'interrupted');
+  const child = execa(
+    'node',
+    [cliPath, 'build', profile, '--in-docker', '--base', w.base, '--nodes', '3', '--out', out],
+    { reject: false, cwd: w.dir, env: { ...env(), NO_COLOR: '1', SWARMCARD_SECRETS_DIR: w.secrets } },
+  );
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  // Interrupt once the CLI inside is writing the first image.
+  const deadline = Date.now() + 120_000;
+  while (!/cloning, editing/.test(stderr) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.regex(stderr, /cloning, editing/);
+  const running = await engine!.docker(['ps', '--quiet', '--filter', 'name=swarmcard-build-']);
+  t.not(running.stdout.trim(), '', 'the container runs');
+  child.kill('SIGINT');
+  const result = await child;
+  t.is(result.exitCode, 130, stderr);
+  t.notRegex(stderr, /internal error/);
+  const left = await engine!.docker(['ps', '--all', '--quiet', '--filter', 'name=swarmcard-build-']);
+  t.is(left.stdout.trim(), '', 'no container is left');
+  const written = await readdir(out, { recursive: true }).catch(() => []);
+  t.deepEqual(
+    written.filter((f) => /\.partial|\.tmp/.test(f)),
+    [],
+    `left in the output folder: ${written}`,
+  );
+});
+
+test('--engine is refused without --in-docker, and an engine that is not installed is named', async (t) => {
+  const base = await fixture('bookworm-armhf');
+  const stray = await swarmcard(['build', profile, '--base', base, '--engine', 'docker']);
+  t.is(stray.exitCode, 1);
+  t.is(stray.stderr.trim(), 'error: --engine only applies with --in-docker; add --in-docker or leave it out.');
+  const absent = await swarmcard(['build', profile, '--base', base, '--in-docker', '--engine', 'podman'], {
+    env: { SWARMCARD_PODMAN: '/nonexistent/podman' },
+  });
+  t.is(absent.exitCode, 1);
+  t.regex(absent.stderr, /podman/);
+  const loop = await swarmcard(['build', profile, '--base', base, '--in-docker', '--ext4-backend', 'loop']);
+  t.is(loop.exitCode, 1);
+  t.regex(loop.stderr, /--ext4-backend loop needs root and loop devices/);
+});
+
+test('debugfs testb and dumpe2fs agree on the blocks in use (the bmap where dumpe2fs is ≥ 1.47.1)', async (t) => {
+  const image = await fixture('trixie-arm64');
+  const { root: offset } = await partitionOffsets(image);
+  const device = `${image}?offset=${offset}`;
+  const dumped = parseDumpe2fs((await execa('dumpe2fs', [device])).stdout);
+  const first = testbFirst(dumped.firstBlock);
+  const testb = await execa('debugfs', ['-R', `testb ${first} ${dumped.blocksCount - first}`, device]);
+  const parsed = parseTestb(testb.stdout, dumped);
+  t.true(dumped.free.length > 0);
+  t.deepEqual(parsed.free, dumped.free);
+  t.throws(() => parseTestb(testb.stdout.replace(/\nBlock \d+ [^\n]*\n/, '\n'), dumped), {
+    message: /block \d+ where/,
+  });
+});
