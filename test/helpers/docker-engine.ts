@@ -127,10 +127,11 @@ export async function ensureBaseImage(engine: Engine, tag: string): Promise<void
     await mkdir(fixtureDir, { recursive: true });
     const partial = `${tar}.${process.pid}.partial`;
     try {
-      await execa('mmdebstrap', ['--variant=minbase', '--quiet', suite, partial]);
+      // --format: mmdebstrap otherwise guesses it from the name's extension (and makes a folder).
+      await execa('mmdebstrap', ['--variant=minbase', '--format=tar', '--quiet', suite, partial]);
       await rename(partial, tar);
     } finally {
-      await rm(partial, { force: true });
+      await rm(partial, { recursive: true, force: true });
     }
   }
   const imported = await engine.docker(['import', tar, tag]);
