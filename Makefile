@@ -79,7 +79,9 @@ demo: setup
 # Format and lint in check mode (Biome); `make fmt` fixes what it can.
 lint: node-deps
 	npx biome ci --reporter=summary builder test bench
-	npx action-validator action.yml .github/workflows/release.yml
+	@# The GitHub Action and the release workflow, against GitHub's schemas (one file per call).
+	npx action-validator action.yml
+	npx action-validator .github/workflows/release.yml
 	@long=$$(find builder test bench -name '*.ts' -exec awk 'length > 120 { print FILENAME ":" FNR }' {} +); \
 	if [ -n "$$long" ]; then echo "error: lines over 120 characters (wrap them):" $$long >&2; exit 1; fi
 

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { execa } from 'execa';
+import { parse as parseYaml } from 'yaml';
 import { parseDumpe2fs, parseTestb, testbFirst } from '../builder/formats/dumpe2fs.js';
 import { cliPath, swarmcard } from './helpers/cli.js';
 import { dockerfileBase, type Engine, ensureBaseImage, startEngine } from './helpers/docker-engine.js';
@@ -279,4 +280,67 @@ test('debugfs testb and dumpe2fs agree on the blocks in use (the bmap where dump
   t.throws(() => parseTestb(testb.stdout.replace(/\nBlock \d+ [^\n]*\n/, '\n'), dumped), {
     message: /block \d+ where/,
   });
+});
+
+/**
+ * The action's run: steps as GitHub runs them: bash, the step's env with `${{ inputs.* }}` and
+ * `${{ runner.temp }}` filled in, GITHUB_ACTION_PATH, GITHUB_WORKSPACE and GITHUB_OUTPUT set.
+ */
+dockerTest("the GitHub Action's steps build a profile and give its folder and manifest", async (t) => {
+  t.timeout(10 * 60_000);
+  const w = work();
+  const runnerTemp = await scratchDir(t);
+  const output = join(runnerTemp, 'github-output');
+  const inputs: Record<string, string> = {
+    profile: 'profile/pizero-otg.yaml',
+    base: w.base,
+    nodes: '1',
+    only: '',
+    compress: 'zst none',
+    'release-url': 'https://example.org/r/v1',
+    out: 'action-dist',
+  };
+  // The workspace: the user's repository, with the profile in it (and its secrets file, once built).
+  await execa('cp', ['-r', join(root, 'profiles'), join(w.dir, 'profile')]);
+  const action = parseYaml(await readFile(join(root, 'action.yml'), 'utf8')) as {
+    runs: { steps: { run?: string; env?: Record<string, string> }[] };
+  };
+  const fill = (value: string) =>
+    value
+      .replace(/\$\{\{ inputs\.([\w-]+) \}\}/g, (_, name: string) => inputs[name] ?? '')
+      .replace('${{ runner.temp }}', runnerTemp);
+  for (const step of action.runs.steps.filter((s) => s.run)) {
+    const stepEnv = Object.fromEntries(Object.entries(step.env ?? {}).map(([k, v]) => [k, fill(v)]));
+    const result = await execa('bash', ['-e', '-c', step.run!], {
+      reject: false,
+      cwd: w.dir,
+      env: {
+        ...env(),
+        ...stepEnv,
+        NO_COLOR: '1',
+        GITHUB_ACTION_PATH: root,
+        GITHUB_WORKSPACE: w.dir,
+        GITHUB_OUTPUT: output,
+      },
+    });
+    t.is(result.exitCode, 0, `${step.run}\n${result.stderr}`);
+  }
+  const outputs = Object.fromEntries(
+    (await readFile(output, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+  );
+  t.regex(outputs.key!, /^swarmcard-base-unpinned-[0-9a-f]{64}$/);
+  t.is(outputs.dir, 'action-dist/pizero-otg');
+  t.is(outputs.manifest, 'action-dist/pizero-otg/manifest.json');
+  const manifest = JSON.parse(await readFile(join(w.dir, outputs.manifest!), 'utf8'));
+  t.is(manifest.builder.image, tag);
+  const listed = (await readdir(join(w.dir, outputs.dir!))).sort();
+  t.true(
+    listed.includes('01-otg1.img.zst') && listed.includes('01-otg1.img') && listed.includes('imager.json'),
+    `${listed}`,
+  );
+  const imager = await readFile(join(w.dir, outputs.dir!, 'imager.json'), 'utf8');
+  t.true(imager.includes('https://example.org/r/v1/'));
 });
