@@ -126,12 +126,17 @@ export async function ensureBaseImage(engine: Engine, tag: string): Promise<void
   if (!cached) {
     await mkdir(fixtureDir, { recursive: true });
     const partial = `${tar}.${process.pid}.partial`;
+    // mmdebstrap leaves its gpg home (mmdebstrap.gpghome.*) in TMPDIR: a private one, removed after.
+    const temp = await mkdtemp(join(tmpdir(), 'swarmcard-mmdebstrap-'));
     try {
       // --format: mmdebstrap otherwise guesses it from the name's extension (and makes a folder).
-      await execa('mmdebstrap', ['--variant=minbase', '--format=tar', '--quiet', suite, partial]);
+      await execa('mmdebstrap', ['--variant=minbase', '--format=tar', '--quiet', suite, partial], {
+        env: { TMPDIR: temp },
+      });
       await rename(partial, tar);
     } finally {
       await rm(partial, { recursive: true, force: true });
+      await rm(temp, { recursive: true, force: true });
     }
   }
   const imported = await engine.docker(['import', tar, tag]);
