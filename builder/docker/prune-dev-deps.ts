@@ -4,7 +4,8 @@
  * would, without npm in the image. A package without a lock file (a global npm install) has no
  * development packages to remove.
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 const lockFile = 'package-lock.json';
 if (existsSync(lockFile)) {
@@ -15,7 +16,10 @@ if (existsSync(lockFile)) {
     rmSync(path, { recursive: true, force: true });
     removed++;
   }
-  // Their command links would dangle.
+  // Their command links would dangle; a scope folder (@biomejs/) whose packages all went is empty.
   rmSync('node_modules/.bin', { recursive: true, force: true });
+  for (const entry of readdirSync('node_modules', { withFileTypes: true }))
+    if (entry.isDirectory() && entry.name.startsWith('@') && readdirSync(join('node_modules', entry.name)).length === 0)
+      rmdirSync(join('node_modules', entry.name));
   process.stdout.write(`removed ${removed} development package(s)\n`);
 }
