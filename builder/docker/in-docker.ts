@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
@@ -188,12 +188,29 @@ async function mountsFor(options: InDockerOptions): Promise<{ mounts: Mount[]; n
   return { mounts: minimalMounts(mounts), network: bases.length > local.length };
 }
 
+/**
+ * /etc/passwd and /etc/group naming the caller: ssh-keygen (the cluster key) refuses to run as a
+ * uid without an account ("No user exists for uid 1000"), and the image cannot know the caller's.
+ */
+async function accountFiles(dir: string, uid: number, gid: number): Promise<Record<string, string>> {
+  const passwd = join(dir, 'passwd');
+  const group = join(dir, 'group');
+  await writeFile(
+    passwd,
+    `root:x:0:0:root:/root:/usr/sbin/nologin\nswarmcard:x:${uid}:${gid}:swarmcard:/tmp:/usr/sbin/nologin\n`,
+  );
+  await writeFile(group, `root:x:0:\nswarmcard:x:${gid}:\n`);
+  return { [passwd]: '/etc/passwd', [group]: '/etc/group' };
+}
+
 /** The `run` arguments: everything but the engine's name. */
 export function runArgs(options: {
   engine: Engine;
   name: string;
   image: { tag: string; id: string };
   mounts: Mount[];
+  /** Single files mounted read-only: host path → path inside. */
+  files?: Record<string, string>;
   network: boolean;
   uid: number;
   gid: number;
@@ -220,6 +237,7 @@ export function runArgs(options: {
     '--network',
     options.network ? 'bridge' : 'none',
     ...options.mounts.flatMap((m) => ['--volume', `${m.path}:${m.path}:${m.writable ? 'rw' : 'ro'}`]),
+    ...Object.entries(options.files ?? {}).flatMap(([host, inside]) => ['--volume', `${host}:${inside}:ro`]),
     '--workdir',
     options.cwd,
     ...Object.entries(options.env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
@@ -241,20 +259,23 @@ export async function buildInDocker(options: InDockerOptions): Promise<void> {
   };
   for (const k of ['SOURCE_DATE_EPOCH', 'SWARMCARD_SECRETS_DIR', 'NO_COLOR', 'SWARMCARD_VERBOSE'])
     if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  const args = runArgs({
-    engine,
-    name,
-    image,
-    mounts,
-    network,
-    uid: process.getuid?.() ?? 0,
-    gid: process.getgid?.() ?? 0,
-    cwd: process.cwd(),
-    env,
-    args: options.args,
-  });
-  log.step(`$ ${quoteCommand([engine, ...args])}`);
+  const [uid, gid] = [process.getuid?.() ?? 0, process.getgid?.() ?? 0];
   await withScope(async (scope) => {
+    const files = uid === 0 ? {} : await accountFiles(await scope.tempDir('swarmcard-account-'), uid, gid);
+    const args = runArgs({
+      engine,
+      name,
+      image,
+      mounts,
+      files,
+      network,
+      uid,
+      gid,
+      cwd: process.cwd(),
+      env,
+      args: options.args,
+    });
+    log.step(`$ ${quoteCommand([engine, ...args])}`);
     // On every path: after Ctrl-C the engine gives the CLI inside time to remove its partial files.
     scope.defer(`remove container ${name}`, async () => {
       await run(engine, ['stop', '--time', '60', name], { allowFailure: true });
