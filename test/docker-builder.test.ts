@@ -5,7 +5,7 @@
  * build, run as a non-root caller, and interrupted.
  */
 
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -184,60 +184,75 @@ dockerTest('a host build and a Docker build of the same profile and base: the im
   t.notDeepEqual(tools, undefined);
 });
 
-dockerTest("a non-root caller's --in-docker build: every output is the caller's, modes as on the host", async (t) => {
-  t.timeout(10 * 60_000);
-  const w = work();
-  // The caller must reach its folder and the engine's socket inside the suite's private temp
-  // folder (mode 0700): search permission only (no listing) while this test runs.
-  const temp = tmpdir();
-  const mode = (await stat(temp)).mode & 0o7777;
-  await chmod(temp, mode | 0o011);
-  t.teardown(() => chmod(temp, mode));
-  const dir = await scratchDir(t);
-  await execa('mkdir', ['-p', join(dir, 'secrets'), join(dir, 'home')]);
-  await execa('chown', ['-R', `${CALLER}:${CALLER}`, dir]);
-  const result = await execa(
-    'setpriv',
-    [
-      `--reuid=${CALLER}`,
-      `--regid=${CALLER}`,
-      '--clear-groups',
-      'node',
-      cliPath,
-      'build',
-      profile,
-      '--in-docker',
-      '--base',
-      w.base,
-      '--nodes',
-      '1',
-      '--out',
-      join(dir, 'dist'),
-    ],
-    {
-      reject: false,
-      cwd: dir,
-      env: { ...env(), NO_COLOR: '1', HOME: join(dir, 'home'), SWARMCARD_SECRETS_DIR: join(dir, 'secrets') },
-    },
-  );
-  t.is(result.exitCode, 0, result.stderr);
-  t.regex(result.stderr, new RegExp(`--user ${CALLER}:${CALLER} `));
-  const secrets = await stat(join(dir, 'secrets', 'pizero-otg.secrets.yaml'));
-  t.is(secrets.uid, CALLER);
-  t.is(secrets.mode & 0o777, 0o600);
-  const hostDir = join(w.dir, 'host', 'pizero-otg');
-  const out = join(dir, 'dist', 'pizero-otg');
-  const names = (await readdir(out)).sort();
-  t.deepEqual(names, (await readdir(hostDir)).sort());
-  for (const name of ['.', ...names]) {
-    const [mine, reference] = [await stat(join(out, name)), await stat(join(hostDir, name))];
-    t.is(mine.uid, CALLER, name);
-    t.is(mine.gid, CALLER, name);
-    t.is(mine.mode & 0o7777, reference.mode & 0o7777, name);
-  }
-  // The download cache the container used is the caller's too.
-  t.is((await stat(join(dir, 'home', '.cache', 'swarmcard'))).uid, CALLER);
-});
+dockerTest(
+  "a non-root caller without mtools or e2fsprogs: every output is the caller's, modes as on the host",
+  async (t) => {
+    t.timeout(10 * 60_000);
+    const w = work();
+    // The caller must reach its folder and the engine's socket inside the suite's private temp
+    // folder (mode 0700): search permission only (no listing) while this test runs.
+    const temp = tmpdir();
+    const mode = (await stat(temp)).mode & 0o7777;
+    await chmod(temp, mode | 0o011);
+    t.teardown(() => chmod(temp, mode));
+    const dir = await scratchDir(t);
+    await execa('mkdir', ['-p', join(dir, 'secrets'), join(dir, 'home'), join(dir, 'tmp'), join(dir, 'bin')]);
+    // A new user's PATH: node and docker, none of the image tools (debugfs, mcopy, sfdisk, xz, …).
+    for (const program of ['node', 'docker'])
+      await symlink((await execa('sh', ['-c', 'command -v "$0"', program])).stdout.trim(), join(dir, 'bin', program));
+    await execa('chown', ['-R', `${CALLER}:${CALLER}`, dir]);
+    const result = await execa(
+      '/usr/bin/setpriv',
+      [
+        `--reuid=${CALLER}`,
+        `--regid=${CALLER}`,
+        '--clear-groups',
+        join(dir, 'bin', 'node'),
+        cliPath,
+        'build',
+        profile,
+        '--in-docker',
+        '--base',
+        w.base,
+        '--nodes',
+        '1',
+        '--out',
+        join(dir, 'dist'),
+      ],
+      {
+        reject: false,
+        cwd: dir,
+        extendEnv: false,
+        env: {
+          ...env(),
+          PATH: join(dir, 'bin'),
+          NO_COLOR: '1',
+          HOME: join(dir, 'home'),
+          TMPDIR: join(dir, 'tmp'),
+          SWARMCARD_SECRETS_DIR: join(dir, 'secrets'),
+        },
+      },
+    );
+    t.is(result.exitCode, 0, result.stderr);
+    t.regex(result.stderr, new RegExp(`--user ${CALLER}:${CALLER} `));
+    const secrets = await stat(join(dir, 'secrets', 'pizero-otg.secrets.yaml'));
+    t.is(secrets.uid, CALLER);
+    t.is(secrets.mode & 0o777, 0o600);
+    const hostDir = join(w.dir, 'host', 'pizero-otg');
+    const out = join(dir, 'dist', 'pizero-otg');
+    const names = (await readdir(out)).sort();
+    t.deepEqual(names, (await readdir(hostDir)).sort());
+    for (const name of ['.', ...names]) {
+      const [mine, reference] = [await stat(join(out, name)), await stat(join(hostDir, name))];
+      t.is(mine.uid, CALLER, name);
+      t.is(mine.gid, CALLER, name);
+      t.is(mine.mode & 0o7777, reference.mode & 0o7777, name);
+    }
+    // Nothing left in the caller's temp folder (the account files); the download cache is the caller's.
+    t.deepEqual(await readdir(join(dir, 'tmp')), []);
+    t.is((await stat(join(dir, 'home', '.cache', 'swarmcard'))).uid, CALLER);
+  },
+);
 
 dockerTest('Ctrl-C during an --in-docker build: exit 130, no container, nothing half-written', async (t) => {
   t.timeout(5 * 60_000);
