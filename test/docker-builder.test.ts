@@ -196,7 +196,14 @@ dockerTest(
     await chmod(temp, mode | 0o011);
     t.teardown(() => chmod(temp, mode));
     const dir = await scratchDir(t);
-    await execa('mkdir', ['-p', join(dir, 'secrets'), join(dir, 'home'), join(dir, 'tmp'), join(dir, 'bin')]);
+    await execa('mkdir', [
+      '-p',
+      join(dir, 'secrets'),
+      join(dir, 'root-secrets'),
+      join(dir, 'home'),
+      join(dir, 'tmp'),
+      join(dir, 'bin'),
+    ]);
     // A new user's PATH: node and docker, none of the image tools (debugfs, mcopy, sfdisk, xz, …).
     for (const program of ['node', 'docker'])
       await symlink((await execa('sh', ['-c', 'command -v "$0"', program])).stdout.trim(), join(dir, 'bin', program));
@@ -238,7 +245,10 @@ dockerTest(
     const secrets = await stat(join(dir, 'secrets', 'pizero-otg.secrets.yaml'));
     t.is(secrets.uid, CALLER);
     t.is(secrets.mode & 0o777, 0o600);
-    const hostDir = join(w.dir, 'host', 'pizero-otg');
+    // The reference: the same build on the host, as root (modes only: it has its own cluster key).
+    const reference = await build({ ...w, secrets: join(dir, 'root-secrets') }, 'host-reference');
+    t.is(reference.exitCode, 0, reference.stderr);
+    const hostDir = join(w.dir, 'host-reference', 'pizero-otg');
     const out = join(dir, 'dist', 'pizero-otg');
     const names = (await readdir(out)).sort();
     t.deepEqual(names, (await readdir(hostDir)).sort());
@@ -379,3 +389,18 @@ dockerTest("the GitHub Action's steps build a profile and give its folder and ma
   const imager = await readFile(join(w.dir, outputs.dir!, 'imager.json'), 'utf8');
   t.true(imager.includes('https://example.org/r/v1/'));
 });
+
+testIf(await missingPrograms(['docker']))(
+  'an engine that does not answer is one sentence, and the output folder made for the run is gone',
+  async (t) => {
+    const dir = await scratchDir(t);
+    const out = join(dir, 'new', 'dist');
+    const result = await swarmcard(
+      ['build', profile, '--base', await fixture('bookworm-armhf'), '--in-docker', '--out', out],
+      { env: { DOCKER_HOST: `unix://${join(dir, 'no-engine.sock')}`, SWARMCARD_CACHE_DIR: join(dir, 'cache') } },
+    );
+    t.is(result.exitCode, 1, result.stderr);
+    t.regex(result.stderr, /^error: docker does not answer: .*\.$/m);
+    t.deepEqual((await readdir(dir)).sort(), ['cache']);
+  },
+);

@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
@@ -162,14 +162,16 @@ export function minimalMounts(mounts: Mount[]): Mount[] {
 }
 
 /** What the container needs: its folders, and whether it needs a network (a base to download). */
-async function mountsFor(options: InDockerOptions): Promise<{ mounts: Mount[]; network: boolean }> {
+async function mountsFor(
+  options: InDockerOptions,
+): Promise<{ mounts: Mount[]; network: boolean; madeOut?: { first: string; out: string } }> {
   const profile = await loadProfile(options.profileFile, { nodes: options.nodes, base: options.base });
   const bases = [...new Set(profile.nodes.flatMap((n) => (n.base ? [n.base.image] : [])))];
   const local = bases.filter((b) => !isUrl(b));
   const out = resolve(options.out);
   const cache = resolve(cacheDir());
   // The engine would create a missing folder as root: they are made here, owned by the caller.
-  await mkdir(out, { recursive: true });
+  const made = await mkdir(out, { recursive: true });
   await mkdir(cache, { recursive: true });
   const secretsDir = process.env.SWARMCARD_SECRETS_DIR;
   const mounts: Mount[] = [
@@ -185,7 +187,11 @@ async function mountsFor(options: InDockerOptions): Promise<{ mounts: Mount[]; n
   for (const m of mounts)
     if (m.path === '/')
       throw new UserError('--in-docker cannot mount the root folder /; run it from (and build into) a project folder.');
-  return { mounts: minimalMounts(mounts), network: bases.length > local.length };
+  return {
+    mounts: minimalMounts(mounts),
+    network: bases.length > local.length,
+    ...(made ? { madeOut: { first: made, out } } : {}),
+  };
 }
 
 /**
@@ -249,7 +255,37 @@ export function runArgs(options: {
 
 export async function buildInDocker(options: InDockerOptions): Promise<void> {
   const engine = chooseEngine(options.engine);
-  const { mounts, network } = await mountsFor(options);
+  const { mounts, network, madeOut } = await mountsFor(options);
+  try {
+    await runContainer(options, engine, mounts, network);
+  } catch (error) {
+    // As a host build does: a failed build leaves no empty folder it made (the output folder).
+    if (madeOut) await removeEmptyUpTo(madeOut.out, madeOut.first);
+    throw error;
+  }
+}
+
+/** rmdir `dir` and its parents up to `first` while they are empty. */
+async function removeEmptyUpTo(dir: string, first: string): Promise<void> {
+  for (let d = dir; ; d = dirname(d)) {
+    if (
+      !(await rmdir(d).then(
+        () => true,
+        () => false,
+      )) ||
+      d === first ||
+      dirname(d) === d
+    )
+      return;
+  }
+}
+
+async function runContainer(
+  options: InDockerOptions,
+  engine: Engine,
+  mounts: Mount[],
+  network: boolean,
+): Promise<void> {
   const image = await ensureImage(engine, options.version);
   const name = `swarmcard-build-${process.pid}-${randomBytes(4).toString('hex')}`;
   const env: Record<string, string> = {
