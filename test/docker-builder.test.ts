@@ -30,6 +30,7 @@ const missing =
   (missingRoot() && `${missingRoot()} (a Docker engine)`) ??
   (await missingPrograms(['dockerd', 'docker', 'mmdebstrap', 'setpriv']));
 const dockerTest = testIf(missing, { serial: true });
+const dockerClientMissing = await missingPrograms(['docker']);
 
 let engine: Engine | undefined;
 let shared: Work | undefined;
@@ -390,7 +391,7 @@ dockerTest("the GitHub Action's steps build a profile and give its folder and ma
   t.true(imager.includes('https://example.org/r/v1/'));
 });
 
-testIf(await missingPrograms(['docker']))(
+testIf(dockerClientMissing)(
   'an engine that does not answer is one sentence, and the output folder made for the run is gone',
   async (t) => {
     const dir = await scratchDir(t);
