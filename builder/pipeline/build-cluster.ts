@@ -6,7 +6,8 @@
  *   imager.json, SHA256SUMS
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { bootableModels } from '../formats/elf.js';
@@ -39,6 +40,7 @@ import { hygieneEdits } from '../render/hygiene.js';
 import { PC_TARGET, type Target, targetOf } from '../render/target.js';
 import { loadSecrets, type SecretSources, type SecretValues, secretKinds } from '../secrets/for-build.js';
 import { resolveBaseImage } from '../source/base-image.js';
+import { withScope } from '../util/scope.js';
 import { applyEdits } from './apply-edits.js';
 
 export interface BuildOptions {
@@ -312,11 +314,22 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
     secrets: {},
     built: [],
   };
-  await timed('resolve base images', () => resolveBases(ctx));
-  await timed('verify nodes', () => verifyNodes(ctx));
-  await timed('claim the cluster directory', () => claimClusterDir(ctx));
-  await timed('load secrets', () => loadBuildSecrets(ctx));
-  await timed('build nodes', () => buildNodes(ctx));
-  await timed('host kit', () => buildHostKit(ctx));
-  return timed('manifest', () => writeRelease(ctx));
+  return withScope(async (scope) => {
+    // A build that fails before writing anything leaves no empty folders (rmdir keeps non-empty ones).
+    const made = [options.out, ctx.dir].filter((dir) => !existsSync(dir)).reverse();
+    let done = false;
+    scope.defer('remove the empty folders the build made', async () => {
+      if (done) return;
+      for (const dir of made) await rmdir(dir).catch(() => undefined);
+    });
+    await timed('resolve base images', () => resolveBases(ctx));
+    await timed('verify nodes', () => verifyNodes(ctx));
+    await timed('claim the cluster directory', () => claimClusterDir(ctx));
+    await timed('load secrets', () => loadBuildSecrets(ctx));
+    await timed('build nodes', () => buildNodes(ctx));
+    await timed('host kit', () => buildHostKit(ctx));
+    const manifest = await timed('manifest', () => writeRelease(ctx));
+    done = true;
+    return manifest;
+  });
 }
