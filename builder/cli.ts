@@ -149,7 +149,7 @@ const commands: Record<string, CommandSpec> = {
   },
   merge: {
     args: ['SHARD_DIR…'],
-    summary: 'the cluster folders of build --shard 1/N … N/N → one release in DIR/<cluster>/, as one build writes it',
+    summary: 'the folders of build --shard 1/N … N/N → one release in DIR/<cluster>/, as one build writes it',
     options: ['out', 'json'],
     notes: [
       'SHARD_DIR is the cluster folder a shard wrote (its OUT/<cluster>), or a folder holding just that one.',

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import type { Shard } from '../plan/shard.js';
-import type { ImagerOptions } from '../release/imager.js';
+import type { ReleaseSettings } from '../release/settings.js';
 import type { SecretValues } from '../secrets/for-build.js';
 import type { Manifest } from './manifest.js';
 
@@ -27,7 +27,8 @@ export interface ShardInfo {
   nodes: number[];
   /** The manifest's bases of this shard, each with the plan position of the first node using it. */
   bases: { first: number; base: Manifest['bases'][number] }[];
-  imager: ImagerOptions;
+  /** What the build releases (formats, levels, raw kept, URL, icon): the same in every shard. */
+  release: ReleaseSettings;
   /** sha256 of the cluster public key and of the admin password's crypt hash (salted), when used. */
   secrets: Record<string, string>;
 }
@@ -71,6 +72,7 @@ export async function readShard(dir: string): Promise<{ info: ShardInfo; manifes
     Array.isArray(info.plan) &&
     Array.isArray(info.nodes) &&
     Array.isArray(info.bases) &&
+    typeof info.release === 'object' &&
     Array.isArray(manifest?.nodes);
   if (!ok)
     throw new UserError(`${dir}: shard.json or manifest.json is not one swarmcard wrote; build that shard again.`);

@@ -304,7 +304,7 @@ export async function writeReleaseFiles(dir: string, manifest: Manifest, imagerO
 }
 
 /** What a merge needs beyond the shard's manifest (output/shard-info.ts), written last. */
-async function writeShardInfo(ctx: BuildContext, shard: Shard, manifest: Manifest, imager: ImagerOptions) {
+async function writeShardInfo(ctx: BuildContext, shard: Shard, manifest: Manifest) {
   // A single build lists the bases in the order of the plan's nodes: keep each one's place.
   const order = ctx.plan.nodes.filter((n) => n.board !== 'pc').map((n) => baseKey(n.base!));
   const info: ShardInfo = {
@@ -314,7 +314,7 @@ async function writeShardInfo(ctx: BuildContext, shard: Shard, manifest: Manifes
     plan: imageNodes(ctx.plan).map((n) => ({ index: n.index, file: n.file })),
     nodes: ctx.targets.map((n) => n.index).sort((a, b) => a - b),
     bases: [...ctx.bases.keys()].map((key, i) => ({ first: order.indexOf(key), base: manifest.bases[i]! })),
-    imager,
+    release: ctx.options.release,
     secrets: secretFingerprints(ctx.secrets),
   };
   await writeFileAtomic(join(ctx.dir, SHARD_FILE), `${JSON.stringify(info, null, 2)}\n`);
@@ -334,7 +334,7 @@ async function writeRelease(ctx: BuildContext): Promise<Manifest> {
   });
   const imager = { releaseUrl: release.releaseUrl, icon: release.icon };
   await writeReleaseFiles(ctx.dir, manifest, imager);
-  if (shard) await writeShardInfo(ctx, shard, manifest, imager);
+  if (shard) await writeShardInfo(ctx, shard, manifest);
   for (const node of manifest.nodes) {
     if (node.secrets)
       log.warn(`${node.file} holds ${node.secrets.join(' and ')}: keep the image (and cards flashed from it) private.`);

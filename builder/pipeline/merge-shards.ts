@@ -55,6 +55,9 @@ function checkTogether(shards: LoadedShard[]): LoadedShard[] {
         b,
         'give every shard the same SOURCE_DATE_EPOCH (or none)',
       );
+    // Before the tools: a compression setting adds its compressor's version to them.
+    if (!same(a.info.release, b.info.release) || !same(m.hostKit, n.hostKit))
+      throw differ('release settings', b, 'give every shard the same --compress, --keep-raw and --release-url');
     if (!same(m.tool, n.tool) || !same(m.tools, n.tools))
       throw differ('tool versions', b, 'build every shard with the same swarmcard, mtools, e2fsprogs, xz and zstd');
     if (a.info.shard.count !== b.info.shard.count)
@@ -64,8 +67,6 @@ function checkTogether(shards: LoadedShard[]): LoadedShard[] {
         'give every shard the same N in --shard I/N',
       );
     if (!same(a.info.plan, b.info.plan)) throw differ('node lists', b, 'give every shard the same --nodes');
-    if (!same(a.info.imager, b.info.imager) || !same(m.hostKit, n.hostKit))
-      throw differ('release settings', b, 'give every shard the same --compress, --keep-raw and --release-url');
     for (const x of a.info.bases)
       for (const y of b.info.bases)
         if (x.first === y.first && !same(x.base, y.base))
@@ -192,7 +193,8 @@ export async function mergeShards(dirs: string[], out: string): Promise<{ dir: s
     const how = { linked: 0, copied: 0 };
     for (const [source, name] of files) how[await place(source, join(staging, name))]++;
     log.info(`${how.linked} file(s) hard-linked, ${how.copied} copied from ${sorted.length} shard(s)`);
-    await writeReleaseFiles(staging, manifest, sorted[0]!.info.imager);
+    const { releaseUrl, icon } = sorted[0]!.info.release;
+    await writeReleaseFiles(staging, manifest, { releaseUrl, icon });
     await rename(staging, dir); // replaces an empty folder; a non-empty one was refused above
     done = true;
     return { dir, manifest };
