@@ -56,7 +56,9 @@ function checkTogether(shards: LoadedShard[]): LoadedShard[] {
         'give every shard the same SOURCE_DATE_EPOCH (or none)',
       );
     // Before the tools: a compression setting adds its compressor's version to them.
-    if (!same(a.info.release, b.info.release) || !same(m.hostKit, n.hostKit))
+    if (!same(a.info.plan, b.info.plan) || !same(m.hostKit, n.hostKit))
+      throw differ('node lists', b, 'give every shard the same --nodes');
+    if (!same(a.info.release, b.info.release))
       throw differ('release settings', b, 'give every shard the same --compress, --keep-raw and --release-url');
     if (!same(m.tool, n.tool) || !same(m.tools, n.tools))
       throw differ('tool versions', b, 'build every shard with the same swarmcard, mtools, e2fsprogs, xz and zstd');
@@ -66,7 +68,6 @@ function checkTogether(shards: LoadedShard[]): LoadedShard[] {
         b,
         'give every shard the same N in --shard I/N',
       );
-    if (!same(a.info.plan, b.info.plan)) throw differ('node lists', b, 'give every shard the same --nodes');
     for (const x of a.info.bases)
       for (const y of b.info.bases)
         if (x.first === y.first && !same(x.base, y.base))
