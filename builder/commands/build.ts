@@ -45,7 +45,7 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
       : undefined;
   // --only keeps the previous manifest's other entries: it must be readable before anything is built.
   if (only && !shard) await readPreviousManifest(join(options.out, plan.cluster));
-  if (shard) log.info(`shard ${shard.index}/${shard.count}: nodes ${[...only!].join(', ') || 'none'}`);
+  if (shard) log.step(`shard ${shard.index}/${shard.count}: nodes ${[...only!].join(', ') || 'none'}`);
   const manifest = await buildCluster(plan, {
     out: options.out,
     only,
