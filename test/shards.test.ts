@@ -225,6 +225,37 @@ test('a shard never makes secrets: without the secrets file it is refused before
   t.is(again.exitCode, 0, again.stderr);
 });
 
+test('a shard never makes an admin password or its hash: a missing or changed password file is refused', async (t) => {
+  const dir = await scratchDir(t);
+  const profile = join(dir, 'pi4-ethernet.yaml');
+  await cp(fileURLToPath(new URL('../../profiles/pi4-ethernet.yaml', import.meta.url)), profile);
+  const env = { SWARMCARD_SECRETS_DIR: '' }; // beside the profile
+  const shard = async () => {
+    const base = await fixture('trixie-arm64');
+    const out = join(dir, 'out');
+    const r = await swarmcard(['build', profile, '--base', base, '--nodes', '1', '--shard', '1/2', '--out', out], {
+      env,
+    });
+    t.is(r.exitCode, 1, r.stderr);
+    t.deepEqual(await readdir(out).catch(() => []), [], 'nothing written');
+    return r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+  };
+  t.true((await shard())[0]?.includes('pi4-ethernet.secrets.yaml does not exist yet, and a shard must not'));
+  const made = await swarmcard(['secrets', profile], { env });
+  t.is(made.exitCode, 0, made.stderr);
+  t.deepEqual(made.stdout.trim().split('\n'), [
+    join(dir, 'pi4-ethernet.secrets.yaml'),
+    join(dir, 'pi4-ethernet.password'),
+  ]);
+  await writeFile(join(dir, 'pi4-ethernet.password'), 'another password\n', { mode: 0o600 });
+  t.regex(
+    (await shard())[0] ?? '',
+    /holds no hash of the admin password in .*pi4-ethernet\.password, and a shard must not/,
+  );
+  await rm(join(dir, 'pi4-ethernet.password'));
+  t.regex((await shard())[0] ?? '', /pi4-ethernet\.password does not exist yet, and a shard must not make secrets/);
+});
+
 test('Ctrl-C during a merge leaves no cluster folder and no partial', async (t) => {
   t.timeout(600_000);
   t.is((await swarmcard(['secrets', P])).exitCode, 0);
