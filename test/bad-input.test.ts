@@ -147,6 +147,48 @@ const flagCases: Case[] = [
     says: /https/,
   },
   { name: 'plan --compress', args: () => ['plan', P, '--compress', 'xz'], says: /does not take --compress/ },
+  ...['0/3', '4/3', 'x', '1/0', '2', '-1/3', '1/3/5', '1/10000'].map(
+    (value): Case => ({
+      name: `build --shard ${value}`,
+      args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--shard', value],
+      says: /--shard must be I\/N with 1 <= I <= N/,
+    }),
+  ),
+  { name: 'build --shard ""', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--shard='] },
+  {
+    name: 'build --shard with --only',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--shard', '1/2', '--only', '1'],
+    says: /--shard and --only do not go together/,
+  },
+  {
+    name: 'build --shard without the secrets',
+    args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--shard', '1/2'],
+    env: { SWARMCARD_SECRETS_DIR: 'no-secrets-yet' },
+    says: /does not exist yet, and a shard must not make secrets .* "swarmcard secrets /,
+  },
+  {
+    name: 'plan --shard',
+    args: () => ['plan', P, '--shard', '1/2'],
+    says: /plan does not take --shard \(build does\)/,
+  },
+  { name: 'merge without shards', args: () => ['merge'], says: /merge takes SHARD_DIR…, not 0/ },
+  { name: 'merge --nodes', args: ({ dir }) => ['merge', dir, '--nodes', '2'], says: /merge does not take --nodes/ },
+  {
+    name: 'merge a folder that is no shard',
+    args: ({ dir, out }) => ['merge', dir, '--out', out],
+    says: /holds no shard\.json, so it is not a finished shard/,
+  },
+  {
+    name: 'merge a corrupt shard',
+    args: async ({ dir, out }) => {
+      await mkdir(join(dir, 's'));
+      await writeFile(join(dir, 's', 'shard.json'), '{ "format": 1 ');
+      await writeFile(join(dir, 's', 'manifest.json'), '{}');
+      return ['merge', join(dir, 's'), '--out', out];
+    },
+    says: /shard\.json is not JSON; build that shard again/,
+  },
+  { name: 'secrets without profile', args: () => ['secrets'], says: /secrets takes PROFILE, not 0/ },
   { name: 'build --only 9', args: ({ out, base }) => ['build', P, '--base', base, '--out', out, '--only', '9'] },
   {
     name: 'build --only huge range',
