@@ -130,6 +130,7 @@ bench: setup
 	node build/bench/clone-edit.js
 	node build/bench/build-cluster.js
 	node build/bench/compress.js
+	node build/bench/shards.js
 	@if [ "$$(id -u)" = 0 ] && command -v bmaptool >/dev/null; then node build/bench/flash.js; \
 	else echo "skipping bench/flash.js: it needs root (a loop device) and bmaptool (apt-get install bmap-tools)"; fi
 

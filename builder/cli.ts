@@ -15,8 +15,10 @@ import { drivesCommand } from './commands/drives.js';
 import { fixtureCommand } from './commands/fixture.js';
 import { flashCommand } from './commands/flash.js';
 import { inspectCommand } from './commands/inspect.js';
+import { mergeCommand } from './commands/merge.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
+import { secretsCommand } from './commands/secrets.js';
 import { validateCommand } from './commands/validate.js';
 import { buildInDocker, type Engine, engines } from './docker/in-docker.js';
 import { toUserError, UserError } from './errors.js';
@@ -47,6 +49,13 @@ const options = {
     type: 'string',
     value: 'LIST',
     help: 'build only these node indices, e.g. 2,4-6 (the other images in the output folder are kept)',
+  },
+  shard: {
+    type: 'string',
+    value: 'I/N',
+    help:
+      'build shard I of N: an even, contiguous run of the nodes by index, plus shard.json for ' +
+      '"swarmcard merge" (one CI job per shard; the secrets must exist: see "swarmcard secrets")',
   },
   out: { type: 'string', value: 'DIR', help: 'the output folder; images go to DIR/<cluster>/ (default dist)' },
   json: { type: 'boolean', help: 'print exactly one JSON document on stdout' },
@@ -116,6 +125,7 @@ const globalOptions = {
 } satisfies Record<string, OptionSpec>;
 
 interface CommandSpec {
+  /** Positional arguments; a last one ending in "…" takes one or more. */
   args: string[];
   summary: string;
   options: OptionName[];
@@ -133,6 +143,7 @@ const commands: Record<string, CommandSpec> = {
       'base',
       'nodes',
       'only',
+      'shard',
       'out',
       'compress',
       'keep-raw',
@@ -146,6 +157,28 @@ const commands: Record<string, CommandSpec> = {
     notes: [
       'The base image must exist (or be downloadable) when the build starts.',
       'imager.json is a Raspberry Pi Imager repository of the node images: rpi-imager --repo FILE-OR-URL.',
+    ],
+  },
+  merge: {
+    args: ['SHARD_DIR…'],
+    summary: 'the folders of build --shard 1/N … N/N → one release in DIR/<cluster>/, as one build writes it',
+    options: ['out', 'json'],
+    notes: [
+      'SHARD_DIR is the cluster folder a shard wrote (its OUT/<cluster>), or a folder holding just that one.',
+      'Refused, with nothing written: shards of different profiles, bases, epochs, tool versions, settings or',
+      "secrets, a shard given twice, a missing shard, a file missing or of the wrong size. The nodes' files are",
+      'hard-linked from the shards (copied when on another filesystem); manifest.json, imager.json and',
+      'SHA256SUMS are written anew, byte-identical to those of one build of every node. DIR/<cluster> must not',
+      'exist or be empty; it appears whole or not at all.',
+    ],
+  },
+  secrets: {
+    args: ['PROFILE'],
+    summary: "make the secrets the profile's images need (cluster SSH key, admin password), as a first build would",
+    options: ['nodes', 'allow-path'],
+    notes: [
+      'Prints the files, never the values. Run it once before sharded builds (--shard I/N), which never make',
+      'secrets, and give every shard the same files (a private commit, or a CI secret in SWARMCARD_SECRETS_DIR).',
     ],
   },
   plan: {
@@ -342,7 +375,9 @@ function parseCommandLine(argv: string[]) {
   const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
   if (values.help) return { help: command };
   setVerbose(verbose || values.verbose === true);
-  if (parsed.positionals.length !== spec.args.length) {
+  const variadic = spec.args.at(-1)?.endsWith('…') === true;
+  const counted = parsed.positionals.length;
+  if (variadic ? counted < spec.args.length : counted !== spec.args.length) {
     const wanted = spec.args.length === 0 ? 'no arguments' : spec.args.join(' and ');
     throw new UserError(
       `swarmcard ${command} takes ${wanted}, not ${parsed.positionals.length}; run "swarmcard ${command} --help".`,
@@ -430,6 +465,7 @@ async function main(argv: string[]): Promise<void> {
         base: stringValue(values, 'base'),
         nodes: nodesValue(values),
         only: stringValue(values, 'only'),
+        shard: stringValue(values, 'shard'),
         out: stringValue(values, 'out') ?? 'dist',
         json: values.json === true,
         ext4Backend: ext4Backend(values),
@@ -440,6 +476,10 @@ async function main(argv: string[]): Promise<void> {
           releaseUrl: stringValue(values, 'release-url'),
         },
       });
+    case 'merge':
+      return mergeCommand(positionals, { out: stringValue(values, 'out') ?? 'dist', json: values.json === true });
+    case 'secrets':
+      return secretsCommand(first, { nodes: nodesValue(values) });
     case 'plan':
       return planCommand(first, { nodes: nodesValue(values), json: values.json === true });
     case 'validate':

@@ -2,6 +2,9 @@
  * Errors that reach the user. The CLI's one error boundary maps them to exit codes:
  * UserError → 1 (bad input, missing tool, unsupported image); anything else → 2 (a bug).
  */
+
+import { accessSync, constants, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 export class UserError extends Error {
   /** What to do about it, printed after the message. */
   readonly hint?: string;
@@ -39,13 +42,16 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+const diskFull = 'free some space or choose another location';
+const diskReadOnly = 'choose a writable location';
+
 /** What a filesystem errno means to a user, and what to do about it. */
 const errnoCauses: Record<string, (path: string) => string> = {
   EACCES: (p) => `${p} is not accessible (permission denied); fix its permissions or choose another path.`,
   EPERM: (p) => `${p} may not be changed (operation not permitted); fix its permissions or choose another path.`,
-  EROFS: (p) => `${p} is on a read-only filesystem; choose a writable location.`,
-  ENOSPC: (p) => `the disk holding ${p} is full; free some space or choose another location.`,
-  EDQUOT: (p) => `the disk quota for ${p} is exhausted; free some space or choose another location.`,
+  EROFS: (p) => `${p} is on a read-only filesystem; ${diskReadOnly}.`,
+  ENOSPC: (p) => `the disk holding ${p} is full; ${diskFull}.`,
+  EDQUOT: (p) => `the disk quota for ${p} is exhausted; ${diskFull}.`,
   ENOTDIR: (p) => `part of ${p} is a file where a folder is needed; move that file away or choose another path.`,
   EISDIR: (p) => `${p} is a folder where a file is needed; give a file path instead.`,
   EEXIST: (p) => `${p} already exists and is in the way; move it away or choose another path.`,
@@ -62,6 +68,22 @@ const firstLine = (text: string): string => {
 };
 
 /**
+ * Node's recursive mkdir reports ENOENT when the folder it would create is on a read-only or
+ * unwritable filesystem: ask the deepest folder that exists why (no side effects), keeping the path.
+ */
+function realMkdirCause<E extends NodeJS.ErrnoException>(error: E): E {
+  if (error.code !== 'ENOENT' || error.syscall !== 'mkdir' || !error.path) return error;
+  let dir = error.path;
+  while (dir !== dirname(dir) && !existsSync(dir)) dir = dirname(dir);
+  try {
+    accessSync(dir, constants.W_OK);
+    return error;
+  } catch (cause) {
+    return Object.assign(cause as E, { path: error.path });
+  }
+}
+
+/**
  * The one mapping, at the CLI's boundary, from the errors the outside world raises to UserErrors:
  * a filesystem errno on a path (EACCES, EROFS, ENOSPC, ENOTDIR, …) names the path and a plain
  * cause; an external tool that fails outside its expected protocol names the tool and the
@@ -69,7 +91,7 @@ const firstLine = (text: string): string => {
  */
 export function toUserError(error: unknown): unknown {
   if (error instanceof UserError || !(error instanceof Error)) return error;
-  const errno = error as NodeJS.ErrnoException & { dest?: string };
+  const errno = realMkdirCause(error as NodeJS.ErrnoException & { dest?: string });
   if (typeof errno.code === 'string' && errnoCauses[errno.code]) {
     const path = errno.dest ?? errno.path;
     if (path !== undefined || errno.code === 'ENOSPC' || errno.code === 'EMFILE')
@@ -87,6 +109,12 @@ export function toUserError(error: unknown): unknown {
       : program.split('/').at(-1)!;
     const variable = overridden ?? `SWARMCARD_${name.replace(/[.-]/g, '_').toUpperCase()}`;
     const said = firstLine(stderr) || (exitCode === undefined ? 'it did not run' : `exit code ${exitCode}`);
+    // The tool is fine; the disk it wrote to is full or read-only.
+    const disk = /No space left on device|Disk quota exceeded|Read-only file system/.exec(stderr)?.[0];
+    if (disk)
+      return new UserError(`${name} failed: ${said}; ${disk === 'Read-only file system' ? diskReadOnly : diskFull}.`, {
+        cause: error,
+      });
     if (overridden)
       return new UserError(
         `${program} (from ${variable}) failed: ${said}; point ${variable} at a working ${name} or unset it.`,
