@@ -27,6 +27,7 @@ import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { MAX_NODES } from './profile/schema.js';
 import { allowPaths } from './util/confine.js';
+import { realMkdirCause } from './util/mkdir-cause.js';
 import { installSignalCleanup, interrupted } from './util/scope.js';
 
 /** One option: its parseArgs type, the value it takes (for help) and what it means. */
@@ -529,7 +530,7 @@ main(process.argv.slice(2)).then(
   (thrown: unknown) => {
     settled = true;
     if (interrupted()) return;
-    const error = toUserError(thrown);
+    const error = toUserError(realMkdirCause(thrown));
     if (error instanceof UserError) {
       log.error(error.message);
       if (error.hint) log.info(error.hint);

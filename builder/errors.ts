@@ -2,9 +2,6 @@
  * Errors that reach the user. The CLI's one error boundary maps them to exit codes:
  * UserError → 1 (bad input, missing tool, unsupported image); anything else → 2 (a bug).
  */
-
-import { accessSync, constants, existsSync } from 'node:fs';
-import { dirname } from 'node:path';
 export class UserError extends Error {
   /** What to do about it, printed after the message. */
   readonly hint?: string;
@@ -68,22 +65,6 @@ const firstLine = (text: string): string => {
 };
 
 /**
- * Node's recursive mkdir reports ENOENT when the folder it would create is on a read-only or
- * unwritable filesystem: ask the deepest folder that exists why (no side effects), keeping the path.
- */
-function realMkdirCause<E extends NodeJS.ErrnoException>(error: E): E {
-  if (error.code !== 'ENOENT' || error.syscall !== 'mkdir' || !error.path) return error;
-  let dir = error.path;
-  while (dir !== dirname(dir) && !existsSync(dir)) dir = dirname(dir);
-  try {
-    accessSync(dir, constants.W_OK);
-    return error;
-  } catch (cause) {
-    return Object.assign(cause as E, { path: error.path });
-  }
-}
-
-/**
  * The one mapping, at the CLI's boundary, from the errors the outside world raises to UserErrors:
  * a filesystem errno on a path (EACCES, EROFS, ENOSPC, ENOTDIR, …) names the path and a plain
  * cause; an external tool that fails outside its expected protocol names the tool and the
@@ -91,7 +72,7 @@ function realMkdirCause<E extends NodeJS.ErrnoException>(error: E): E {
  */
 export function toUserError(error: unknown): unknown {
   if (error instanceof UserError || !(error instanceof Error)) return error;
-  const errno = realMkdirCause(error as NodeJS.ErrnoException & { dest?: string });
+  const errno = error as NodeJS.ErrnoException & { dest?: string };
   if (typeof errno.code === 'string' && errnoCauses[errno.code]) {
     const path = errno.dest ?? errno.path;
     if (path !== undefined || errno.code === 'ENOSPC' || errno.code === 'EMFILE')
