@@ -404,21 +404,22 @@ function nodesValue(values: Record<string, unknown>): number | undefined {
   return Number(value);
 }
 
-function ext4Backend(values: Record<string, unknown>): Ext4Backend | undefined {
-  const value = stringValue(values, 'ext4-backend');
+/** An option that takes one of a fixed list of values. */
+function choiceValue<T extends string>(
+  values: Record<string, unknown>,
+  name: OptionName,
+  choices: readonly T[],
+): T | undefined {
+  const value = stringValue(values, name);
   if (value === undefined) return undefined;
-  if (!(ext4Backends as readonly string[]).includes(value))
-    throw new UserError(`--ext4-backend must be one of ${ext4Backends.join(', ')}, not "${value}".`);
-  return value as Ext4Backend;
+  if (!(choices as readonly string[]).includes(value))
+    throw new UserError(`--${name} must be one of ${choices.join(', ')}, not "${value}".`);
+  return value as T;
 }
 
-function engineValue(values: Record<string, unknown>): Engine | undefined {
-  const value = stringValue(values, 'engine');
-  if (value === undefined) return undefined;
-  if (!(engines as readonly string[]).includes(value))
-    throw new UserError(`--engine must be one of ${engines.join(', ')}, not "${value}".`);
-  return value as Engine;
-}
+const ext4Backend = (values: Record<string, unknown>): Ext4Backend | undefined =>
+  choiceValue(values, 'ext4-backend', ext4Backends);
+const engineValue = (values: Record<string, unknown>): Engine | undefined => choiceValue(values, 'engine', engines);
 
 /** The command line for the CLI inside the container: the same, less the options that chose it. */
 function withoutInDocker(argv: string[]): string[] {

@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { mkdir, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
@@ -24,6 +24,7 @@ import { log } from '../log.js';
 import { loadProfile } from '../profile/load-profile.js';
 import { cacheDir } from '../source/cache.js';
 import { isUrl } from '../util/base-url.js';
+import { removeEmptyUpTo } from '../util/empty-folders.js';
 import { InterruptedError, interrupted, withScope } from '../util/scope.js';
 
 export const engines = ['docker', 'podman'] as const;
@@ -262,21 +263,6 @@ export async function buildInDocker(options: InDockerOptions): Promise<void> {
     // As a host build does: a failed build leaves no empty folder it made (the output folder).
     if (madeOut) await removeEmptyUpTo(madeOut.out, madeOut.first);
     throw error;
-  }
-}
-
-/** rmdir `dir` and its parents up to `first` while they are empty. */
-async function removeEmptyUpTo(dir: string, first: string): Promise<void> {
-  for (let d = dir; ; d = dirname(d)) {
-    if (
-      !(await rmdir(d).then(
-        () => true,
-        () => false,
-      )) ||
-      d === first ||
-      dirname(d) === d
-    )
-      return;
   }
 }
 

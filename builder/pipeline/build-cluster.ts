@@ -6,8 +6,7 @@
  *   imager.json, SHA256SUMS (→ shard.json for a shard, `--shard I/N`: its nodes come as `--only`'s)
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { bootableModels } from '../formats/elf.js';
@@ -42,6 +41,7 @@ import { hygieneEdits } from '../render/hygiene.js';
 import { PC_TARGET, type Target, targetOf } from '../render/target.js';
 import { loadSecrets, type SecretSources, type SecretValues, secretKinds } from '../secrets/for-build.js';
 import { resolveBaseImage } from '../source/base-image.js';
+import { removeEmptyUpTo } from '../util/empty-folders.js';
 import { withScope } from '../util/scope.js';
 import { applyEdits } from './apply-edits.js';
 
@@ -80,6 +80,8 @@ interface BuildContext {
   secrets: SecretValues;
   built: ManifestNode[];
   hostKit?: Manifest['hostKit'];
+  /** The first folder the build had to make for its cluster folder (mkdir's answer), if any. */
+  madeFolder?: string;
 }
 
 const baseKey = (b: BaseData) => `${b.image}\0${b.sha256 ?? ''}`;
@@ -273,7 +275,7 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
 }
 
 async function buildNodes(ctx: BuildContext): Promise<void> {
-  await mkdir(ctx.dir, { recursive: true });
+  ctx.madeFolder = await mkdir(ctx.dir, { recursive: true });
   const entries: (() => Promise<ManifestNode>)[] = [];
   for (const [i, node] of ctx.targets.entries())
     entries.push(await buildNode(ctx, node, `[${i + 1}/${ctx.targets.length}]`));
@@ -363,11 +365,9 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
   };
   return withScope(async (scope) => {
     // A build that fails before writing anything leaves no empty folders (rmdir keeps non-empty ones).
-    const made = [options.out, ctx.dir].filter((dir) => !existsSync(dir)).reverse();
     let done = false;
     scope.defer('remove the empty folders the build made', async () => {
-      if (done) return;
-      for (const dir of made) await rmdir(dir).catch(() => undefined);
+      if (!done && ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
     });
     await timed('resolve base images', () => resolveBases(ctx));
     await timed('verify nodes', () => verifyNodes(ctx));
