@@ -14,16 +14,18 @@ SYSTEM_TOOLS += ssh-keygen:openssh-client lsblk:util-linux
 # bmaptool flashes images with their .bmap onto a loop device standing for a used card, makes the
 # flash tests' bmaps and is the flash benchmark's reference; bsdcat (libarchive, what Raspberry Pi
 # Imager decodes with) and Python's lzma module read the compressed node images back; script(1)
-# gives the confirmation test a terminal; the boot proof builds an arm64 base with mmdebstrap under
-# qemu-user (binfmt-support registers it; arch-test lets mmdebstrap check it) and boots the node
-# images under qemu-system-aarch64, docs/boot-proof.md).
+# gives the confirmation test a terminal; mmdebstrap makes the builder image's base, debian:trixie-slim,
+# from Debian packages when the test engine lacks it (no registry can serve it here), and the boot
+# proof's arm64 base under qemu-user (binfmt-support registers it; arch-test lets mmdebstrap check
+# it), whose node images boot under qemu-system-aarch64 (docs/boot-proof.md).
 TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.io sshd:openssh-server \
               ip:iproute2 busybox:busybox-static curl:curl nsenter:util-linux docker-registry:docker-registry \
-              openssl:openssl bmaptool:bmap-tools bsdcat:libarchive-tools python3:python3 script:bsdutils
-TEST_TOOLS += qemu-system-aarch64:qemu-system-arm qemu-aarch64-static:qemu-user-static mmdebstrap:mmdebstrap \
+              openssl:openssl bmaptool:bmap-tools bsdcat:libarchive-tools python3:python3 script:bsdutils \
+              mmdebstrap:mmdebstrap
+TEST_TOOLS += qemu-system-aarch64:qemu-system-arm qemu-aarch64-static:qemu-user-static \
               update-binfmts:binfmt-support arch-test:arch-test
 
-.PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean
+.PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean action-cache-key action-build
 
 help:
 	@echo "make demo    set up and build a demo node image from the built-in base"
@@ -81,6 +83,9 @@ demo: setup
 # Format and lint in check mode (Biome); `make fmt` fixes what it can.
 lint: node-deps
 	npx biome ci --reporter=summary builder test bench
+	@# The GitHub Action and the release workflow, against GitHub's schemas (one file per call).
+	npx action-validator action.yml
+	npx action-validator .github/workflows/release.yml
 	@long=$$(find builder test bench -name '*.ts' -exec awk 'length > 120 { print FILENAME ":" FNR }' {} +); \
 	if [ -n "$$long" ]; then echo "error: lines over 120 characters (wrap them):" $$long >&2; exit 1; fi
 
@@ -97,10 +102,39 @@ test: test-deps build lint
 	SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite" npx ava; status=$$?; \
 	node build/test/leaks.js compare build/leaks-before.json "$$suite" || status=1; exit $$status
 
+# The GitHub Action's steps (action.yml runs them; test/ci-files.test.ts runs them the same way):
+# `make -C ACTION_DIR action-…` with the caller's checkout as GITHUB_WORKSPACE and the action's inputs
+# as INPUT_PROFILE, INPUT_BASE, INPUT_NODES, INPUT_ONLY, INPUT_COMPRESS (space-separated),
+# INPUT_RELEASE_URL, INPUT_OUT. They reach the CLI as shell variables, never through make's own
+# expansion, so a path holding quotes or $ stays a path. Results go to $GITHUB_OUTPUT.
+CLI := node $(CURDIR)/build/builder/cli.js
+
+# Compiled once (the action's fresh checkout); never wiped while a test suite runs from build/.
+build/builder/cli.js: | node-deps
+	npx tsc -p tsconfig.json
+ACTION_OUTPUTS := node $(CURDIR)/build/builder/docker/action-outputs.js
+
+action-cache-key: build/builder/cli.js
+	@set -euo pipefail; cd "$${GITHUB_WORKSPACE:?}"; \
+	args=(plan "$${INPUT_PROFILE:?}" --json); \
+	if [ -n "$${INPUT_NODES:-}" ]; then args+=(--nodes "$$INPUT_NODES"); fi; \
+	$(CLI) "$${args[@]}" | BASE="$${INPUT_BASE:-}" $(ACTION_OUTPUTS) cache-key >> "$${GITHUB_OUTPUT:?}"
+
+action-build: build/builder/cli.js
+	@set -euo pipefail; cd "$${GITHUB_WORKSPACE:?}"; \
+	args=(build "$${INPUT_PROFILE:?}" --in-docker --json --out "$${INPUT_OUT:-dist}"); \
+	if [ -n "$${INPUT_BASE:-}" ]; then args+=(--base "$$INPUT_BASE"); fi; \
+	if [ -n "$${INPUT_NODES:-}" ]; then args+=(--nodes "$$INPUT_NODES"); fi; \
+	if [ -n "$${INPUT_ONLY:-}" ]; then args+=(--only "$$INPUT_ONLY"); fi; \
+	for c in $${INPUT_COMPRESS:-}; do args+=(--compress "$$c"); done; \
+	if [ -n "$${INPUT_RELEASE_URL:-}" ]; then args+=(--release-url "$$INPUT_RELEASE_URL"); fi; \
+	$(CLI) "$${args[@]}" | $(ACTION_OUTPUTS) outputs "$${INPUT_OUT:-dist}" >> "$${GITHUB_OUTPUT:?}"
+
 bench: setup
 	node build/bench/clone-edit.js
 	node build/bench/build-cluster.js
 	node build/bench/compress.js
+	node build/bench/shards.js
 	@if [ "$$(id -u)" = 0 ] && command -v bmaptool >/dev/null; then node build/bench/flash.js; \
 	else echo "skipping bench/flash.js: it needs root (a loop device) and bmaptool (apt-get install bmap-tools)"; fi
 

@@ -15,15 +15,19 @@ import { drivesCommand } from './commands/drives.js';
 import { fixtureCommand } from './commands/fixture.js';
 import { flashCommand } from './commands/flash.js';
 import { inspectCommand } from './commands/inspect.js';
+import { mergeCommand } from './commands/merge.js';
 import { planCommand } from './commands/plan.js';
 import { schemaCommand } from './commands/schema.js';
+import { secretsCommand } from './commands/secrets.js';
 import { validateCommand } from './commands/validate.js';
+import { buildInDocker, type Engine, engines } from './docker/in-docker.js';
 import { toUserError, UserError } from './errors.js';
 import { flavourNames } from './fixture/flavours.js';
 import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { MAX_NODES } from './profile/schema.js';
 import { allowPaths } from './util/confine.js';
+import { realMkdirCause } from './util/mkdir-cause.js';
 import { installSignalCleanup, interrupted } from './util/scope.js';
 
 /** One option: its parseArgs type, the value it takes (for help) and what it means. */
@@ -46,6 +50,13 @@ const options = {
     type: 'string',
     value: 'LIST',
     help: 'build only these node indices, e.g. 2,4-6 (the other images in the output folder are kept)',
+  },
+  shard: {
+    type: 'string',
+    value: 'I/N',
+    help:
+      'build shard I of N: an even, contiguous run of the nodes by index, plus shard.json for ' +
+      '"swarmcard merge" (one CI job per shard; the secrets must exist: see "swarmcard secrets")',
   },
   out: { type: 'string', value: 'DIR', help: 'the output folder; images go to DIR/<cluster>/ (default dist)' },
   json: { type: 'boolean', help: 'print exactly one JSON document on stdout' },
@@ -96,6 +107,15 @@ const options = {
     help: 'with a cluster folder: which nodes are on which cards (flash-log.jsonl), which are left',
   },
   reflash: { type: 'boolean', help: 'with --station: also overwrite a card that already holds a verified node' },
+  'in-docker': {
+    type: 'boolean',
+    help: 'run the build in the builder image (Dockerfile; built on first use), as you, for hosts without the tools',
+  },
+  engine: {
+    type: 'string',
+    value: engines.join('|'),
+    help: 'with --in-docker: the container engine (default: the one installed)',
+  },
 } satisfies Record<string, OptionSpec>;
 type OptionName = keyof typeof options;
 
@@ -106,6 +126,7 @@ const globalOptions = {
 } satisfies Record<string, OptionSpec>;
 
 interface CommandSpec {
+  /** Positional arguments; a last one ending in "…" takes one or more. */
   args: string[];
   summary: string;
   options: OptionName[];
@@ -123,6 +144,7 @@ const commands: Record<string, CommandSpec> = {
       'base',
       'nodes',
       'only',
+      'shard',
       'out',
       'compress',
       'keep-raw',
@@ -130,10 +152,34 @@ const commands: Record<string, CommandSpec> = {
       'json',
       'ext4-backend',
       'allow-path',
+      'in-docker',
+      'engine',
     ],
     notes: [
       'The base image must exist (or be downloadable) when the build starts.',
       'imager.json is a Raspberry Pi Imager repository of the node images: rpi-imager --repo FILE-OR-URL.',
+    ],
+  },
+  merge: {
+    args: ['SHARD_DIR…'],
+    summary: 'the folders of build --shard 1/N … N/N → one release in DIR/<cluster>/, as one build writes it',
+    options: ['out', 'json'],
+    notes: [
+      'SHARD_DIR is the cluster folder a shard wrote (its OUT/<cluster>), or a folder holding just that one.',
+      'Refused, with nothing written: shards of different profiles, bases, epochs, tool versions, settings or',
+      "secrets, a shard given twice, a missing shard, a file missing or of the wrong size. The nodes' files are",
+      'hard-linked from the shards (copied when on another filesystem); manifest.json, imager.json and',
+      'SHA256SUMS are written anew, byte-identical to those of one build of every node. DIR/<cluster> must not',
+      'exist or be empty; it appears whole or not at all.',
+    ],
+  },
+  secrets: {
+    args: ['PROFILE'],
+    summary: "make the secrets the profile's images need (cluster SSH key, admin password), as a first build would",
+    options: ['nodes', 'allow-path'],
+    notes: [
+      'Prints the files, never the values. Run it once before sharded builds (--shard I/N), which never make',
+      'secrets, and give every shard the same files (a private commit, or a CI secret in SWARMCARD_SECRETS_DIR).',
     ],
   },
   plan: {
@@ -330,7 +376,9 @@ function parseCommandLine(argv: string[]) {
   const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
   if (values.help) return { help: command };
   setVerbose(verbose || values.verbose === true);
-  if (parsed.positionals.length !== spec.args.length) {
+  const variadic = spec.args.at(-1)?.endsWith('…') === true;
+  const counted = parsed.positionals.length;
+  if (variadic ? counted < spec.args.length : counted !== spec.args.length) {
     const wanted = spec.args.length === 0 ? 'no arguments' : spec.args.join(' and ');
     throw new UserError(
       `swarmcard ${command} takes ${wanted}, not ${parsed.positionals.length}; run "swarmcard ${command} --help".`,
@@ -356,12 +404,32 @@ function nodesValue(values: Record<string, unknown>): number | undefined {
   return Number(value);
 }
 
-function ext4Backend(values: Record<string, unknown>): Ext4Backend | undefined {
-  const value = stringValue(values, 'ext4-backend');
+/** An option that takes one of a fixed list of values. */
+function choiceValue<T extends string>(
+  values: Record<string, unknown>,
+  name: OptionName,
+  choices: readonly T[],
+): T | undefined {
+  const value = stringValue(values, name);
   if (value === undefined) return undefined;
-  if (!(ext4Backends as readonly string[]).includes(value))
-    throw new UserError(`--ext4-backend must be one of ${ext4Backends.join(', ')}, not "${value}".`);
-  return value as Ext4Backend;
+  if (!(choices as readonly string[]).includes(value))
+    throw new UserError(`--${name} must be one of ${choices.join(', ')}, not "${value}".`);
+  return value as T;
+}
+
+const ext4Backend = (values: Record<string, unknown>): Ext4Backend | undefined =>
+  choiceValue(values, 'ext4-backend', ext4Backends);
+const engineValue = (values: Record<string, unknown>): Engine | undefined => choiceValue(values, 'engine', engines);
+
+/** The command line for the CLI inside the container: the same, less the options that chose it. */
+function withoutInDocker(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--in-docker' || argv[i]!.startsWith('--engine=')) continue;
+    if (argv[i] === '--engine') i++;
+    else out.push(argv[i]!);
+  }
+  return out;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -377,10 +445,29 @@ async function main(argv: string[]): Promise<void> {
   const [first, second] = positionals as [string, string];
   switch (command) {
     case 'build':
+      if (values['in-docker'] === true) {
+        if (ext4Backend(values) === 'loop')
+          throw new UserError(
+            '--ext4-backend loop needs root and loop devices, which the builder container has not; leave it out.',
+          );
+        return buildInDocker({
+          args: withoutInDocker(argv),
+          profileFile: first,
+          base: stringValue(values, 'base'),
+          nodes: nodesValue(values),
+          out: stringValue(values, 'out') ?? 'dist',
+          allowPaths: (values['allow-path'] as string[] | undefined) ?? [],
+          engine: engineValue(values),
+          version: version(),
+        });
+      }
+      if (values.engine !== undefined)
+        throw new UserError('--engine only applies with --in-docker; add --in-docker or leave it out.');
       return buildCommand(first, {
         base: stringValue(values, 'base'),
         nodes: nodesValue(values),
         only: stringValue(values, 'only'),
+        shard: stringValue(values, 'shard'),
         out: stringValue(values, 'out') ?? 'dist',
         json: values.json === true,
         ext4Backend: ext4Backend(values),
@@ -391,6 +478,10 @@ async function main(argv: string[]): Promise<void> {
           releaseUrl: stringValue(values, 'release-url'),
         },
       });
+    case 'merge':
+      return mergeCommand(positionals, { out: stringValue(values, 'out') ?? 'dist', json: values.json === true });
+    case 'secrets':
+      return secretsCommand(first, { nodes: nodesValue(values) });
     case 'plan':
       return planCommand(first, { nodes: nodesValue(values), json: values.json === true });
     case 'validate':
@@ -440,7 +531,7 @@ main(process.argv.slice(2)).then(
   (thrown: unknown) => {
     settled = true;
     if (interrupted()) return;
-    const error = toUserError(thrown);
+    const error = toUserError(realMkdirCause(thrown));
     if (error instanceof UserError) {
       log.error(error.message);
       if (error.hint) log.info(error.hint);

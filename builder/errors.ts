@@ -39,13 +39,16 @@ export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+const diskFull = 'free some space or choose another location';
+const diskReadOnly = 'choose a writable location';
+
 /** What a filesystem errno means to a user, and what to do about it. */
 const errnoCauses: Record<string, (path: string) => string> = {
   EACCES: (p) => `${p} is not accessible (permission denied); fix its permissions or choose another path.`,
   EPERM: (p) => `${p} may not be changed (operation not permitted); fix its permissions or choose another path.`,
-  EROFS: (p) => `${p} is on a read-only filesystem; choose a writable location.`,
-  ENOSPC: (p) => `the disk holding ${p} is full; free some space or choose another location.`,
-  EDQUOT: (p) => `the disk quota for ${p} is exhausted; free some space or choose another location.`,
+  EROFS: (p) => `${p} is on a read-only filesystem; ${diskReadOnly}.`,
+  ENOSPC: (p) => `the disk holding ${p} is full; ${diskFull}.`,
+  EDQUOT: (p) => `the disk quota for ${p} is exhausted; ${diskFull}.`,
   ENOTDIR: (p) => `part of ${p} is a file where a folder is needed; move that file away or choose another path.`,
   EISDIR: (p) => `${p} is a folder where a file is needed; give a file path instead.`,
   EEXIST: (p) => `${p} already exists and is in the way; move it away or choose another path.`,
@@ -87,6 +90,12 @@ export function toUserError(error: unknown): unknown {
       : program.split('/').at(-1)!;
     const variable = overridden ?? `SWARMCARD_${name.replace(/[.-]/g, '_').toUpperCase()}`;
     const said = firstLine(stderr) || (exitCode === undefined ? 'it did not run' : `exit code ${exitCode}`);
+    // The tool is fine; the disk it wrote to is full or read-only.
+    const disk = /No space left on device|Disk quota exceeded|Read-only file system/.exec(stderr)?.[0];
+    if (disk)
+      return new UserError(`${name} failed: ${said}; ${disk === 'Read-only file system' ? diskReadOnly : diskFull}.`, {
+        cause: error,
+      });
     if (overridden)
       return new UserError(
         `${program} (from ${variable}) failed: ${said}; point ${variable} at a working ${name} or unset it.`,

@@ -138,7 +138,7 @@ async function checkEthernetNode(
   t.true(
     fstab.endsWith(
       '# BEGIN swarmcard nfs\n' +
-        '192.168.1.10:/export/cluster\t/mnt/cluster\tnfs4\trw,_netdev,x-systemd.mount-timeout=60\t0\t0\n' +
+        '192.168.1.10:/export/cluster\t/mnt/cluster\tnfs4\trw,nofail,_netdev,x-systemd.mount-timeout=60\t0\t0\n' +
         '# END swarmcard nfs\n',
     ),
   );

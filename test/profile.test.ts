@@ -285,6 +285,27 @@ for (const [title, compose, setup] of [
   });
 }
 
+test("a profile's overlays folder that links outside its directory is refused", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'swarmcard-test-confine-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'elsewhere', 'leak'), { recursive: true });
+  await writeFile(join(dir, 'elsewhere', 'leak', 'secret.txt'), 'a file of the build machine\n');
+  await writeFile(
+    join(dir, 'elsewhere', 'leak', 'overlay.yaml'),
+    'id: leak\ndescription: copies a file\noperations:\n  - file:\n      path: /etc/leak\n      source: secret.txt\n',
+  );
+  await mkdir(join(dir, 'profile'));
+  await symlink(join(dir, 'elsewhere'), join(dir, 'profile', 'overlays'));
+  await writeFile(
+    join(dir, 'profile', 'p.yaml'),
+    'cluster: c\nsourceDateEpoch: 1700000000\nbase:\n  image: base.img\nnodes:\n' +
+      '  - index: 1\n    hostname: node1\n    role: worker\n    board: pi4\n    overlays:\n      - id: leak\n',
+  );
+  const result = await swarmcard(['plan', join(dir, 'profile', 'p.yaml')]);
+  t.is(result.exitCode, 1, result.stderr);
+  t.regex(result.stderr, /source "secret\.txt" resolves to .*elsewhere\/leak\/secret\.txt, outside .*profile; move it/);
+});
+
 test('--allow-path lets a profile name files in that directory', async (t) => {
   const { dir, run } = await confinedCase(t, '../shared/web.yml', async (d) => {
     await mkdir(join(d, 'shared'));

@@ -1,17 +1,21 @@
 /**
  * swarmcard build PROFILE [--base IMAGE] [--nodes N] [--only LIST] [--out DIR] [--json]
- *   [--compress FORMAT[:LEVEL]]... [--keep-raw] [--release-url URL]
+ *   [--compress FORMAT[:LEVEL]]... [--keep-raw] [--release-url URL] [--shard I/N]
  * Writes dist/<cluster>/NN-<hostname>.img (or .img.xz / .img.zst) and .img.bmap for every node,
- * imager.json, manifest.json and SHA256SUMS.
+ * imager.json, manifest.json and SHA256SUMS; with --shard only shard I of N and shard.json, for
+ * `swarmcard merge`.
  */
 
 import { join } from 'node:path';
+import { UserError } from '../errors.js';
 import type { Ext4Backend } from '../fs/partition.js';
 import { formatBytes, log } from '../log.js';
 import { readPreviousManifest } from '../output/manifest.js';
 import { buildCluster } from '../pipeline/build-cluster.js';
 import { parseOnly, planCluster } from '../plan/plan.js';
+import { parseShard, shardIndices } from '../plan/shard.js';
 import { loadProfile } from '../profile/load-profile.js';
+import { MAX_NODES } from '../profile/schema.js';
 import { type ReleaseFlags, releaseSettings } from '../release/settings.js';
 import { buildEpoch } from '../util/epoch.js';
 
@@ -19,6 +23,7 @@ export interface BuildCommandOptions {
   base?: string;
   nodes?: number;
   only?: string;
+  shard?: string;
   out: string;
   json: boolean;
   ext4Backend?: Ext4Backend;
@@ -30,14 +35,35 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   const profile = await loadProfile(profileFile, { nodes: options.nodes, base: options.base });
   const epoch = buildEpoch(profile.sourceDateEpoch);
   const plan = planCluster(profile, { epoch });
-  const only = options.only !== undefined ? parseOnly(options.only, plan) : undefined;
+  if (options.shard !== undefined && options.only !== undefined)
+    throw new UserError('--shard and --only do not go together: a shard builds the nodes its I/N gives it.');
+  const shard = options.shard !== undefined ? parseShard(options.shard, MAX_NODES) : undefined;
+  const only = shard
+    ? shardIndices(plan, shard)
+    : options.only !== undefined
+      ? parseOnly(options.only, plan)
+      : undefined;
   // --only keeps the previous manifest's other entries: it must be readable before anything is built.
-  if (only) await readPreviousManifest(join(options.out, plan.cluster));
+  if (only && !shard) await readPreviousManifest(join(options.out, plan.cluster));
+  if (shard) log.step(`shard ${shard.index}/${shard.count}: nodes ${[...only!].join(', ') || 'none'}`);
   const manifest = await buildCluster(plan, {
     out: options.out,
     only,
+    shard,
     epoch,
-    secrets: { profileFile, joinTokenFile: profile.swarm?.join?.tokenFile, admin: profile.admin },
+    secrets: {
+      profileFile,
+      joinTokenFile: profile.swarm?.join?.tokenFile,
+      admin: profile.admin,
+      // Shards on separate CI runners would each make different ones: they must all read the same.
+      ...(shard
+        ? {
+            refuseToCreate:
+              'and a shard must not make secrets the other shards would not share; make them once with ' +
+              `"swarmcard secrets ${profileFile}" and give every shard the same files (see docs/release.md).`,
+          }
+        : {}),
+    },
     ext4Backend: options.ext4Backend,
     toolVersion: options.version,
     release: releaseSettings(profile.output, options.release),
@@ -57,6 +83,13 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   }
   if (manifest.hostKit) process.stdout.write(`${dir}/${manifest.hostKit.file}\n`);
   process.stdout.write(`${dir}/imager.json\n${dir}/manifest.json\n${dir}/SHA256SUMS\n`);
+  if (shard) {
+    process.stdout.write(`${dir}/shard.json\n`);
+    log.step(
+      `built shard ${shard.index}/${shard.count}; once every shard is built: swarmcard merge SHARD_DIR… --out DIR`,
+    );
+    return;
+  }
   log.step(
     `built ${manifest.nodes.length} image(s) in ${dir}; ` +
       `flash node N with: sudo swarmcard flash ${dir} --node N --device /dev/sdX (swarmcard drives lists ` +

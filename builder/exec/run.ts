@@ -16,6 +16,11 @@ export interface RunOptions {
   /** Do not throw on a non-zero exit; the caller inspects `exitCode`. */
   allowFailure?: boolean;
   cwd?: string;
+  /**
+   * Where the child's output goes: captured (the default), or straight to this process's stdout
+   * and stderr ('inherit'), or both to stderr ('stderr': progress that must stay off a --json stdout).
+   */
+  output?: 'capture' | 'inherit' | 'stderr';
 }
 
 export interface RunResult<T = string> {
@@ -58,6 +63,13 @@ function start(tool: Tool, args: readonly string[], env: Record<string, string> 
   return { file, command, env: { LC_ALL: 'C', ...env } };
 }
 
+function outputOptions(output: RunOptions['output']): Options {
+  if (output === 'inherit') return { stdout: 'inherit', stderr: 'inherit' };
+  // Kept too (the error message quotes it), and shown as it comes.
+  if (output === 'stderr') return { stdout: ['pipe', process.stderr], stderr: ['pipe', process.stderr] } as Options;
+  return {};
+}
+
 /** The program could not be started because it is not there. */
 const notFound = (cause: unknown): boolean => (cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 
@@ -81,6 +93,7 @@ export async function run(
     stripFinalNewline: false,
     encoding: options.binary ? 'buffer' : 'utf8',
     maxBuffer: 1024 * 1024 * 1024,
+    ...outputOptions(options.output),
     ...lifecycle(),
   };
   const child = execa(file, args, execaOptions);
@@ -88,7 +101,7 @@ export async function run(
   const result = await child;
   if (result.isCanceled) throw new InterruptedError();
   const stderr =
-    typeof result.stderr === 'string' ? result.stderr : Buffer.from(result.stderr as Uint8Array).toString();
+    typeof result.stderr === 'string' ? result.stderr : Buffer.from((result.stderr as Uint8Array) ?? []).toString();
   if (result.failed && result.exitCode === undefined) {
     if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
     if (result.isTerminated) throw new ToolError(command, undefined, `terminated by ${result.signal}`);
@@ -97,7 +110,7 @@ export async function run(
   const exitCode = result.exitCode ?? 0;
   if (exitCode === 127) throw new MissingToolError(file, tools[tool]);
   if (exitCode !== 0 && !options.allowFailure) throw new ToolError(command, exitCode, stderr);
-  const stdout = options.binary ? Buffer.from(result.stdout as Uint8Array) : (result.stdout as string);
+  const stdout = options.binary ? Buffer.from((result.stdout as Uint8Array) ?? []) : ((result.stdout as string) ?? '');
   return { stdout, stderr, exitCode };
 }
 

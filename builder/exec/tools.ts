@@ -29,6 +29,9 @@ export const tools = {
   mount: 'mount',
   umount: 'mount',
   lsblk: 'util-linux',
+  // --in-docker: the container engine that runs the builder image.
+  docker: 'docker.io',
+  podman: 'podman',
 } as const;
 
 export type Tool = keyof typeof tools;
@@ -39,17 +42,21 @@ const binaryNames: Partial<Record<Tool, string>> = {
   ssh_keygen: 'ssh-keygen',
 };
 
-const found = new Map<Tool, string>();
+const found = new Map<Tool, string | undefined>();
 
 /**
  * The program to run: an override, else the name found on PATH or in the sbin directories that
  * Debian leaves off a normal user's PATH (debugfs, mkfs.vfat, sfdisk live there).
  */
 export function toolPath(tool: Tool): string {
+  return locateTool(tool) ?? binaryNames[tool] ?? tool;
+}
+
+/** The program's path (an override, else on PATH or in sbin), or undefined when it is not installed. */
+export function locateTool(tool: Tool): string | undefined {
   const override = process.env[`SWARMCARD_${tool.toUpperCase()}`];
   if (override) return override;
-  const cached = found.get(tool);
-  if (cached) return cached;
+  if (found.has(tool)) return found.get(tool);
   const name = binaryNames[tool] ?? tool;
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'];
   const hit = dirs
@@ -62,6 +69,6 @@ export function toolPath(tool: Tool): string {
         return false;
       }
     });
-  found.set(tool, hit ?? name);
-  return hit ?? name;
+  found.set(tool, hit);
+  return hit;
 }

@@ -85,3 +85,37 @@ export function parseDumpe2fs(text: string): Ext4Usage {
 export function usedBlocks(usage: Ext4Usage): Range[] {
   return subtractRanges({ first: 0, last: usage.blocksCount - 1 }, usage.free);
 }
+
+/**
+ * The same usage from `debugfs -R "testb FIRST COUNT"` (one "Block N marked in use" or "Block N not
+ * in use" line per block, from the bitmap libext2fs reads, BLOCK_UNINIT groups filled in as for
+ * dumpe2fs). For e2fsprogs ≥ 1.47.1, whose dumpe2fs resolves its argument with libblkid first and
+ * so refuses "IMAGE?offset=N" (the "=" makes it a tag such as LABEL=x): debugfs still opens it.
+ */
+/** The first block `testb` is asked about. */
+export const testbFirst = (firstBlock: number): number => Math.max(firstBlock, 1);
+
+export function parseTestb(
+  text: string,
+  filesystem: { blockSize: number; firstBlock: number; blocksCount: number },
+): Ext4Usage {
+  const free: Range[] = [];
+  // debugfs refuses block 0; on 4 KiB-block filesystems it is the first data block and holds the superblock.
+  let expected = testbFirst(filesystem.firstBlock);
+  for (const line of text.split('\n')) {
+    const match = /^Block (\d+) (marked in use|not in use)$/.exec(line.trim());
+    if (!match) continue;
+    const block = Number(match[1]);
+    if (block !== expected)
+      throw new Error(`unexpected debugfs testb output: block ${block} where ${expected} was due`);
+    expected++;
+    if (match[2] !== 'not in use') continue;
+    // Merged as they come: a real root filesystem has ~10⁶ free blocks.
+    const previous = free.at(-1);
+    if (previous && previous.last === block - 1) previous.last = block;
+    else free.push({ first: block, last: block });
+  }
+  if (expected !== filesystem.blocksCount)
+    throw new Error(`unexpected debugfs testb output: it ends at block ${expected - 1} of ${filesystem.blocksCount}`);
+  return { ...filesystem, free };
+}

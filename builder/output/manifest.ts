@@ -52,6 +52,8 @@ export interface Manifest {
   bases: { image: string; sha256?: string; release: string; arch: string }[];
   /** Versions of the programs that wrote the artifacts. */
   tools: Record<string, string>;
+  /** The container image the build ran in (`--in-docker`): its tag, its id and its Node.js version. */
+  builder?: { image: string; id: string; node: string };
   nodes: ManifestNode[];
   hostKit?: { file: string; sha256: string };
   /** The Raspberry Pi Imager repository of the release. */
@@ -191,6 +193,7 @@ export async function assembleManifest(build: {
   nodes: ManifestNode[];
   hostKit?: Manifest['hostKit'];
   tools: Record<string, string>;
+  builder?: Manifest['builder'];
 }): Promise<Manifest> {
   const { plan, hostKit } = build;
   return {
@@ -210,6 +213,7 @@ export async function assembleManifest(build: {
       arch: b.report.arch.arch,
     })),
     tools: build.tools,
+    ...(build.builder ? { builder: build.builder } : {}),
     nodes: build.nodes,
     ...(hostKit ? { hostKit } : {}),
   };

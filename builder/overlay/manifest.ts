@@ -18,7 +18,7 @@
  */
 
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse } from 'yaml';
@@ -101,10 +101,13 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
           if (source === undefined || files.has(source)) continue;
           if (source.includes('..') || source.startsWith('/'))
             throw new UserError(`${join(dir, 'overlay.yaml')}: source "${source}" must be a path inside the overlay.`);
-          const outside = await escapes(join(dir, source), root);
+          // Confined to the folder holding overlays/ (the profile's, or swarmcard's own), not to overlays/
+          // itself: that may be a link to anywhere.
+          const home = dirname(root);
+          const outside = await escapes(join(dir, source), home);
           if (outside)
             throw new UserError(
-              `${join(dir, 'overlay.yaml')}: source "${source}" resolves to ${outside}, outside ${root}; ${allowHint}.`,
+              `${join(dir, 'overlay.yaml')}: source "${source}" resolves to ${outside}, outside ${home}; ${allowHint}.`,
             );
           const content = await readFile(join(dir, source)).catch(() => undefined);
           if (!content)

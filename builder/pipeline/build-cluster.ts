@@ -3,7 +3,7 @@
  * each timed in the verbose log:
  *   resolve bases → verify every node (nothing written until all pass) → load secrets → per node:
  *   clone, disk identity, edits, read back, rename or compress, bmap → host kit → manifest.json,
- *   imager.json, SHA256SUMS
+ *   imager.json, SHA256SUMS (→ shard.json for a shard, `--shard I/N`: its nodes come as `--only`'s)
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
@@ -27,11 +27,13 @@ import {
   writeFileAtomic,
   writeManifest,
 } from '../output/manifest.js';
+import { SHARD_FILE, type ShardInfo, secretFingerprints } from '../output/shard-info.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
+import { imageNodes, type Shard } from '../plan/shard.js';
 import type { BaseData } from '../profile/types.js';
 import { writeBmap } from '../release/bmap.js';
 import { compressImage } from '../release/compress.js';
-import { IMAGER_FILE, imagerRepository } from '../release/imager.js';
+import { IMAGER_FILE, type ImagerOptions, imagerRepository } from '../release/imager.js';
 import { anyArtifact, artifactFiles, type ReleaseSettings } from '../release/settings.js';
 import { toolVersions } from '../release/tool-versions.js';
 import { renderForRelease } from '../render/for-release.js';
@@ -39,6 +41,8 @@ import { hygieneEdits } from '../render/hygiene.js';
 import { PC_TARGET, type Target, targetOf } from '../render/target.js';
 import { loadSecrets, type SecretSources, type SecretValues, secretKinds } from '../secrets/for-build.js';
 import { resolveBaseImage } from '../source/base-image.js';
+import { removeEmptyUpTo } from '../util/empty-folders.js';
+import { withScope } from '../util/scope.js';
 import { applyEdits } from './apply-edits.js';
 
 export interface BuildOptions {
@@ -46,6 +50,11 @@ export interface BuildOptions {
   secrets?: SecretSources;
   /** Indices to build (`--only`); all when undefined. */
   only?: Set<number>;
+  /**
+   * This build is one shard of a sharded release (`only` holds its nodes): its folder holds its
+   * nodes only (nothing is carried over) and, once all is written, shard.json for the merge.
+   */
+  shard?: Shard;
   epoch: number;
   ext4Backend?: Ext4Backend;
   toolVersion: string;
@@ -71,6 +80,8 @@ interface BuildContext {
   secrets: SecretValues;
   built: ManifestNode[];
   hostKit?: Manifest['hostKit'];
+  /** The first folder the build had to make for its cluster folder (mkdir's answer), if any. */
+  madeFolder?: string;
 }
 
 const baseKey = (b: BaseData) => `${b.image}\0${b.sha256 ?? ''}`;
@@ -134,7 +145,8 @@ function verifyNodes(ctx: BuildContext): void {
 }
 
 /** What swarmcard writes into a cluster directory (and their partials): nothing else is ever removed. */
-const ownName = /^(\d+-[^/]+\.img(\.xz|\.zst|\.bmap)?|manifest\.json|imager\.json|SHA256SUMS|host-kit\.tar)$/;
+const ownName =
+  /^(\d+-[^/]+\.img(\.xz|\.zst|\.bmap)?|manifest\.json|imager\.json|SHA256SUMS|host-kit\.tar|shard\.json)$/;
 const ownArtifact = (name: string) => ownName.test(name.replace(/(\.\d+)?\.partial$/, ''));
 
 /**
@@ -148,14 +160,17 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
-  // Nodes this run builds have the files the settings name; the others (--only) keep whatever they have.
+  // Nodes this run builds have the files the settings name; the others (--only) keep whatever they have,
+  // except in a shard's folder, which holds its own nodes only.
   const building = new Set(ctx.targets.map((n) => n.index));
+  const { shard } = ctx.options;
   const planned = new Set([
     ...ctx.plan.nodes
       .filter((n) => n.board !== 'pc')
-      .flatMap((n) =>
-        building.has(n.index) ? artifactFiles(n.file, ctx.options.release).map((a) => a.file) : anyArtifact(n.file),
-      ),
+      .flatMap((n) => {
+        if (building.has(n.index)) return artifactFiles(n.file, ctx.options.release).map((a) => a.file);
+        return shard ? [] : anyArtifact(n.file);
+      }),
     'manifest.json',
     IMAGER_FILE,
     'SHA256SUMS',
@@ -172,6 +187,8 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
     log.info(`removing ${join(ctx.dir, name)}: the current plan does not name it`);
     await rm(join(ctx.dir, name), { force: true });
   }
+  // shard.json is written last: a shard folder without it is unfinished, and merge refuses it.
+  if (shard) await rm(join(ctx.dir, SHARD_FILE), { force: true });
 }
 
 async function loadBuildSecrets(ctx: BuildContext): Promise<void> {
@@ -258,7 +275,7 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
 }
 
 async function buildNodes(ctx: BuildContext): Promise<void> {
-  await mkdir(ctx.dir, { recursive: true });
+  ctx.madeFolder = await mkdir(ctx.dir, { recursive: true });
   const entries: (() => Promise<ManifestNode>)[] = [];
   for (const [i, node] of ctx.targets.entries())
     entries.push(await buildNode(ctx, node, `[${i + 1}/${ctx.targets.length}]`));
@@ -279,22 +296,56 @@ async function buildHostKit(ctx: BuildContext): Promise<void> {
   ctx.hostKit = { file, sha256: await sha256Of(join(ctx.dir, file)) };
 }
 
-/** manifest.json, imager.json (the Raspberry Pi Imager repository) and SHA256SUMS over every file. */
+/** The builder image this build runs in, as `swarmcard build --in-docker` tells it (docker/in-docker.ts). */
+function builderImage(): Manifest['builder'] {
+  const { SWARMCARD_BUILDER_IMAGE: image, SWARMCARD_BUILDER_IMAGE_ID: id } = process.env;
+  return image && id ? { image, id, node: process.versions.node } : undefined;
+}
+
+/**
+ * imager.json (the Raspberry Pi Imager repository), then manifest.json and SHA256SUMS over every
+ * file, into `dir`: the last files of a build, and all that a merge of shards writes itself.
+ */
+export async function writeReleaseFiles(dir: string, manifest: Manifest, imagerOptions: ImagerOptions): Promise<void> {
+  const imager = `${JSON.stringify(imagerRepository(manifest, imagerOptions), null, 2)}\n`;
+  await writeFileAtomic(join(dir, IMAGER_FILE), imager);
+  manifest.imager = { file: IMAGER_FILE, sha256: createHash('sha256').update(imager).digest('hex') };
+  await writeManifest(dir, manifest);
+}
+
+/** What a merge needs beyond the shard's manifest (output/shard-info.ts), written last. */
+async function writeShardInfo(ctx: BuildContext, shard: Shard, manifest: Manifest) {
+  // A single build lists the bases in the order of the plan's nodes: keep each one's place.
+  const order = ctx.plan.nodes.filter((n) => n.board !== 'pc').map((n) => baseKey(n.base!));
+  const info: ShardInfo = {
+    format: 1,
+    shard,
+    cluster: ctx.plan.cluster,
+    plan: imageNodes(ctx.plan).map((n) => ({ index: n.index, file: n.file })),
+    nodes: ctx.targets.map((n) => n.index).sort((a, b) => a - b),
+    bases: [...ctx.bases.keys()].map((key, i) => ({ first: order.indexOf(key), base: manifest.bases[i]! })),
+    release: ctx.options.release,
+    secrets: secretFingerprints(ctx.secrets),
+  };
+  await writeFileAtomic(join(ctx.dir, SHARD_FILE), `${JSON.stringify(info, null, 2)}\n`);
+}
+
+/** manifest.json, imager.json and SHA256SUMS; a shard's shard.json after them. */
 async function writeRelease(ctx: BuildContext): Promise<Manifest> {
-  const { release } = ctx.options;
+  const { release, shard } = ctx.options;
   const manifest = await assembleManifest({
     plan: ctx.plan,
     toolVersion: ctx.options.toolVersion,
     epoch: ctx.options.epoch,
     bases: [...ctx.bases.values()],
-    nodes: [...(await carriedOver(ctx.dir, ctx.plan, ctx.built)), ...ctx.built],
+    nodes: [...(shard ? [] : await carriedOver(ctx.dir, ctx.plan, ctx.built)), ...ctx.built],
     hostKit: ctx.hostKit,
     tools: await toolVersions(release.compress),
+    builder: builderImage(),
   });
-  const imager = `${JSON.stringify(imagerRepository(manifest, release), null, 2)}\n`;
-  await writeFileAtomic(join(ctx.dir, IMAGER_FILE), imager);
-  manifest.imager = { file: IMAGER_FILE, sha256: createHash('sha256').update(imager).digest('hex') };
-  await writeManifest(ctx.dir, manifest);
+  const imager = { releaseUrl: release.releaseUrl, icon: release.icon };
+  await writeReleaseFiles(ctx.dir, manifest, imager);
+  if (shard) await writeShardInfo(ctx, shard, manifest);
   for (const node of manifest.nodes) {
     if (node.secrets)
       log.warn(`${node.file} holds ${node.secrets.join(' and ')}: keep the image (and cards flashed from it) private.`);
@@ -312,11 +363,20 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
     secrets: {},
     built: [],
   };
-  await timed('resolve base images', () => resolveBases(ctx));
-  await timed('verify nodes', () => verifyNodes(ctx));
-  await timed('claim the cluster directory', () => claimClusterDir(ctx));
-  await timed('load secrets', () => loadBuildSecrets(ctx));
-  await timed('build nodes', () => buildNodes(ctx));
-  await timed('host kit', () => buildHostKit(ctx));
-  return timed('manifest', () => writeRelease(ctx));
+  return withScope(async (scope) => {
+    // A build that fails before writing anything leaves no empty folders (rmdir keeps non-empty ones).
+    let done = false;
+    scope.defer('remove the empty folders the build made', async () => {
+      if (!done && ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
+    });
+    await timed('resolve base images', () => resolveBases(ctx));
+    await timed('verify nodes', () => verifyNodes(ctx));
+    await timed('claim the cluster directory', () => claimClusterDir(ctx));
+    await timed('load secrets', () => loadBuildSecrets(ctx));
+    await timed('build nodes', () => buildNodes(ctx));
+    await timed('host kit', () => buildHostKit(ctx));
+    const manifest = await timed('manifest', () => writeRelease(ctx));
+    done = true;
+    return manifest;
+  });
 }

@@ -58,7 +58,9 @@ export function hostsEdits(nodes: HostEntry[]): PlannedEdit[] {
   ];
 }
 
-export const NFS_OPTIONS = 'rw,_netdev,x-systemd.mount-timeout=60';
+// nofail: a NAS that is down or not there yet must not fail remote-fs.target at boot; first boot waits for
+// the mounts only where shared storage is needed.
+export const NFS_OPTIONS = 'rw,nofail,_netdev,x-systemd.mount-timeout=60';
 
 /** /etc/fstab lines, the mount points, /shared, and a boot that waits for the network. */
 export function nfsEdits(nfs: NfsData): PlannedEdit[] {

@@ -318,7 +318,7 @@ export const Nfs = Type.Object(
             Type.String({
               pattern: '^[^\\s]+$',
               hint: 'must be comma-separated mount options without spaces',
-              description: 'Mount options (default rw,_netdev,x-systemd.mount-timeout=60).',
+              description: 'Mount options (default rw,nofail,_netdev,x-systemd.mount-timeout=60).',
             }),
           ),
         },

@@ -13,8 +13,8 @@
  * Reads are bounded (1 MiB at a time) and stop at Ctrl-C.
  */
 import { type FileHandle, open } from 'node:fs/promises';
-import { run } from '../exec/run.js';
-import { parseDumpe2fs, usedBlocks } from '../formats/dumpe2fs.js';
+import { quoteCommand, run, ToolError } from '../exec/run.js';
+import { type Ext4Usage, parseDumpe2fs, parseTestb, testbFirst, usedBlocks } from '../formats/dumpe2fs.js';
 import { parseExt4Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE } from '../formats/ext4-superblock.js';
 import { allocatedClusters, fatTableBytes, parseFatGeometry } from '../formats/fat-table.js';
 import { FAT_TYPES, LINUX_TYPE, partitionSlots, SECTOR } from '../formats/mbr.js';
@@ -89,14 +89,26 @@ async function fatSpans(handle: FileHandle, offset: number, size: number): Promi
   return spans;
 }
 
+/** dumpe2fs's view of the blocks in use; debugfs's where dumpe2fs cannot open at an offset (≥ 1.47.1). */
+async function ext4Usage(device: string, superblock: { blockSize: number; blocksCount: number }): Promise<Ext4Usage> {
+  const dumped = await run('dumpe2fs', [device], { allowFailure: true });
+  if (dumped.exitCode === 0) return parseDumpe2fs(dumped.stdout);
+  if (!/Unable to resolve/.test(dumped.stderr))
+    throw new ToolError(quoteCommand(['dumpe2fs', device]), dumped.exitCode, dumped.stderr);
+  // mke2fs puts the first data block at 1 on 1 KiB-block filesystems (block 0 is the boot block), else at 0.
+  const firstBlock = superblock.blockSize === 1024 ? 1 : 0;
+  const first = testbFirst(firstBlock);
+  const { stdout } = await run('debugfs', ['-R', `testb ${first} ${superblock.blocksCount - first}`, device]);
+  return parseTestb(stdout, { blockSize: superblock.blockSize, firstBlock, blocksCount: superblock.blocksCount });
+}
+
 async function ext4Spans(image: string, handle: FileHandle, offset: number, size: number): Promise<Span[] | undefined> {
   const superblock = parseExt4Superblock(await readAt(handle, offset + SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
   // bigalloc allocates clusters of blocks; it is not what Raspberry Pi OS uses: map it whole.
   if (!superblock || superblock.features.some((f) => f.name === 'bigalloc')) return undefined;
   // libext2fs takes everything after the first "?" of the name as I/O options.
   if (image.includes('?')) throw new Error(`cannot map ${image}: e2fsprogs cannot open a path containing "?"`);
-  const { stdout } = await run('dumpe2fs', [`${image}?offset=${offset}`]);
-  const usage = parseDumpe2fs(stdout);
+  const usage = await ext4Usage(`${image}?offset=${offset}`, superblock);
   if (usage.blockSize !== superblock.blockSize)
     throw new Error(`dumpe2fs reports ${usage.blockSize}-byte blocks, the superblock ${superblock.blockSize}`);
   if (usage.blocksCount * usage.blockSize > size)

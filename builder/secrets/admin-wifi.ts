@@ -10,6 +10,7 @@ import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { LoadedAdmin } from '../profile/types.js';
 import type { WifiSecret } from '../render/network.js';
+import { isFile } from '../util/is-file.js';
 import { type ClusterSecrets, secretsPath, updateSecrets, writePrivateFile } from './secrets-file.js';
 
 const CRYPT_ALPHABET = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -37,9 +38,11 @@ export async function adminPasswordHash(
   stored: ClusterSecrets,
   profileFile: string,
   cluster: string,
+  options: { refuse?: string } = {},
 ): Promise<string> {
   if (admin.passwordHash) return admin.passwordHash;
   const file = admin.passwordFile!;
+  if (options.refuse && !(await isFile(file))) throw new UserError(`${file} does not exist yet, ${options.refuse}`);
   await createPasswordFile(file);
   const password = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
   if (password.length === 0 || password.includes('\n'))
@@ -48,6 +51,10 @@ export async function adminPasswordHash(
     );
   const previous = stored.adminPassword?.hash;
   if (previous && verify(password, previous)) return previous;
+  if (options.refuse)
+    throw new UserError(
+      `${secretsPath(profileFile, cluster)} holds no hash of the admin password in ${file}, ${options.refuse}`,
+    );
   const hash = encrypt(password, `$6$${freshSalt()}`);
   await updateSecrets(profileFile, cluster, { adminPassword: { hash } });
   log.info(

@@ -19,6 +19,11 @@ export interface SecretSources {
   profileFile: string;
   joinTokenFile?: string;
   admin?: LoadedAdmin;
+  /**
+   * What to do when a secret is still to be made (no secrets file, key, password file or hash):
+   * make it (the default), or refuse with this sentence's reason (a shard must not make its own).
+   */
+  refuseToCreate?: string;
 }
 
 /** Every secret a node's edits need, by kind. */
@@ -50,10 +55,11 @@ export async function loadSecrets(
   if (!sources) throw new Error('the plan needs secrets but the build has no profile to find them beside');
   const { profileFile, admin } = sources;
   if ([...kinds].some((k) => k !== 'join-token')) {
-    const stored = await loadOrCreateSecrets(profileFile, cluster);
+    const refuse = sources.refuseToCreate;
+    const stored = await loadOrCreateSecrets(profileFile, cluster, { refuse });
     const { clusterKey } = stored;
     if (kinds.has('admin-password'))
-      secrets['admin-password'] = await adminPasswordHash(admin!, stored, profileFile, cluster);
+      secrets['admin-password'] = await adminPasswordHash(admin!, stored, profileFile, cluster, { refuse });
     if (kinds.has('wifi')) secrets.wifi = checkWifi(stored.wifi, secretsPath(profileFile, cluster));
     secrets['cluster-public-key'] = `${clusterKey.public}\n`;
     secrets['cluster-key'] = clusterKey.private;

@@ -79,9 +79,15 @@ async function readSecretsYaml(file: string): Promise<Partial<ClusterSecrets> | 
   return data as Partial<ClusterSecrets> | null;
 }
 
-export async function loadOrCreateSecrets(profileFile: string, cluster: string): Promise<ClusterSecrets> {
+/** The secrets, generating the file first when there is none (unless `refuse` says why not to). */
+export async function loadOrCreateSecrets(
+  profileFile: string,
+  cluster: string,
+  options: { refuse?: string } = {},
+): Promise<ClusterSecrets> {
   const file = secretsPath(profileFile, cluster);
   if (!(await stat(file).catch(() => undefined))) {
+    if (options.refuse) throw new UserError(`${file} does not exist yet, ${options.refuse}`);
     const secrets = await generate(cluster);
     // When two builds race, the first key wins.
     if (await writePrivateFile(file, `${HEADER(cluster)}${stringify(secrets)}`, 'create'))

@@ -240,14 +240,22 @@ async function decompress(
           child.stdin!,
         )
       : Promise.resolve(child.stdin?.end());
-    const draining = stdin
-      ? pipeline(child.stdout!, output)
-      : pipeline(
-          child.stdout!,
-          counter((n) => bar.update(n)),
-          output,
-        );
+    let writeError: NodeJS.ErrnoException | undefined;
+    const draining = (
+      stdin
+        ? pipeline(child.stdout!, output)
+        : pipeline(
+            child.stdout!,
+            counter((n) => bar.update(n)),
+            output,
+          )
+    ).catch((error: NodeJS.ErrnoException) => {
+      writeError = error;
+      throw error;
+    });
     await Promise.all([feeding, draining, child.done]).catch(async (error) => {
+      // The cache disk full or read-only: the decompressor then dies of a broken pipe, not its fault.
+      if (writeError?.syscall) throw Object.assign(writeError, { path: cachePaths.images() });
       // A decompressor's own message ("Unexpected end of input") says more than EPIPE.
       await child.done.catch((toolError: unknown) => {
         const said =

@@ -1,0 +1,14 @@
+/** Undoing `mkdir -p` after a failure: the folders it made go again while they are empty. */
+import { rmdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** rmdir `dir` and its parents up to `first` (what `mkdir(dir, { recursive: true })` returned) while empty. */
+export async function removeEmptyUpTo(dir: string, first: string): Promise<void> {
+  for (let d = dir; ; d = dirname(d)) {
+    const removed = await rmdir(d).then(
+      () => true,
+      () => false,
+    );
+    if (!removed || d === first || dirname(d) === d) return;
+  }
+}

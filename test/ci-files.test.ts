@@ -1,0 +1,65 @@
+/**
+ * The GitHub Action (action.yml) and the release workflow: linted against GitHub's schemas with
+ * action-validator (what `make lint` runs), and every `run:` step is a Makefile target or the CLI.
+ * The action's steps themselves run in test/docker-builder.test.ts (they need a Docker engine).
+ */
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { execa } from 'execa';
+import { parse } from 'yaml';
+import { scratchDir } from './helpers/fixtures.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const files = ['action.yml', '.github/workflows/release.yml'];
+
+interface Step {
+  run?: string;
+  uses?: string;
+}
+
+async function steps(file: string): Promise<Step[]> {
+  const doc = parse(await readFile(join(root, file), 'utf8')) as {
+    runs?: { steps: Step[] };
+    jobs?: Record<string, { steps: Step[] }>;
+  };
+  return doc.runs ? doc.runs.steps : Object.values(doc.jobs ?? {}).flatMap((j) => j.steps);
+}
+
+const validate = (file: string) =>
+  execa(join(root, 'node_modules/.bin/action-validator'), [file], { reject: false, cwd: root });
+
+for (const file of files)
+  test(`${file} passes action-validator`, async (t) => {
+    const result = await validate(file);
+    t.is(result.exitCode, 0, result.stdout + result.stderr);
+  });
+
+test('action-validator refuses a broken action.yml (the lint is real)', async (t) => {
+  const dir = await scratchDir(t);
+  const broken = join(dir, 'action.yml');
+  const text = await readFile(join(root, 'action.yml'), 'utf8');
+  t.true(text.includes('  using: composite'));
+  await writeFile(broken, text.replace('  using: composite', '  using: compost'));
+  const result = await validate(broken);
+  t.is(result.exitCode, 1);
+  t.regex(result.stdout + result.stderr, /using/);
+});
+
+test('every run: step of the action and the workflow is a Makefile target or the CLI', async (t) => {
+  const makefile = await readFile(join(root, 'Makefile'), 'utf8');
+  const targets = new Set([...makefile.matchAll(/^([a-z][\w-]*):/gm)].map((m) => m[1]));
+  let runs = 0;
+  for (const file of files) {
+    for (const step of await steps(file)) {
+      if (step.run === undefined) continue;
+      runs++;
+      const make = /(?:^|\s)make(?:\s+(?:--?[\w-]+(?:\s+"[^"]*")?|\S+=\S+))*\s+([a-z][\w-]*)\s*$/.exec(step.run.trim());
+      const cli = /^(?:node\s+\S*build\/builder\/cli\.js|swarmcard)\s/.test(step.run.trim());
+      t.true((make !== null && targets.has(make[1]!)) || cli, `${file}: "${step.run.trim()}"`);
+    }
+  }
+  t.true(runs >= 3);
+});
