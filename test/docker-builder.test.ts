@@ -434,6 +434,8 @@ dockerTest("the action's shard and merge inputs give one build's release, secret
   const w = work();
   const workspace = await scratchDir(t);
   await execa('cp', ['-r', join(root, 'profiles'), join(workspace, 'profile')]);
+  // Only the shipped profiles: whatever secrets a build in this checkout left beside them stay out.
+  await execa('sh', ['-c', 'rm -f "$0"/*.secrets.yaml "$0"/*.password', join(workspace, 'profile')]);
   // The secrets, made once (as `swarmcard secrets` does for the repository secret) outside the workspace.
   const made = await swarmcard(['secrets', profile, '--nodes', '2'], { env: { SWARMCARD_SECRETS_DIR: w.secrets } });
   t.is(made.exitCode, 0, made.stderr);
