@@ -25,7 +25,8 @@ TEST_TOOLS := zip:zip fsck.vfat:dosfstools shellcheck:shellcheck dockerd:docker.
 BOOT_TOOLS := qemu-system-aarch64:qemu-system-arm qemu-aarch64-static:qemu-user-static \
               update-binfmts:binfmt-support arch-test:arch-test
 
-.PHONY: help setup system-deps test-deps node-deps build demo test lint fmt bench clean action-cache-key action-build boot-proof
+.PHONY: help setup system-deps test-deps node-deps build demo test boot-proof lint fmt bench clean \
+        action-cache-key action-build action-merge release-shards
 
 help:
 	@echo "make demo    set up and build a demo node image from the built-in base"
@@ -115,7 +116,8 @@ boot-proof: test-deps build
 # The GitHub Action's steps (action.yml runs them; test/ci-files.test.ts runs them the same way):
 # `make -C ACTION_DIR action-…` with the caller's checkout as GITHUB_WORKSPACE and the action's inputs
 # as INPUT_PROFILE, INPUT_BASE, INPUT_NODES, INPUT_ONLY, INPUT_COMPRESS (space-separated),
-# INPUT_RELEASE_URL, INPUT_OUT. They reach the CLI as shell variables, never through make's own
+# INPUT_RELEASE_URL, INPUT_OUT, INPUT_SHARD, INPUT_SECRETS (written 0600 into SECRETS_DIR, never
+# echoed), INPUT_MERGE. They reach the CLI as shell variables, never through make's own
 # expansion, so a path holding quotes or $ stays a path. Results go to $GITHUB_OUTPUT.
 CLI := node $(CURDIR)/build/builder/cli.js
 
@@ -138,7 +140,24 @@ action-build: build/builder/cli.js
 	if [ -n "$${INPUT_ONLY:-}" ]; then args+=(--only "$$INPUT_ONLY"); fi; \
 	for c in $${INPUT_COMPRESS:-}; do args+=(--compress "$$c"); done; \
 	if [ -n "$${INPUT_RELEASE_URL:-}" ]; then args+=(--release-url "$$INPUT_RELEASE_URL"); fi; \
+	if [ -n "$${INPUT_SHARD:-}" ]; then args+=(--shard "$$INPUT_SHARD"); fi; \
+	if [ -n "$${INPUT_SECRETS:-}" ]; then \
+	  export SWARMCARD_SECRETS_DIR="$${SECRETS_DIR:?}"; \
+	  $(CLI) plan "$$INPUT_PROFILE" --json | $(ACTION_OUTPUTS) secrets-file "$$SWARMCARD_SECRETS_DIR"; \
+	fi; \
 	$(CLI) "$${args[@]}" | $(ACTION_OUTPUTS) outputs "$${INPUT_OUT:-dist}" >> "$${GITHUB_OUTPUT:?}"
+
+# The shard folders as download-artifact leaves them (INPUT_MERGE/<artifact>/) → INPUT_OUT/<cluster>.
+action-merge: build/builder/cli.js
+	@set -euo pipefail; cd "$${GITHUB_WORKSPACE:?}"; \
+	shopt -s nullglob; shards=("$${INPUT_MERGE:?}"/*/); \
+	if [ $${#shards[@]} = 0 ]; then echo "error: $$INPUT_MERGE holds no shard folders to merge." >&2; exit 1; fi; \
+	$(CLI) merge "$${shards[@]}" --out "$${INPUT_OUT:-dist}" --json \
+	  | $(ACTION_OUTPUTS) outputs "$${INPUT_OUT:-dist}" >> "$${GITHUB_OUTPUT:?}"
+
+# The release workflow's matrix: SHARDS (1 = one build job) → count=N and list=["1/N",…,"N/N"].
+release-shards: build/builder/cli.js
+	@$(ACTION_OUTPUTS) shard-list "$${SHARDS:-1}" < /dev/null >> "$${GITHUB_OUTPUT:?}"
 
 bench: setup
 	node build/bench/clone-edit.js

@@ -48,7 +48,9 @@ async function plain(format: CompressFormat, raw: string): Promise<{ seconds: nu
   const argv = format === 'xz' ? ['xz', '-T0', `-${levels.xz}`] : ['zstd', '-q', '-T0', `-${levels.zst}`];
   await execa('sync');
   const start = process.hrtime.bigint();
-  await execa(argv[0]!, [...argv.slice(1), '-c', raw], { stdout: { file: out }, env: { XZ_OPT: '', XZ_DEFAULTS: '' } });
+  // buffer: false, or execa 9 also counts a file target's bytes against maxBuffer (100 MB).
+  const env = { XZ_OPT: '', XZ_DEFAULTS: '' };
+  await execa(argv[0]!, [...argv.slice(1), '-c', raw], { stdout: { file: out }, buffer: false, env });
   const handle = await open(out, 'r+');
   await handle.sync().finally(() => handle.close());
   const took = seconds(start);

@@ -4,7 +4,7 @@
  * The action's steps themselves run in test/docker-builder.test.ts (they need a Docker engine).
  */
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
@@ -62,4 +62,31 @@ test('every run: step of the action and the workflow is a Makefile target or the
     }
   }
   t.true(runs >= 3);
+});
+
+const glue = join(root, 'build/builder/docker/action-outputs.js');
+
+test("the action's secrets input becomes a 0600 secrets file in a 0700 folder, never printed", async (t) => {
+  const dir = join(await scratchDir(t), 'secrets');
+  const secret = 'clusterKey:\n  private: PRIVATE KEY 1234';
+  const result = await execa('node', [glue, 'secrets-file', dir], {
+    input: JSON.stringify({ cluster: 'pi4-ethernet', nodes: [] }),
+    env: { INPUT_SECRETS: secret },
+  });
+  t.is(result.stdout + result.stderr, '');
+  t.is(await readFile(join(dir, 'pi4-ethernet.secrets.yaml'), 'utf8'), `${secret}\n`);
+  t.is((await stat(join(dir, 'pi4-ethernet.secrets.yaml'))).mode & 0o777, 0o600);
+  t.is((await stat(dir)).mode & 0o777, 0o700);
+});
+
+test('the release workflow gets its shard matrix from a count, and a bad count is one sentence', async (t) => {
+  const list = async (count: string) => execa('node', [glue, 'shard-list', count], { reject: false });
+  t.is((await list('3')).stdout, 'count=3\nlist=["1/3","2/3","3/3"]');
+  t.is((await list('1')).stdout, 'count=1\nlist=["1/1"]');
+  for (const bad of ['0', '-2', '2.5', 'eight', '257', '']) {
+    const result = await list(bad);
+    t.is(result.exitCode, 1, bad);
+    t.is(result.stdout, '');
+    t.regex(result.stderr, /^error: the number of shards must be a whole number from 1 to 256 .*; it is ".*"\.$/);
+  }
 });

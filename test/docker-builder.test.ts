@@ -9,10 +9,11 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
 import { parseDumpe2fs, parseTestb, testbFirst } from '../builder/formats/dumpe2fs.js';
+import { isFile } from '../builder/util/is-file.js';
 import { cliPath, swarmcard } from './helpers/cli.js';
 import { dockerfileBase, type Engine, ensureBaseImage, startEngine } from './helpers/docker-engine.js';
 import { fixture, scratchDir } from './helpers/fixtures.js';
@@ -328,55 +329,86 @@ test('debugfs testb and dumpe2fs agree on the blocks in use (the bmap where dump
   });
 });
 
+interface ActionStep {
+  if?: string;
+  run?: string;
+  env?: Record<string, string>;
+}
+
 /**
  * The action's run: steps as GitHub runs them: bash, the step's env with `${{ inputs.* }}` and
- * `${{ runner.temp }}` filled in, GITHUB_ACTION_PATH, GITHUB_WORKSPACE and GITHUB_OUTPUT set.
+ * `${{ runner.temp }}` filled in, GITHUB_ACTION_PATH, GITHUB_WORKSPACE and GITHUB_OUTPUT set, each
+ * step's `if:` (the only forms action.yml uses: an input compared with '') decided. Returns the
+ * action's outputs as action.yml maps them, and the steps' stderr.
  */
-dockerTest("the GitHub Action's steps build a profile and give its folder and manifest", async (t) => {
-  t.timeout(10 * 60_000);
-  const w = work();
+async function runAction(
+  t: ExecutionContext,
+  workspace: string,
+  inputs: Record<string, string>,
+): Promise<{ outputs: Record<string, string>; stderr: string }> {
   const runnerTemp = await scratchDir(t);
   const output = join(runnerTemp, 'github-output');
-  const inputs: Record<string, string> = {
-    profile: 'profile/pizero-otg.yaml',
-    base: w.base,
-    nodes: '1',
-    only: '',
-    compress: 'zst none',
-    'release-url': 'https://example.org/r/v1',
-    out: 'action-dist',
-  };
-  // The workspace: the user's repository, with the profile in it (and its secrets file, once built).
-  await execa('cp', ['-r', join(root, 'profiles'), join(w.dir, 'profile')]);
   const action = parseYaml(await readFile(join(root, 'action.yml'), 'utf8')) as {
-    runs: { steps: { run?: string; env?: Record<string, string> }[] };
+    runs: { steps: ActionStep[] };
+    outputs: Record<string, { value: string }>;
   };
   const fill = (value: string) =>
     value
       .replace(/\$\{\{ inputs\.([\w-]+) \}\}/g, (_, name: string) => inputs[name] ?? '')
       .replace('${{ runner.temp }}', runnerTemp);
-  for (const step of action.runs.steps.filter((s) => s.run)) {
+  const runs = (step: ActionStep) => {
+    if (step.if === undefined) return true;
+    const test = /^inputs\.([\w-]+) (==|!=) ''$/.exec(step.if);
+    if (!test) throw new Error(`action.yml: an if: this runner does not know: ${step.if}`);
+    return ((inputs[test[1]!] ?? '') === '') === (test[2] === '==');
+  };
+  let stderr = '';
+  for (const step of action.runs.steps.filter((s) => s.run && runs(s))) {
     const stepEnv = Object.fromEntries(Object.entries(step.env ?? {}).map(([k, v]) => [k, fill(v)]));
     const result = await execa('bash', ['-e', '-c', step.run!], {
       reject: false,
-      cwd: w.dir,
+      cwd: workspace,
       env: {
         ...env(),
         ...stepEnv,
         NO_COLOR: '1',
         GITHUB_ACTION_PATH: root,
-        GITHUB_WORKSPACE: w.dir,
+        GITHUB_WORKSPACE: workspace,
         GITHUB_OUTPUT: output,
       },
     });
     t.is(result.exitCode, 0, `${step.run}\n${result.stderr}`);
+    stderr += result.stderr;
   }
-  const outputs = Object.fromEntries(
+  const steps = Object.fromEntries(
     (await readFile(output, 'utf8'))
       .trim()
       .split('\n')
       .map((l) => l.split(/=(.*)/s).slice(0, 2)),
   );
+  // `steps.build.outputs.dir || steps.merge.outputs.dir`: only one of the two steps ran.
+  const outputs = Object.fromEntries(
+    Object.entries(action.outputs).map(([name, { value }]) => {
+      const names = [...value.matchAll(/steps\.[\w-]+\.outputs\.([\w-]+)/g)].map((m) => m[1]!);
+      return [name, steps[names[0]!] ?? ''];
+    }),
+  );
+  return { outputs: { ...steps, ...outputs }, stderr };
+}
+
+dockerTest("the GitHub Action's steps build a profile and give its folder and manifest", async (t) => {
+  t.timeout(10 * 60_000);
+  const w = work();
+  // The workspace: the user's repository, with the profile in it (and its secrets file, once built).
+  await execa('cp', ['-r', join(root, 'profiles'), join(w.dir, 'profile')]);
+  const { outputs } = await runAction(t, w.dir, {
+    profile: 'profile/pizero-otg.yaml',
+    base: w.base,
+    nodes: '1',
+    compress: 'zst none',
+    'release-url': 'https://example.org/r/v1',
+    out: 'action-dist',
+  });
   t.regex(outputs.key!, /^swarmcard-base-unpinned-[0-9a-f]{64}$/);
   t.is(outputs.dir, 'action-dist/pizero-otg');
   t.is(outputs.manifest, 'action-dist/pizero-otg/manifest.json');
@@ -389,6 +421,55 @@ dockerTest("the GitHub Action's steps build a profile and give its folder and ma
   );
   const imager = await readFile(join(w.dir, outputs.dir!, 'imager.json'), 'utf8');
   t.true(imager.includes('https://example.org/r/v1/'));
+});
+
+/**
+ * The release workflow's sharded path: two matrix jobs build a shard each through the action, with
+ * the cluster's secrets file given as the secrets input (as from a repository secret), the artifacts
+ * arrive as download-artifact leaves them, and the action's merge gives the release a host build of
+ * every node gives (the manifest differs only by its builder record, and SHA256SUMS by that line).
+ */
+dockerTest("the action's shard and merge inputs give one build's release, secrets from the input", async (t) => {
+  t.timeout(15 * 60_000);
+  const w = work();
+  const workspace = await scratchDir(t);
+  await execa('cp', ['-r', join(root, 'profiles'), join(workspace, 'profile')]);
+  // Only the shipped profiles: whatever secrets a build in this checkout left beside them stay out.
+  await execa('sh', ['-c', 'rm -f "$0"/*.secrets.yaml "$0"/*.password', join(workspace, 'profile')]);
+  // The secrets, made once (as `swarmcard secrets` does for the repository secret) outside the workspace.
+  const made = await swarmcard(['secrets', profile, '--nodes', '2'], { env: { SWARMCARD_SECRETS_DIR: w.secrets } });
+  t.is(made.exitCode, 0, made.stderr);
+  const secretsText = await readFile(join(w.secrets, 'pizero-otg.secrets.yaml'), 'utf8');
+  const inputs = { profile: 'profile/pizero-otg.yaml', base: w.base, nodes: '2', compress: 'xz', secrets: secretsText };
+  const downloads = join(workspace, 'downloads');
+  await mkdir(downloads);
+  for (const shard of ['1/2', '2/2']) {
+    const out = `shard-out-${shard[0]}`;
+    const { outputs, stderr } = await runAction(t, workspace, { ...inputs, shard, out });
+    t.is(outputs.dir, `${out}/pizero-otg`);
+    t.false(stderr.includes('PRIVATE KEY'), 'no secret in the log');
+    // What download-artifact leaves: one folder per artifact, holding the shard folder's files.
+    await execa('cp', ['-r', join(workspace, outputs.dir!), join(downloads, `shard-${shard[0]}`)]);
+  }
+  t.false(
+    await isFile(join(workspace, 'profile', 'pizero-otg.secrets.yaml')),
+    'the secrets stayed out of the checkout',
+  );
+  const merged = await runAction(t, workspace, { merge: 'downloads', out: 'release' });
+  t.is(merged.outputs.dir, 'release/pizero-otg');
+  t.is(merged.outputs.manifest, 'release/pizero-otg/manifest.json');
+  const dir = join(workspace, merged.outputs.dir!);
+  t.is((await execa('sha256sum', ['-c', '--quiet', 'SHA256SUMS'], { cwd: dir, reject: false })).exitCode, 0);
+  t.is(JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')).builder.image, tag);
+  // The same release, built on the host in one go with the same secrets.
+  const host = await swarmcard(
+    ['build', profile, '--base', w.base, '--nodes', '2', '--compress', 'xz', '--out', join(workspace, 'host')],
+    { env: { SWARMCARD_SECRETS_DIR: w.secrets } },
+  );
+  t.is(host.exitCode, 0, host.stderr);
+  const one = await files(join(workspace, 'host', 'pizero-otg'));
+  t.deepEqual(differing(one, await files(dir)), ['SHA256SUMS', 'manifest.json']);
+  t.true([...one.keys()].some((f) => f.endsWith('.img.xz')) && one.size >= 8, [...one.keys()].join(' '));
 });
 
 testIf(dockerClientMissing)(

@@ -10,6 +10,7 @@ import { loadProfile } from '../profile/load-profile.js';
 import { loadSecrets, secretKinds } from '../secrets/for-build.js';
 import { secretsPath } from '../secrets/secrets-file.js';
 import { buildEpoch } from '../util/epoch.js';
+import { isFile } from '../util/is-file.js';
 
 export async function secretsCommand(profileFile: string, options: { nodes?: number }): Promise<void> {
   const profile = await loadProfile(profileFile, { nodes: options.nodes });
@@ -24,9 +25,11 @@ export async function secretsCommand(profileFile: string, options: { nodes?: num
     joinTokenFile: profile.swarm?.join?.tokenFile,
     admin: profile.admin,
   });
+  // The password file only while it exists: once hashed, builds and shards need the hash alone.
+  const passwordFile = kinds.has('admin-password') ? profile.admin?.passwordFile : undefined;
   const files = [
     secretsPath(profileFile, plan.cluster),
-    ...(kinds.has('admin-password') && profile.admin?.passwordFile ? [profile.admin.passwordFile] : []),
+    ...(passwordFile && (await isFile(passwordFile)) ? [passwordFile] : []),
   ];
   for (const file of files) process.stdout.write(`${file}\n`);
   log.step(

@@ -1,7 +1,7 @@
 /**
  * The secrets a profile names but the secrets file holds: the admin's password hash (made from a
  * plain password file with a fresh salt the first time, then reused while the password is the
- * same, so rebuilds stay byte-identical) and the Wi-Fi network.
+ * same or the file is gone, so rebuilds stay byte-identical) and the Wi-Fi network.
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -42,14 +42,22 @@ export async function adminPasswordHash(
 ): Promise<string> {
   if (admin.passwordHash) return admin.passwordHash;
   const file = admin.passwordFile!;
-  if (options.refuse && !(await isFile(file))) throw new UserError(`${file} does not exist yet, ${options.refuse}`);
-  await createPasswordFile(file);
+  const previous = stored.adminPassword?.hash;
+  if (!(await isFile(file))) {
+    // Only the hash goes into images: a CI runner given the secrets file needs no plain password,
+    // and a lost password file must not silently change every node's password on a rebuild.
+    if (previous) {
+      log.info(`${file} is absent: the admin password stays the one hashed in ${secretsPath(profileFile, cluster)}`);
+      return previous;
+    }
+    if (options.refuse) throw new UserError(`${file} does not exist yet, ${options.refuse}`);
+    await createPasswordFile(file);
+  }
   const password = (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
   if (password.length === 0 || password.includes('\n'))
     throw new UserError(
       `${file} must hold the admin's password on one line; it is ${password.length === 0 ? 'empty' : 'several lines'}.`,
     );
-  const previous = stored.adminPassword?.hash;
   if (previous && verify(password, previous)) return previous;
   if (options.refuse)
     throw new UserError(
