@@ -308,8 +308,10 @@ async function runContainer(
     // The CLI inside has said what was wrong; its exit code is passed on.
     if (result.exitCode === 1) throw new UserError(`the build in the ${engine} container failed (see above).`);
     if (interrupted()) throw new InterruptedError();
-    // 125: the engine could not start the container (it said why); 126/127: the CLI inside could not run.
-    if (result.exitCode === 125) throw new UserError(`${engine} could not start the builder container (see above).`);
+    // 125, and 126 from the OCI runtime: the engine could not start the container (it said why);
+    // 127: the CLI inside is missing from the image.
+    if (result.exitCode === 125 || result.exitCode === 126)
+      throw new UserError(`${engine} could not start the builder container (see above).`);
     throw new Error(`the build in the ${engine} container stopped with exit code ${result.exitCode}`);
   });
 }
