@@ -11,9 +11,8 @@
  * BASE (the action's base input) replaces the profile's bases, as --base does.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writePrivateFile } from '../secrets/secrets-file.js';
 
 interface CliJson {
   cluster: string;
@@ -36,12 +35,13 @@ function cacheKey(input: CliJson): string {
   return `key=swarmcard-base-${[...keys].sort().join('-') || 'none'}\n`;
 }
 
-/** The secrets file as every other secret is written (writePrivateFile: 0600, whole or not at all). */
-async function writeSecretsFile(dir: string, cluster: string): Promise<void> {
+function writeSecretsFile(dir: string, cluster: string): void {
   const text = process.env.INPUT_SECRETS ?? '';
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
-  await writePrivateFile(join(dir, `${cluster}.secrets.yaml`), text.endsWith('\n') ? text : `${text}\n`, 'replace');
+  const file = join(dir, `${cluster}.secrets.yaml`);
+  writeFileSync(file, text.endsWith('\n') ? text : `${text}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
 }
 
 function shardList(count: string): string | undefined {
@@ -57,7 +57,7 @@ if (mode === 'cache-key') {
   const dir = join(arg, stdinJson().cluster);
   process.stdout.write(`dir=${dir}\nmanifest=${join(dir, 'manifest.json')}\n`);
 } else if (mode === 'secrets-file' && arg) {
-  await writeSecretsFile(arg, stdinJson().cluster);
+  writeSecretsFile(arg, stdinJson().cluster);
 } else if (mode === 'shard-list' && arg !== undefined) {
   const lines = shardList(arg);
   if (lines) process.stdout.write(lines);
