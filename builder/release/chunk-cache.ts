@@ -86,10 +86,14 @@ export class ChunkCache {
   }
 
   /**
-   * Write the entry for `hash` from `pieces` (a compressor's stdout). It gets its final name only
-   * once `succeeded` (the compressor's exit) resolves; on any failure nothing is left.
+   * Write the entry for `hash` from `pieces` (a compressor's stdout, or bytes at hand). It gets its
+   * final name only once `succeeded` (the compressor's exit) resolves; on any failure nothing is left.
    */
-  async write(hash: string, pieces: AsyncIterable<Uint8Array>, succeeded: Promise<unknown>): Promise<void> {
+  async write(
+    hash: string,
+    pieces: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    succeeded: Promise<unknown>,
+  ): Promise<void> {
     const final = this.path(hash);
     await mkdir(dirname(final), { recursive: true });
     const partial = `${final}.${process.pid}-${randomBytes(6).toString('hex')}.partial`;

@@ -1,8 +1,9 @@
 /**
  * Compressed node images where N nodes cost about one compression (docs/release.md, "Compression").
  *
- * An image is cut into fixed-size chunks (CHUNK_BYTES), and each chunk is compressed on its own by
- * a single-threaded `xz` or `zstd` into one complete stream (xz) or frame (zstd). Their
+ * An image is cut into fixed-size chunks (CHUNK_BYTES), and each chunk is compressed on its own
+ * into one complete stream (xz: a block of one multithreaded xz per image, xz-blocks.ts) or frame
+ * (zstd: a single-threaded zstd per chunk). Their
  * concatenation is one ordinary .xz/.zst file: every decoder reads concatenated streams/frames in
  * full (xz, zstd, bsdcat/libarchive as used by Raspberry Pi Imager, Python's lzma; the tests check
  * each). Because a chunk's compressed bytes depend only on its raw bytes and the compressor, they are
@@ -26,6 +27,7 @@ import { checkInterrupted, withScope } from '../util/scope.js';
 import { giveBuffer, takeBuffer } from './buffers.js';
 import { ChunkCache, HEADER_BYTES, readFully } from './chunk-cache.js';
 import { Hasher } from './hasher.js';
+import { XzBlockCompressor, xzBlockArgs } from './xz-blocks.js';
 
 export type CompressFormat = 'xz' | 'zst';
 export interface Compression {
@@ -74,9 +76,9 @@ export interface CompressOptions {
 const tools = { xz: 'xz', zst: 'zstd' } as const;
 const levels: Record<CompressFormat, [number, number]> = { xz: [0, 9], zst: [1, 19] };
 
-/** One chunk in, one stream/frame out, one thread each: the bytes depend on nothing else. */
-function compressorArgs(how: Compression): string[] {
-  return how.format === 'xz' ? ['-T1', `-${how.level}`, '-c'] : ['-q', '-T1', `-${how.level}`, '-c'];
+/** One chunk in, one stream/frame out: the bytes depend on nothing else. */
+function compressorArgs(how: Compression, chunkBytes: number): string[] {
+  return how.format === 'xz' ? xzBlockArgs(how.level, chunkBytes) : ['-q', '-T1', `-${how.level}`, '-c'];
 }
 // xz also takes options from XZ_DEFAULTS and XZ_OPT: emptied, so only the arguments above count.
 // (zstd's ZSTD_CLEVEL and ZSTD_NBTHREADS are overridden by -LEVEL and -T1.)
@@ -182,7 +184,7 @@ export async function compressImage(
   const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
   checkCompression(how, chunkBytes);
   const tool = tools[how.format];
-  const args = compressorArgs(how);
+  const args = compressorArgs(how, chunkBytes);
   const store = join(cachePaths.chunks(), storeName(how, chunkBytes, await versionOutput(how.format), args));
 
   return withScope(async (scope) => {
@@ -208,6 +210,14 @@ export async function compressImage(
     const buffers = Array.from({ length: slotCount }, () => takeBuffer(chunkBytes));
     const slots = new Gate(slotCount);
     const compressors = new Gate(Math.max(1, Math.min(parallel, slotCount - 1)));
+    // xz: one process for the whole-chunk blocks (its threads are the parallelism), one more for a
+    // short last chunk, so that it cannot share a block with the next one.
+    const xzThreads = Math.max(1, Math.min(parallel, slotCount - 1));
+    const xzBlocks = new XzBlockCompressor(args, xzThreads, compressorEnv);
+    const xzRunning = new Set([xzBlocks]);
+    scope.defer('stop xz', () => {
+      for (const xz of xzRunning) xz.kill();
+    });
     const zeroHashes = new Map<number, Promise<string>>();
 
     const count = Math.max(1, Math.ceil(rawSize / chunkBytes));
@@ -220,14 +230,33 @@ export async function compressImage(
       if (failure) return;
       failure = { error };
       for (const child of running) child.kill();
+      for (const xz of xzRunning) xz.kill();
     };
     const throwIfStopped = () => {
       checkInterrupted();
       if (failure) throw failure.error;
     };
 
-    /** Compress `bytes` into the cache entry `hash`: one process, one thread. */
-    const compress = async (bytes: Buffer, hash: string): Promise<void> => {
+    /**
+     * Compress `bytes` into the cache entry `hash`. `given` runs once they are on their way to the
+     * compressor, `consumed` once it has taken them (the buffer may be reused then).
+     */
+    const compress = async (bytes: Buffer, hash: string, given = () => {}, consumed = () => {}) => {
+      if (how.format === 'xz') {
+        throwIfStopped();
+        // A short last chunk (it must not share a block with another), or one compressed again
+        // after the shared xz's input ended, gets an xz of its own.
+        const shared = bytes.length === chunkBytes && !xzBlocks.ended;
+        const xz = shared ? xzBlocks : new XzBlockCompressor(args, 1, compressorEnv);
+        xzRunning.add(xz);
+        const compressed = xz.compress(bytes, consumed);
+        given();
+        if (!shared) await xz.close();
+        await cache.write(hash, [await compressed], Promise.resolve());
+        if (!shared) xzRunning.delete(xz);
+        return;
+      }
+      given();
       await compressors.enter();
       try {
         throwIfStopped();
@@ -250,6 +279,7 @@ export async function compressImage(
         }
       } finally {
         compressors.leave();
+        consumed();
       }
     };
 
@@ -260,6 +290,7 @@ export async function compressImage(
       buffer: Buffer,
       hashed: Promise<unknown>,
       key: Promise<string>,
+      decided: () => void,
     ) => {
       let holding = true;
       const free = async () => {
@@ -276,12 +307,16 @@ export async function compressImage(
         if (!entry) {
           first = true;
           entry = cache.has(hash).then(async (present) => {
-            if (present) return false;
-            await compress(buffer, hash);
+            if (present) {
+              decided();
+              return false;
+            }
+            await compress(buffer, hash, decided, () => void free());
             return true;
           });
           pending.set(hash, entry);
         } else {
+          decided();
           await free();
         }
         const compressed = await entry;
@@ -291,10 +326,12 @@ export async function compressImage(
         stop(error);
         ready[index]!.reject(error);
       } finally {
+        decided();
         await free();
       }
     };
 
+    const decisions: Promise<void>[] = [];
     const readAll = async () => {
       for (let index = 0; index < count; index++) {
         throwIfStopped();
@@ -314,8 +351,13 @@ export async function compressImage(
         const zero = isZero(view);
         if (zero && !zeroHashes.has(view.length)) zeroHashes.set(view.length, checks.digestOfZeros(view.length));
         const key = zero ? zeroHashes.get(view.length)! : checks.digestOf(view);
-        tasks.push(plan(index, buffer, view, hashed, key));
+        const decision = deferred<void>();
+        decisions.push(decision.promise);
+        tasks.push(plan(index, buffer, view, hashed, key, () => decision.resolve()));
       }
+      // Every chunk the shared xz needs is on its way: end its input, so its last blocks come out.
+      await Promise.all(decisions);
+      xzBlocks.end();
     };
 
     let written = 0;
@@ -358,6 +400,7 @@ export async function compressImage(
     await Promise.all([reading, writing]);
     await Promise.allSettled(tasks);
     if (failure) throw failure.error;
+    await xzBlocks.close();
     for (const buffer of buffers) giveBuffer(buffer);
 
     if ((await input.stat()).size !== rawSize) throw new Error(`${raw} changed size while being compressed`);

@@ -1,0 +1,103 @@
+/**
+ * One `xz` process for all the chunks of an image that the chunk cache lacks. Started per chunk,
+ * xz spent more time setting up its 94 MiB encoder than compressing 8 MiB (+13% on a whole image,
+ * docs/release.md); in its multithreaded mode with `--block-size` equal to the chunk size, one
+ * process compresses every chunk it is fed as an independent block, on every core, and records the
+ * block's sizes in its header, so the blocks can be cut out of its output (formats/xz.ts) and each
+ * kept as a complete stream of its own. The bytes do not depend on the number of threads.
+ */
+
+import { stream } from '../exec/run.js';
+import { XzBlockSplitter, xzStreamOf } from '../formats/xz.js';
+
+interface Waiting {
+  resolve: (stream: Buffer) => void;
+  reject: (error: unknown) => void;
+}
+
+/** What the blocks depend on (the cache's key): never the thread count, which only adds `-T+N`. */
+export function xzBlockArgs(level: number, chunkBytes: number): string[] {
+  return [`-${level}`, `--block-size=${chunkBytes}`, '-c'];
+}
+
+export class XzBlockCompressor {
+  private child: ReturnType<typeof stream> | undefined;
+  private readonly waiting: Waiting[] = [];
+  private readonly splitter = new XzBlockSplitter();
+  private failure: unknown;
+  /** No more chunks will be given (stdin is closed). */
+  ended = false;
+
+  constructor(
+    private readonly args: string[],
+    private readonly threads: number,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  /**
+   * The chunk as a complete .xz stream. `bytes` must be one whole block (the chunk size) unless it
+   * is the last thing this compressor is given. `consumed` runs once xz has taken the bytes.
+   */
+  compress(bytes: Buffer, consumed: () => void): Promise<Buffer> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.ended) return Promise.reject(new Error('xz was given a chunk after its input ended'));
+    const child = this.start();
+    const result = new Promise<Buffer>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    child.stdin.write(bytes, () => consumed());
+    return result;
+  }
+
+  /**
+   * No more chunks. xz writes a finished block only between reads of its input, so the last
+   * blocks come out once the input ends: call this as soon as every chunk has been given.
+   */
+  end(): void {
+    this.ended = true;
+    this.child?.stdin.end();
+  }
+
+  /** End the input and wait for xz to finish (at once when it never started). */
+  async close(): Promise<void> {
+    this.end();
+    await this.child?.done;
+  }
+
+  kill(): void {
+    this.child?.subprocess.kill();
+  }
+
+  private start(): ReturnType<typeof stream> {
+    if (this.child) return this.child;
+    const child = stream('xz', [`-T+${this.threads}`, ...this.args], { env: this.env });
+    this.child = child;
+    // An xz that dies early closes its stdin (EPIPE); `done` reports why.
+    child.stdin.on('error', () => undefined);
+    // Output that cannot be cut is reported once xz has exited: a failing xz says why itself.
+    let unreadable: unknown;
+    child.stdout.on('data', (piece: Buffer) => {
+      if (unreadable) return;
+      try {
+        for (const block of this.splitter.push(piece)) {
+          const next = this.waiting.shift();
+          if (!next) throw new Error('xz gave a block no chunk was waiting for');
+          next.resolve(xzStreamOf(block));
+        }
+      } catch (error) {
+        unreadable = error;
+      }
+    });
+    child.done.then(
+      () => {
+        if (unreadable) this.fail(unreadable);
+        else if (this.waiting.length > 0) this.fail(new Error(`xz gave ${this.waiting.length} block(s) too few`));
+      },
+      (error: unknown) => this.fail(error),
+    );
+    return child;
+  }
+
+  private fail(error: unknown): void {
+    this.failure ??= error;
+    for (const waiting of this.waiting.splice(0)) waiting.reject(this.failure);
+  }
+}
