@@ -94,13 +94,17 @@ lint: node-deps
 fmt: node-deps
 	npx biome check --write builder test bench
 
+# Ctrl-C: the suite's temp directory goes (the boot proof alone leaves 9 GiB of images there), once
+# ava has stopped; never through a mount (--one-file-system).
+REMOVE_SUITE_ON_INTERRUPT = trap 'rm -rf --one-file-system -- "$$suite"; exit 130' INT TERM
+
 # The leak check (test/leaks.ts) snapshots before the suite and compares after it, also when a
 # test failed: make test fails, naming each process, namespace, mount, loop device or temp entry left.
 # The suite gets a temp directory of its own (TMPDIR), so what is left in it is the suite's; the
 # fixture images stay cached in the system temp directory between runs.
 test: test-deps build lint
 	node build/test/leaks.js snapshot build/leaks-before.json
-	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); \
+	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); $(REMOVE_SUITE_ON_INTERRUPT); \
 	SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite" npx ava; status=$$?; \
 	node build/test/leaks.js compare build/leaks-before.json "$$suite" || status=1; exit $$status
 
@@ -108,7 +112,7 @@ test: test-deps build lint
 boot-proof: test-deps build
 	$(call install_missing,$(BOOT_TOOLS))
 	node build/test/leaks.js snapshot build/leaks-before.json
-	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); \
+	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); $(REMOVE_SUITE_ON_INTERRUPT); \
 	SWARMCARD_BOOT_PROOF=1 SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite" \
 	  npx ava --verbose build/test/boot-proof.test.js; status=$$?; \
 	node build/test/leaks.js compare build/leaks-before.json "$$suite" || status=1; exit $$status

@@ -39,6 +39,8 @@ const nodes = [
 ] as const;
 // The profile's gateway and DNS: the test's side of the LAN (no routing, no DNS: lookups fail fast).
 const lanAddress = '192.168.1.1/24';
+// How long a booted node may take to answer SSH (sshd starts before the boot ends; this is slack).
+const silentLimit = 5 * 60_000;
 // One vCPU each: three TCG threads on a 2-core machine rather than six (measured: docs/boot-proof.md).
 const vm = { cpus: 1, memoryMiB: 1536 };
 
@@ -104,6 +106,10 @@ bootTest(
       try {
         if (!passed) console.error(await firstbootLines(lab));
         await lab.teardown();
+        // For diagnosis and timing: SWARMCARD_BOOT_PROOF_LOGS=DIR keeps each node's serial log.
+        const keep = process.env.SWARMCARD_BOOT_PROOF_LOGS;
+        if (keep)
+          for (const node of nodes) await writeFile(join(keep, `${node.name}.log`), await lab.serial(node.name));
       } finally {
         await rm(work, { recursive: true, force: true });
       }
@@ -132,9 +138,26 @@ bootTest(
 
     const manager = nodes[0].address;
     const onManager = (command: string) => lab.ssh(manager, 'admin', key, command);
+    // A node that finished booting but does not answer on its address will not (a keyfile that
+    // NetworkManager refuses, a wrong address): say so then, not at the end of the 25 minutes.
+    const booted = new Map<string, number>();
+    const answered = new Set<string>();
+    const silentAfterBoot = async () => {
+      for (const node of nodes) {
+        if (answered.has(node.name)) continue;
+        if (!booted.has(node.name) && (await lab.serial(node.name)).includes('Startup finished in'))
+          booted.set(node.name, Date.now());
+        const since = booted.get(node.name);
+        if (since === undefined || Date.now() - since < silentLimit) continue;
+        if ((await lab.ssh(node.address, 'admin', key, 'true')).exitCode !== 0)
+          throw new Error(`${node.name} booted ${seconds(since)} s ago but does not answer SSH at ${node.address}`);
+        answered.add(node.name);
+      }
+    };
     let seen = '';
     await waitFor(
       async () => {
+        await silentAfterBoot();
         const list = await onManager("sudo docker node ls --format '{{.Hostname}} {{.Status}}'");
         seen = list.stdout.split('\n').sort().join(',');
         if (list.exitCode === 0) return seen === 'manager1 Ready,worker1 Ready,worker2 Ready';

@@ -60,9 +60,11 @@ export async function piBase(): Promise<{ path: string; builtSeconds?: number }>
   const path = join(fixtureDir, `pi-base-${await recipeKey()}.img`);
   if (await exists(path)) return { path };
   await mkdir(fixtureDir, { recursive: true });
-  // A base of an older recipe, or a build that was killed, only takes space.
+  // A base of an older recipe, or a build that was killed, only takes space. A killed build's work
+  // folder may still hold the host's /dev, /proc and /sys: removed only through removeWork.
   for (const entry of await readdir(fixtureDir)) {
-    if (/^pi-base-/.test(entry)) await rm(join(fixtureDir, entry), { recursive: true, force: true });
+    if (/^pi-base-work-/.test(entry)) await removeWork(join(fixtureDir, entry));
+    else if (/^pi-base-/.test(entry)) await rm(join(fixtureDir, entry), { recursive: true, force: true });
   }
   const work = await mkdtemp(join(fixtureDir, 'pi-base-work-'));
   const started = Date.now();
