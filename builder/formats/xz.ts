@@ -51,8 +51,8 @@ function crc(bytes: Uint8Array): Buffer {
 
 /**
  * Cuts an .xz stream, fed piece by piece, into its blocks. Only streams whose block headers record
- * both sizes (xz -T with more than one thread, or -T+1) can be cut without decoding; anything else
- * is an error, as is a second stream.
+ * both sizes (xz's multithreaded mode: -T2 or more) can be cut without decoding; anything else is
+ * an error. The index and anything after it are ignored.
  */
 export class XzBlockSplitter {
   private pending: Buffer[] = [];
@@ -85,7 +85,8 @@ export class XzBlockSplitter {
       if (this.pendingBytes < headerBytes) return blocks;
       const header = this.peek(headerBytes);
       const flags = header[1]!;
-      if ((flags & 0xc0) !== 0xc0) throw new Error('xz: a block header does not record its sizes (use xz -T+1)');
+      if ((flags & 0xc0) !== 0xc0)
+        throw new Error('xz: a block header does not record its sizes (xz -T2 or more records them)');
       const [compressed, next] = readVarint(header, 2);
       const [uncompressedSize] = readVarint(header, next);
       const total = headerBytes + Math.ceil(compressed / 4) * 4 + CHECK_BYTES[this.check]!;

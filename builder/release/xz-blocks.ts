@@ -4,7 +4,9 @@
  * docs/release.md); in its multithreaded mode with `--block-size` equal to the chunk size, one
  * process compresses every chunk it is fed as an independent block, on every core, and records the
  * block's sizes in its header, so the blocks can be cut out of its output (formats/xz.ts) and each
- * kept as a complete stream of its own. The bytes do not depend on the number of threads.
+ * kept as a complete stream of its own. The bytes do not depend on the number of threads; at
+ * least two are asked for, since with one xz uses its single-threaded mode, which does not record
+ * the sizes (`-T+1` would force the other mode, but needs xz 5.4; Ubuntu 22.04 has 5.2).
  */
 
 import { stream } from '../exec/run.js';
@@ -15,7 +17,7 @@ interface Waiting {
   reject: (error: unknown) => void;
 }
 
-/** What the blocks depend on (the cache's key): never the thread count, which only adds `-T+N`. */
+/** What the blocks depend on (the cache's key): never the thread count, which only adds `-TN`. */
 export function xzBlockArgs(level: number, chunkBytes: number): string[] {
   return [`-${level}`, `--block-size=${chunkBytes}`, '-c'];
 }
@@ -68,7 +70,7 @@ export class XzBlockCompressor {
 
   private start(): ReturnType<typeof stream> {
     if (this.child) return this.child;
-    const child = stream('xz', [`-T+${this.threads}`, ...this.args], { env: this.env });
+    const child = stream('xz', [`-T${Math.max(2, this.threads)}`, ...this.args], { env: this.env });
     this.child = child;
     // An xz that dies early closes its stdin (EPIPE); `done` reports why.
     child.stdin.on('error', () => undefined);
