@@ -32,7 +32,7 @@ help:
 	@echo "make demo    set up and build a demo node image from the built-in base"
 	@echo "make test    set up and run the whole test suite"
 	@echo "make bench   run the benchmarks under bench/ (prints ratios)"
-	@echo "make boot-proof  boot a built cluster as emulated Pis (~11 min, +7 the first time)"
+	@echo "make boot-proof  boot a built cluster as emulated Pis (~8 min, +7 the first time)"
 	@echo "make fmt     format and fix lint findings in place"
 
 # Install missing Debian packages: directly as root, through sudo when it needs no password,

@@ -24,7 +24,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 // Opt-in until it fits CI's budget (docs/boot-proof.md "Budget"): `make boot-proof` sets it.
 const optedOut = process.env.SWARMCARD_BOOT_PROOF
   ? undefined
-  : 'runs in make boot-proof (about 11 min with a cached base, plus 7 min for the base the first time)';
+  : 'runs in make boot-proof (about 8 min with a cached base, plus 7 min for the base the first time)';
 const missing =
   optedOut ??
   (missingRoot() && `${missingRoot()} (network namespaces, taps, mmdebstrap)`) ??
@@ -145,7 +145,7 @@ bootTest(
     const silentAfterBoot = async () => {
       for (const node of nodes) {
         if (answered.has(node.name)) continue;
-        if (!booted.has(node.name) && (await lab.serial(node.name)).includes('Startup finished in'))
+        if (!booted.has(node.name) && /systemd\[1\]: Startup finished in/.test(await lab.serial(node.name)))
           booted.set(node.name, Date.now());
         const since = booted.get(node.name);
         if (since === undefined || Date.now() - since < silentLimit) continue;
