@@ -9,13 +9,14 @@
  * serially; those that need another environment or a signal run compress-op.js as a child.
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { chmod, open, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
+import { XzBlockSplitter, xzStreamOf } from '../builder/formats/xz.js';
 import {
   CHUNK_BYTES,
   type CompressedFile,
@@ -212,7 +213,7 @@ parallel("xz: a chunk's stream is the same from 2 threads as from 4, fed alone o
     const xz = new XzBlockCompressor(args, threads, {});
     const made = feed.map((bytes) => xz.compress(bytes, () => undefined));
     await xz.close();
-    return Promise.all(made);
+    return (await Promise.all(made)).map(({ pieces }) => Buffer.concat(pieces));
   };
   const [two, four, alone] = [await streams(2, chunks), await streams(4, chunks), await streams(2, [chunks[1]!])];
   t.deepEqual(four, two, '4 threads give what 2 give');
@@ -222,6 +223,29 @@ parallel("xz: a chunk's stream is the same from 2 threads as from 4, fed alone o
   for (const [i, stream] of two.entries()) {
     const { stdout } = await execa('xz', ['-dc'], { input: stream, encoding: 'buffer' });
     t.true(Buffer.from(stdout).equals(chunks[i]!), `chunk ${i} decodes`);
+  }
+});
+
+parallel('xz: blocks are cut out of a stream however its bytes arrive (one at a time, or all at once)', async (t) => {
+  const data = Buffer.concat([randomBytes(70_000), Buffer.alloc(200_000, 7), randomBytes(5)]);
+  const { stdout } = await execa('xz', ['-T2', '-6', '--block-size=100000', '-c'], {
+    input: data,
+    encoding: 'buffer',
+  });
+  const stream = Buffer.from(stdout);
+  for (const step of [1, 3, 4096, stream.length]) {
+    const splitter = new XzBlockSplitter();
+    const blocks = [];
+    for (let at = 0; at < stream.length; at += step) blocks.push(...splitter.push(stream.subarray(at, at + step)));
+    t.deepEqual(
+      blocks.map((b) => b.uncompressedSize),
+      [100_000, 100_000, 70_005],
+      `fed ${step} byte(s) at a time`,
+    );
+    // Each block wrapped as a stream of its own; their concatenation is the data again.
+    const wrapped = Buffer.concat(blocks.flatMap((b) => xzStreamOf(b)));
+    const { stdout: back } = await execa('xz', ['-dc'], { input: wrapped, encoding: 'buffer' });
+    t.true(Buffer.from(back).equals(data), `fed ${step} byte(s) at a time: decodes to the data`);
   }
 });
 

@@ -213,7 +213,13 @@ export async function compressImage(
     // xz: one process for the whole-chunk blocks (its threads are the parallelism), one more for a
     // short last chunk, so that it cannot share a block with the next one.
     const xzThreads = Math.max(1, Math.min(parallel, slotCount - 1));
-    const xzBlocks = new XzBlockCompressor(args, xzThreads, compressorEnv);
+    // A chunk's block is at most a little larger than the chunk (LZMA2's headers on incompressible data).
+    const blockBytes = chunkBytes + 64 * 1024;
+    const blockBuffers = {
+      take: (size: number) => (size <= blockBytes ? takeBuffer(blockBytes) : Buffer.allocUnsafe(size)),
+      give: (buffer: Buffer) => (buffer.length === blockBytes ? giveBuffer(buffer) : undefined),
+    };
+    const xzBlocks = new XzBlockCompressor(args, xzThreads, compressorEnv, blockBuffers);
     const xzRunning = new Set([xzBlocks]);
     scope.defer('stop xz', () => {
       for (const xz of xzRunning) xz.kill();
@@ -247,12 +253,17 @@ export async function compressImage(
         // A short last chunk (it must not share a block with another), or one compressed again
         // after the shared xz's input ended, gets an xz of its own.
         const shared = bytes.length === chunkBytes && !xzBlocks.ended;
-        const xz = shared ? xzBlocks : new XzBlockCompressor(args, 1, compressorEnv);
+        const xz = shared ? xzBlocks : new XzBlockCompressor(args, 1, compressorEnv, blockBuffers);
         xzRunning.add(xz);
         const compressed = xz.compress(bytes, consumed);
         given();
         if (!shared) await xz.close();
-        await cache.write(hash, [await compressed], Promise.resolve());
+        const { pieces, release } = await compressed;
+        try {
+          await cache.write(hash, pieces, Promise.resolve());
+        } finally {
+          release();
+        }
         if (!shared) xzRunning.delete(xz);
         return;
       }

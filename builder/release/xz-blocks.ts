@@ -12,8 +12,22 @@
 import { stream } from '../exec/run.js';
 import { XzBlockSplitter, xzStreamOf } from '../formats/xz.js';
 
+/** A chunk's .xz stream, in pieces; `release` gives its block's buffer back once it is written. */
+export interface XzChunkStream {
+  pieces: Buffer[];
+  release: () => void;
+}
+
+/** Where blocks are copied as they come out of xz (a pool, so that memory is reused). */
+export interface BlockBuffers {
+  take: (size: number) => Buffer;
+  give: (buffer: Buffer) => void;
+}
+
+const unpooled: BlockBuffers = { take: (size) => Buffer.allocUnsafe(size), give: () => undefined };
+
 interface Waiting {
-  resolve: (stream: Buffer) => void;
+  resolve: (stream: XzChunkStream) => void;
   reject: (error: unknown) => void;
 }
 
@@ -25,7 +39,7 @@ export function xzBlockArgs(level: number, chunkBytes: number): string[] {
 export class XzBlockCompressor {
   private child: ReturnType<typeof stream> | undefined;
   private readonly waiting: Waiting[] = [];
-  private readonly splitter = new XzBlockSplitter();
+  private readonly splitter: XzBlockSplitter;
   private failure: unknown;
   /** No more chunks will be given (stdin is closed). */
   ended = false;
@@ -34,17 +48,20 @@ export class XzBlockCompressor {
     private readonly args: string[],
     private readonly threads: number,
     private readonly env: Record<string, string>,
-  ) {}
+    private readonly buffers: BlockBuffers = unpooled,
+  ) {
+    this.splitter = new XzBlockSplitter(buffers.take);
+  }
 
   /**
-   * The chunk as a complete .xz stream. `bytes` must be one whole block (the chunk size) unless it
-   * is the last thing this compressor is given. `consumed` runs once xz has taken the bytes.
+   * The chunk as a complete .xz stream, in pieces. `bytes` must be one whole block (the chunk size)
+   * unless it is the last thing this compressor is given. `consumed` runs once xz has taken them.
    */
-  compress(bytes: Buffer, consumed: () => void): Promise<Buffer> {
+  compress(bytes: Buffer, consumed: () => void): Promise<XzChunkStream> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.ended) return Promise.reject(new Error('xz was given a chunk after its input ended'));
     const child = this.start();
-    const result = new Promise<Buffer>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    const result = new Promise<XzChunkStream>((resolve, reject) => this.waiting.push({ resolve, reject }));
     child.stdin.write(bytes, () => consumed());
     return result;
   }
@@ -82,7 +99,7 @@ export class XzBlockCompressor {
         for (const block of this.splitter.push(piece)) {
           const next = this.waiting.shift();
           if (!next) throw new Error('xz gave a block no chunk was waiting for');
-          next.resolve(xzStreamOf(block));
+          next.resolve({ pieces: xzStreamOf(block), release: () => this.buffers.give(block.buffer) });
         }
       } catch (error) {
         unreadable = error;
