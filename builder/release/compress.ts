@@ -209,17 +209,16 @@ export async function compressImage(
     const slotCount = Math.max(3, Math.min(parallel + 1, Math.floor(RAW_BUDGET / chunkBytes)));
     const buffers = Array.from({ length: slotCount }, () => takeBuffer(chunkBytes));
     const slots = new Gate(slotCount);
-    const compressors = new Gate(Math.max(1, Math.min(parallel, slotCount - 1)));
-    // xz: one process for the whole-chunk blocks (its threads are the parallelism), one more for a
-    // short last chunk, so that it cannot share a block with the next one.
-    const xzThreads = Math.max(1, Math.min(parallel, slotCount - 1));
+    // zstd: this many processes at once; xz: one process with this many threads.
+    const compressorCount = Math.max(1, Math.min(parallel, slotCount - 1));
+    const compressors = new Gate(compressorCount);
     // A chunk's block is at most a little larger than the chunk (LZMA2's headers on incompressible data).
     const blockBytes = chunkBytes + 64 * 1024;
     const blockBuffers = {
       take: (size: number) => (size <= blockBytes ? takeBuffer(blockBytes) : Buffer.allocUnsafe(size)),
       give: (buffer: Buffer) => (buffer.length === blockBytes ? giveBuffer(buffer) : undefined),
     };
-    const xzBlocks = new XzBlockCompressor(args, xzThreads, compressorEnv, blockBuffers);
+    const xzBlocks = new XzBlockCompressor(args, compressorCount, compressorEnv, blockBuffers);
     const xzRunning = new Set([xzBlocks]);
     scope.defer('stop xz', () => {
       for (const xz of xzRunning) xz.kill();
@@ -255,16 +254,19 @@ export async function compressImage(
         const shared = bytes.length === chunkBytes && !xzBlocks.ended;
         const xz = shared ? xzBlocks : new XzBlockCompressor(args, 1, compressorEnv, blockBuffers);
         xzRunning.add(xz);
-        const compressed = xz.compress(bytes, consumed);
-        given();
-        if (!shared) await xz.close();
-        const { pieces, release } = await compressed;
         try {
-          await cache.write(hash, pieces, Promise.resolve());
+          const compressed = xz.compress(bytes, consumed);
+          given();
+          // Awaited together: a failing xz rejects both, and neither rejection goes unhandled.
+          const [{ pieces, release }] = await Promise.all([compressed, shared ? undefined : xz.close()]);
+          try {
+            await cache.write(hash, pieces, Promise.resolve());
+          } finally {
+            release();
+          }
         } finally {
-          release();
+          if (!shared) xzRunning.delete(xz);
         }
-        if (!shared) xzRunning.delete(xz);
         return;
       }
       given();
