@@ -25,7 +25,15 @@ import { Slots } from '../builder/flash/source.js';
 import { firstBadRange, firstDifference } from '../builder/flash/verify.js';
 import { cliPath, swarmcard } from './helpers/cli.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
-import { bmapRanges, type Card, fatClean, lsblkOverride, randomCard, sha256 } from './helpers/flash-lab.js';
+import {
+  bmapRanges,
+  type Card,
+  fatClean,
+  lsblkOverride,
+  privateMounts,
+  randomCard,
+  sha256,
+} from './helpers/flash-lab.js';
 import { debugfsCat, e2fsckClean, mtype } from './helpers/independent.js';
 import { missingLoop, missingPrograms, testIf } from './helpers/requires.js';
 
@@ -58,9 +66,10 @@ async function refused(
   args: string[],
   env: Record<string, string>,
   says: RegExp,
+  wrap?: string[],
 ): Promise<void> {
   const before = await sha256(card.file);
-  const r = await swarmcard(args, { env });
+  const r = await swarmcard(args, { env, ...(wrap ? { wrap } : {}) });
   const errors = errorLines(r.stderr);
   t.is(r.exitCode, 1, `${args.join(' ')}\n${r.stderr}`);
   t.is(errors.length, 1, r.stderr);
@@ -434,7 +443,13 @@ withLoop('refusals by the real kernel write nothing; --unmount unmounts, then wr
   await refused(t, plain, flash(plain), {}, /is not a removable disk; add --force-non-removable/);
   const held = openSync(plain.device, constants.O_RDONLY | constants.O_EXCL);
   try {
-    await refused(t, plain, flash(plain), await cardEnv(plain), /is in use \(mounted, or held by another program/);
+    await refused(
+      t,
+      plain,
+      flash(plain),
+      await cardEnv(plain),
+      /is in use \(mounted, perhaps in another mount namespace .*, or held by another program/,
+    );
   } finally {
     closeSync(held);
   }
@@ -444,8 +459,8 @@ withLoop('refusals by the real kernel write nothing; --unmount unmounts, then wr
   await execa('mkfs.ext4', ['-q', '-F', mounted.device]);
   const point = join(dir, 'mnt');
   await mkdir(point);
-  await execa('mount', ['-o', 'ro', mounted.device, point]);
-  t.teardown(() => execa('umount', [point], { reject: false }));
+  const { wrap } = await privateMounts(t);
+  await execa(wrap[0]!, [...wrap.slice(1), 'mount', '-o', 'ro', mounted.device, point]);
   const env = await cardEnv(mounted);
   await refused(
     t,
@@ -453,10 +468,12 @@ withLoop('refusals by the real kernel write nothing; --unmount unmounts, then wr
     flash(mounted),
     env,
     new RegExp(`has mounted filesystems \\(.* at ${point}\\); add --unmount`),
+    wrap,
   );
-  const r = await swarmcard(flash(mounted, '--unmount'), { env });
+  const r = await swarmcard(flash(mounted, '--unmount'), { env, wrap });
   t.is(r.exitCode, 0, r.stderr);
-  t.is((await execa('findmnt', ['--source', mounted.device], { reject: false })).exitCode, 1, 'unmounted');
+  const found = await execa(wrap[0]!, [...wrap.slice(1), 'findmnt', '--source', mounted.device], { reject: false });
+  t.is(found.exitCode, 1, 'unmounted');
   t.true((await fatClean(mounted.file)).ok);
 });
 

@@ -25,8 +25,8 @@ export async function openExclusive(device: string): Promise<FileHandle> {
     const code = (error as NodeJS.ErrnoException).code ?? '';
     if (code === 'EBUSY')
       throw new UserError(
-        `${device} is in use (mounted, or held by another program such as another flash); ` +
-          'unmount or close it and try again.',
+        `${device} is in use (mounted, perhaps in another mount namespace such as a container's, ` +
+          'or held by another program such as another flash); unmount or close it and try again.',
       );
     if (gone.has(code)) throw new UserError(vanished(device));
     if (code === 'EROFS') throw new UserError(`${device} is read-only (is the card's write-protect switch on?).`);

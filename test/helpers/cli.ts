@@ -14,9 +14,14 @@ const shippedProfiles = fileURLToPath(new URL('../../../profiles/', import.meta.
  */
 export const shippedSecretsDir = join(fixtureDir, 'secrets');
 
-export async function swarmcard(args: string[], options: { env?: Record<string, string>; cwd?: string } = {}) {
+export async function swarmcard(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; wrap?: string[] } = {},
+) {
   const shipped = args.some((a) => a.startsWith(shippedProfiles));
-  const result = await execa('node', [cliPath, ...args], {
+  // `wrap` runs it through another program first (nsenter: inside a test's own mount namespace).
+  const [file, ...rest] = [...(options.wrap ?? []), 'node', cliPath, ...args];
+  const result = await execa(file!, rest, {
     reject: false,
     env: { NO_COLOR: '1', ...(shipped ? { SWARMCARD_SECRETS_DIR: shippedSecretsDir } : {}), ...options.env },
     cwd: options.cwd,

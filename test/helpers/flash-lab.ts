@@ -5,7 +5,7 @@
  */
 
 import { createHash, randomFillSync } from 'node:crypto';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
@@ -43,6 +43,33 @@ export async function sha256(path: string): Promise<string> {
   return createHash('sha256')
     .update(await readFile(path))
     .digest('hex');
+}
+
+/**
+ * A mount namespace of the test's own, for mounting a card: `wrap` runs a command inside it. A
+ * mount made in the shared namespace is copied into every namespace another test creates meanwhile
+ * (swarm labs, unshare), and such a copy keeps the filesystem, and so the card, busy after the test
+ * unmounts it. The namespace, and whatever is still mounted in it, goes when the test ends.
+ */
+export async function privateMounts(t: ExecutionContext): Promise<{ wrap: string[] }> {
+  const holder = execa('setpriv', ['--pdeathsig', 'KILL', 'unshare', '--mount', 'sleep', 'infinity'], {
+    reject: false,
+    stdin: 'ignore',
+    cleanup: true,
+  });
+  t.teardown(async () => {
+    holder.kill('SIGKILL');
+    await holder;
+  });
+  const own = await readlink('/proc/self/ns/mnt');
+  // unshare execs sleep in the new namespace: wait until the holder's namespace is no longer ours.
+  for (let tries = 0; ; tries++) {
+    const ns = await readlink(`/proc/${holder.pid}/ns/mnt`).catch(() => own);
+    if (ns !== own) break;
+    if (tries > 200) throw new Error('the mount namespace did not come up');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { wrap: ['nsenter', '-t', String(holder.pid), '-m'] };
 }
 
 const fakeLsblk = fileURLToPath(new URL('fake-lsblk.js', import.meta.url));
