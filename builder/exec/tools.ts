@@ -20,6 +20,7 @@ export const tools = {
   mkfs_vfat: 'dosfstools',
   sfdisk: 'fdisk',
   cp: 'coreutils',
+  sync: 'coreutils',
   xz: 'xz-utils',
   zstd: 'zstd',
   gzip: 'gzip',

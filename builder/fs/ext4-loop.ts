@@ -96,7 +96,11 @@ export class LoopEditor extends EditorBase {
     ]);
     const device = stdout.trim();
     ctx.scope.defer(`unmount ${mountPoint}`, async () => {
-      if (await isMounted(mountPoint)) await retryBusy(() => run('umount', [mountPoint]));
+      if (!(await isMounted(mountPoint))) return;
+      // A mount namespace created meanwhile (a container, unshare) holds a copy of this mount, and
+      // umount then leaves the filesystem live there: write everything into the image first.
+      await run('sync', ['--file-system', mountPoint]);
+      await retryBusy(() => run('umount', [mountPoint]));
     });
     await run('mount', ['-t', 'ext4', device, mountPoint]);
     return new LoopEditor(ctx, mountPoint);
