@@ -32,7 +32,7 @@ help:
 	@echo "make demo    set up and build a demo node image from the built-in base"
 	@echo "make test    set up and run the whole test suite"
 	@echo "make bench   run the benchmarks under bench/ (prints ratios)"
-	@echo "make boot-proof  boot a built cluster as emulated Pis (~8 min, +7 the first time)"
+	@echo "make boot-proof  only boot a built cluster as emulated Pis (~8 min, +7 the first time)"
 	@echo "make fmt     format and fix lint findings in place"
 
 # Install missing Debian packages: directly as root, through sudo when it needs no password,
@@ -101,20 +101,24 @@ REMOVE_SUITE_ON_INTERRUPT = trap 'rm -rf --one-file-system -- "$$suite"; exit 13
 # The leak check (test/leaks.ts) snapshots before the suite and compares after it, also when a
 # test failed: make test fails, naming each process, namespace, mount, loop device or temp entry left.
 # The suite gets a temp directory of its own (TMPDIR), so what is left in it is the suite's; the
-# fixture images stay cached in the system temp directory between runs.
+# fixture images stay cached in the system temp directory between runs. The boot proof runs last and
+# alone (docs/boot-proof.md): its emulated Pis need both cores, and would slow every other test.
+SUITE_FILES = $(filter-out build/test/boot-proof.test.js,$(wildcard build/test/*.test.js))
+RUN_SUITE = SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite"
 test: test-deps build lint
+	$(call install_missing,$(BOOT_TOOLS))
 	node build/test/leaks.js snapshot build/leaks-before.json
 	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); $(REMOVE_SUITE_ON_INTERRUPT); \
-	SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite" npx ava; status=$$?; \
+	$(RUN_SUITE) npx ava $(SUITE_FILES); status=$$?; \
+	$(RUN_SUITE) SWARMCARD_BOOT_PROOF=1 npx ava build/test/boot-proof.test.js || status=1; \
 	node build/test/leaks.js compare build/leaks-before.json "$$suite" || status=1; exit $$status
 
-# The boot proof alone (not yet in make test: docs/boot-proof.md "Budget"), with the same leak check.
+# The boot proof alone, with the same leak check.
 boot-proof: test-deps build
 	$(call install_missing,$(BOOT_TOOLS))
 	node build/test/leaks.js snapshot build/leaks-before.json
 	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); $(REMOVE_SUITE_ON_INTERRUPT); \
-	SWARMCARD_BOOT_PROOF=1 SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite" \
-	  npx ava --verbose build/test/boot-proof.test.js; status=$$?; \
+	$(RUN_SUITE) SWARMCARD_BOOT_PROOF=1 npx ava --verbose build/test/boot-proof.test.js; status=$$?; \
 	node build/test/leaks.js compare build/leaks-before.json "$$suite" || status=1; exit $$status
 
 # The GitHub Action's steps (action.yml runs them; test/ci-files.test.ts runs them the same way):
