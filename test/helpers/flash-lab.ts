@@ -5,12 +5,13 @@
  */
 
 import { createHash, randomFillSync } from 'node:crypto';
-import { open, readFile, readlink, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import { partitionOffsets, sfdisk } from './independent.js';
+import { namespaceHolder } from './namespace.js';
 
 export interface Card {
   /** The loop device: /dev/loopN. */
@@ -52,23 +53,11 @@ export async function sha256(path: string): Promise<string> {
  * unmounts it. The namespace, and whatever is still mounted in it, goes when the test ends.
  */
 export async function privateMounts(t: ExecutionContext): Promise<{ wrap: string[] }> {
-  const holder = execa('setpriv', ['--pdeathsig', 'KILL', 'unshare', '--mount', 'sleep', 'infinity'], {
-    reject: false,
-    stdin: 'ignore',
-    cleanup: true,
-  });
+  const holder = await namespaceHolder('mnt');
   t.teardown(async () => {
-    holder.kill('SIGKILL');
-    await holder;
+    holder.process.kill('SIGKILL');
+    await holder.process;
   });
-  const own = await readlink('/proc/self/ns/mnt');
-  // unshare execs sleep in the new namespace: wait until the holder's namespace is no longer ours.
-  for (let tries = 0; ; tries++) {
-    const ns = await readlink(`/proc/${holder.pid}/ns/mnt`).catch(() => own);
-    if (ns !== own) break;
-    if (tries > 200) throw new Error('the mount namespace did not come up');
-    await new Promise((r) => setTimeout(r, 50));
-  }
   return { wrap: ['nsenter', '-t', String(holder.pid), '-m'] };
 }
 

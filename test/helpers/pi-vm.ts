@@ -9,10 +9,11 @@
  * The teardown proves no VM outlives it.
  */
 
-import { mkdir, readFile, readlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { MTOOLS_ENV, partitionOffsets } from './independent.js';
+import { namespaceHolder } from './namespace.js';
 
 export interface PiVm {
   name: string;
@@ -78,20 +79,8 @@ export class PiLab {
 
   /** The LAN: a bridge in the lab's namespace, with the test's own address on it. */
   async switch(address: string): Promise<void> {
-    const holder = execa('setpriv', ['--pdeathsig', 'KILL', 'unshare', '--net', 'sleep', 'infinity'], {
-      reject: false,
-      stdin: 'ignore',
-      cleanup: true,
-    });
-    this.processes.push(holder);
-    const own = await readlink('/proc/self/ns/net');
-    // unshare execs sleep in the new namespace: wait until the holder's namespace is no longer ours.
-    for (let tries = 0; ; tries++) {
-      const ns = await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own);
-      if (ns !== own) break;
-      if (tries > 200) throw new Error('the lab network namespace did not come up');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const holder = await namespaceHolder('net');
+    this.processes.push(holder.process);
     this.holder = holder.pid;
     await this.ip('link', 'set', 'lo', 'up');
     await this.ip('link', 'add', 'br0', 'type', 'bridge');
