@@ -64,7 +64,7 @@ system-deps:
 	$(call install_missing,$(SYSTEM_TOOLS))
 
 test-deps: system-deps
-	$(call install_missing,$(TEST_TOOLS))
+	$(call install_missing,$(TEST_TOOLS) $(BOOT_TOOLS))
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -106,7 +106,6 @@ REMOVE_SUITE_ON_INTERRUPT = trap 'rm -rf --one-file-system -- "$$suite"; exit 13
 SUITE_FILES = $(filter-out build/test/boot-proof.test.js,$(wildcard build/test/*.test.js))
 RUN_SUITE = SWARMCARD_TEST_FIXTURES="$${TMPDIR:-/tmp}" TMPDIR="$$suite"
 test: test-deps build lint
-	$(call install_missing,$(BOOT_TOOLS))
 	node build/test/leaks.js snapshot build/leaks-before.json
 	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); $(REMOVE_SUITE_ON_INTERRUPT); \
 	$(RUN_SUITE) npx ava $(SUITE_FILES); status=$$?; \
@@ -115,7 +114,6 @@ test: test-deps build lint
 
 # The boot proof alone, with the same leak check.
 boot-proof: test-deps build
-	$(call install_missing,$(BOOT_TOOLS))
 	node build/test/leaks.js snapshot build/leaks-before.json
 	suite=$$(mktemp -d "$${TMPDIR:-/tmp}/swarmcard-suite-XXXXXX"); $(REMOVE_SUITE_ON_INTERRUPT); \
 	$(RUN_SUITE) SWARMCARD_BOOT_PROOF=1 npx ava --verbose build/test/boot-proof.test.js; status=$$?; \
