@@ -459,8 +459,9 @@ withLoop('refusals by the real kernel write nothing; --unmount unmounts, then wr
   await execa('mkfs.ext4', ['-q', '-F', mounted.device]);
   const point = join(dir, 'mnt');
   await mkdir(point);
-  const { wrap } = await privateMounts(t);
-  await execa(wrap[0]!, [...wrap.slice(1), 'mount', '-o', 'ro', mounted.device, point]);
+  const { wrap, inside } = await privateMounts(t);
+  const mount = await inside('mount', '-o', 'ro', mounted.device, point);
+  t.is(mount.exitCode, 0, mount.stderr);
   const env = await cardEnv(mounted);
   await refused(
     t,
@@ -472,8 +473,7 @@ withLoop('refusals by the real kernel write nothing; --unmount unmounts, then wr
   );
   const r = await swarmcard(flash(mounted, '--unmount'), { env, wrap });
   t.is(r.exitCode, 0, r.stderr);
-  const found = await execa(wrap[0]!, [...wrap.slice(1), 'findmnt', '--source', mounted.device], { reject: false });
-  t.is(found.exitCode, 1, 'unmounted');
+  t.is((await inside('findmnt', '--source', mounted.device)).exitCode, 1, 'unmounted');
   t.true((await fatClean(mounted.file)).ok);
 });
 

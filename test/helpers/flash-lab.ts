@@ -52,13 +52,17 @@ export async function sha256(path: string): Promise<string> {
  * (swarm labs, unshare), and such a copy keeps the filesystem, and so the card, busy after the test
  * unmounts it. The namespace, and whatever is still mounted in it, goes when the test ends.
  */
-export async function privateMounts(t: ExecutionContext): Promise<{ wrap: string[] }> {
+export async function privateMounts(t: ExecutionContext) {
   const holder = await namespaceHolder('mnt');
   t.teardown(async () => {
     holder.process.kill('SIGKILL');
     await holder.process;
   });
-  return { wrap: ['nsenter', '-t', String(holder.pid), '-m'] };
+  const wrap = ['nsenter', '-t', String(holder.pid), '-m'];
+  /** Run `file args…` inside the namespace; its exit code is the caller's to check. */
+  const inside = (file: string, ...args: string[]) =>
+    execa(wrap[0]!, [...wrap.slice(1), file, ...args], { reject: false });
+  return { wrap, inside };
 }
 
 const fakeLsblk = fileURLToPath(new URL('fake-lsblk.js', import.meta.url));
