@@ -369,10 +369,15 @@ async function makeLayoutImage(dir: string): Promise<string> {
 
 let layoutDir: string | undefined;
 let layout: Promise<string> | undefined;
-/** The layout image, built once for this file; tests take private copies. */
-const layoutImage = async (): Promise<string> => {
-  layoutDir ??= await mkdtemp(join(tmpdir(), 'swarmcard-test-bmap-layout-'));
-  layout ??= makeLayoutImage(layoutDir);
+/**
+ * The layout image, built once for this file; tests take private copies. One promise for the folder
+ * and the image: tests ask concurrently, and a folder made per asker would be left behind.
+ */
+const layoutImage = (): Promise<string> => {
+  layout ??= (async () => {
+    layoutDir = await mkdtemp(join(tmpdir(), 'swarmcard-test-bmap-layout-'));
+    return makeLayoutImage(layoutDir);
+  })();
   return layout;
 };
 test.after.always(async () => {
