@@ -74,6 +74,9 @@ export abstract class EditorBase implements FsEditor {
     return childOf(await canonicalPath(parentOf(path), lstatMany, { followLast: true }), baseName(path));
   }
 
+  /** Only a hint (FsEditor.prefetch): backends that answer cheaply ignore it. */
+  async prefetch(_paths: string[]): Promise<void> {}
+
   protected async lstat(path: string): Promise<FileStat | undefined> {
     return (await this.lstatMany([path]))[0];
   }

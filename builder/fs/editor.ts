@@ -53,6 +53,11 @@ export interface FsEditor {
   symlink(path: string, target: string, attrs?: FileAttrs): Promise<void>;
   /** Remove a file, symlink or (with `recursive`) directory tree. Absent paths are fine. */
   remove(path: string, options?: { recursive?: boolean }): Promise<void>;
+  /**
+   * A hint: these paths are about to be used, so a backend that pays per question (debugfs starts a
+   * process each time) may learn them and their ancestors at once. Changes nothing.
+   */
+  prefetch(paths: string[]): Promise<void>;
   /** Apply everything pending and read every change back; throws if anything differs. */
   commit(): Promise<void>;
 }

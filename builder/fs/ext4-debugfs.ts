@@ -132,6 +132,15 @@ export class DebugfsEditor extends EditorBase {
     });
   }
 
+  /**
+   * Every path and ancestor in one debugfs run, before the edits ask one by one (a node's edits
+   * would otherwise start some 25 debugfs processes just to stat). Paths behind a symlink are
+   * asked again when an edit resolves them.
+   */
+  override async prefetch(paths: string[]): Promise<void> {
+    await this.lstatMany(paths.flatMap(pathPrefixes));
+  }
+
   /** Learn the path and all its ancestors in one run first (the common case: nothing is a symlink). */
   protected override async resolve(path: string, options: { followLast: boolean }): Promise<string> {
     await this.lstatMany(pathPrefixes(path));

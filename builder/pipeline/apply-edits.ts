@@ -118,11 +118,26 @@ export function partitionOf(edit: ImageEdit): Partition {
   }
 }
 
+/** The paths an edit reads or writes (before symlinks are followed). */
+export function editPaths(edit: ImageEdit): string[] {
+  switch (edit.op) {
+    case 'cmdline':
+      return ['/cmdline.txt'];
+    case 'configTxt':
+      return ['/config.txt'];
+    case 'hostname':
+      return ['/etc/hostname', '/etc/hosts'];
+    default:
+      return [edit.path];
+  }
+}
+
 export async function applyEdits(layout: ImageLayout, edits: ImageEdit[], options: ApplyOptions): Promise<void> {
   for (const partition of ['boot', 'root'] as const) {
     const mine = edits.filter((e) => partitionOf(e) === partition);
     if (mine.length === 0) continue;
     await withPartition(layout, partition, { epoch: options.epoch, ext4Backend: options.ext4Backend }, async (fs) => {
+      await fs.prefetch(mine.flatMap(editPaths));
       for (const edit of mine) await (handlers[edit.op] as Handler<ImageEdit>)(fs, edit);
     });
   }
