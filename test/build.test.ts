@@ -296,7 +296,7 @@ test('rebuilding gives identical bytes; growing the cluster changes only the hos
   );
 });
 
-test('a node costs a handful of debugfs runs, not one per file it touches', async (t) => {
+test('a node costs a handful of debugfs runs, and its finished image leaves the page cache', async (t) => {
   const built = await build(t, await fixture('trixie-armhf'), ['--nodes', '1', '--only', '1', '--verbose']);
   t.is(built.exitCode, 0, built.stderr);
   const node = built.stderr.slice(built.stderr.indexOf('01-otg1.img: cloning'));
@@ -304,6 +304,11 @@ test('a node costs a handful of debugfs runs, not one per file it touches', asyn
   // The stats of every path the edits name in one run, the files they change read, one write, one
   // read-back. Asked one by one, as before, it was some 30 processes per node.
   t.true(runs.length >= 3 && runs.length <= 8, `${runs.length} debugfs runs:\n${runs.join('\n')}`);
+  // Written once, never read again by the build: its pages are dropped (fincore: how much is cached).
+  const image = join(built.dir, '01-otg1.img');
+  const { stdout } = await execa('fincore', ['--bytes', '--noheadings', '--output', 'RES,SIZE', image]);
+  const [resident, size] = stdout.trim().split(/\s+/).map(Number);
+  t.true(size! > 0 && resident! < size! / 20, `${resident} of ${size} bytes of ${image} still cached`);
 });
 
 test('--only rebuilds the named nodes and keeps the manifest whole', async (t) => {

@@ -21,6 +21,7 @@ export const tools = {
   sfdisk: 'fdisk',
   cp: 'coreutils',
   sync: 'coreutils',
+  dd: 'coreutils',
   xz: 'xz-utils',
   zstd: 'zstd',
   gzip: 'gzip',

@@ -48,3 +48,14 @@ export async function writeDiskId(image: string, diskId: number): Promise<void> 
     await handle.close();
   }
 }
+
+/**
+ * Let the kernel drop a finished image's pages from the page cache (coreutils' documented
+ * `dd iflag=nocache count=0`, posix_fadvise DONTNEED over the whole file). A build writes gigabytes
+ * that it does not read again: left cached they push out everything else, and once memory is full
+ * every later copy waits for reclaim (8 copies of a 2.7 GiB image: 38 s, against 18 s dropping each;
+ * docs/tools.md). Only clean pages go, so call it once the image is synced.
+ */
+export async function dropCached(image: string): Promise<void> {
+  await run('dd', [`if=${image}`, 'iflag=nocache', 'count=0', 'status=none']);
+}

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { bootableModels } from '../formats/elf.js';
 import type { Ext4Backend } from '../fs/partition.js';
-import { cloneImage } from '../image/clone.js';
+import { cloneImage, dropCached } from '../image/clone.js';
 import { setDiskIdentity } from '../image/identity.js';
 import { type ImageReport, inspectImage, writeBlockers } from '../image/inspect.js';
 import { log, progress } from '../log.js';
@@ -264,7 +264,10 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
   const size = (await stat(out)).size;
   // A compressor's pass gives the raw sha256; without one, a hash worker reads the image meanwhile.
   const hashing = ctx.options.release.compress.length > 0 ? undefined : sha256Of(out);
-  const finishing = Promise.all([hashing, releaseFiles(ctx, node, out)]);
+  const finishing = Promise.all([hashing, releaseFiles(ctx, node, out)]).then(async (done) => {
+    await dropCached(out); // read for the last time
+    return done;
+  });
   finishing.catch(() => undefined); // awaited by the caller; avoid an unhandled rejection meanwhile
   return async () => {
     const [hashed, { artifacts, rawSha256 }] = await finishing;
