@@ -61,7 +61,7 @@ export interface Manifest {
 }
 
 // Hashing a 2.7 GiB image is ~2 s of CPU: a worker thread does it while the main thread goes on
-// with the next node (its child processes, its event loop), so the two overlap on two cores.
+// (its child processes, its event loop). Node images get theirs in the bmap's read (release/bmap.ts).
 // One buffer, read into again and again: a read stream's fresh 4 MiB buffer per chunk made the
 // kernel map and zero new pages each time, which took 2.7 times as long (bench/build-cluster).
 const hashWorker = `

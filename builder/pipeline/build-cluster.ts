@@ -198,13 +198,14 @@ async function loadBuildSecrets(ctx: BuildContext): Promise<void> {
 
 /**
  * The release files of one node's raw image: compressed copies and the bmap, made side by side.
- * The compressor reads the whole image anyway, so its pass also gives the raw image's sha256.
+ * Every byte is read once for the raw image's sha256: by the compressor's pass when there is one,
+ * else by the bmap's.
  */
 async function releaseFiles(
   ctx: BuildContext,
   node: NodePlan,
   raw: string,
-): Promise<{ artifacts: Artifact[]; rawSha256?: string }> {
+): Promise<{ artifacts: Artifact[]; rawSha256: string }> {
   const { release } = ctx.options;
   const at = (suffix: string) => join(ctx.dir, `${node.file}${suffix}`);
   const size = (await stat(raw)).size;
@@ -218,11 +219,13 @@ async function releaseFiles(
     log.debug(`${node.file}.${how.format}: ${made.reused} of ${made.chunks} chunks reused`);
     return { kind: how.format, file: `${node.file}.${how.format}`, size: made.size, sha256: made.sha256 };
   });
-  const bmap = writeBmap(raw, at('.bmap')).then(
-    (b): Artifact => ({ kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 }),
-  );
+  const bmap = writeBmap(raw, at('.bmap'), { imageSha256: compressed.length === 0 }).then((b): Artifact => {
+    rawSha256 ??= b.imageSha256;
+    return { kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 };
+  });
   const artifacts = await Promise.all([...compressed, bmap]);
-  return { artifacts, ...(rawSha256 ? { rawSha256 } : {}) };
+  if (!rawSha256) throw new Error(`no pass over ${raw} gave its sha256`);
+  return { artifacts, rawSha256 };
 }
 
 /**
@@ -255,23 +258,20 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
       if (keepRaw) return undefined;
       const size = (await stat(partial)).size;
       const { artifacts, rawSha256 } = await releaseFiles(ctx, node, partial);
-      return { raw: { sha256: rawSha256 ?? (await sha256Of(partial)), size }, artifacts };
+      return { raw: { sha256: rawSha256, size }, artifacts };
     },
     { keep: keepRaw },
   );
   log.info(`${position} ${node.file}: written and verified in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (release) return async () => manifestNode(node, base.report, release.raw, release.artifacts);
   const size = (await stat(out)).size;
-  // A compressor's pass gives the raw sha256; without one, a hash worker reads the image meanwhile.
-  const hashing = ctx.options.release.compress.length > 0 ? undefined : sha256Of(out);
-  const finishing = Promise.all([hashing, releaseFiles(ctx, node, out)]).then(async (done) => {
+  const finishing = releaseFiles(ctx, node, out).then(async (done) => {
     await dropCached(out); // read for the last time
     return done;
   });
   finishing.catch(() => undefined); // awaited by the caller; avoid an unhandled rejection meanwhile
   return async () => {
-    const [hashed, { artifacts, rawSha256 }] = await finishing;
-    const sha256 = (hashed ?? rawSha256)!;
+    const { artifacts, rawSha256: sha256 } = await finishing;
     const raw: Artifact = { kind: 'raw', file: node.file, size, sha256 };
     return manifestNode(node, base.report, { sha256, size }, [raw, ...artifacts]);
   };
