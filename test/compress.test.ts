@@ -282,20 +282,24 @@ serial('a corrupt or truncated cache entry is compressed again and never shipped
   t.is(repaired.reused, repaired.chunks);
 });
 
-/** A stand-in for xz: answers --version like xz, then runs BODY as the compressor. */
-async function fakeXz(dir: string, body: string): Promise<string> {
-  const script = join(dir, 'fake-xz');
+const programs = { xz: 'xz', zst: 'zstd' } as const;
+const overrides = { xz: 'SWARMCARD_XZ', zst: 'SWARMCARD_ZSTD' } as const;
+
+/** A stand-in for xz or zstd: answers --version like the real one, then runs BODY as the compressor. */
+async function fakeCompressor(dir: string, format: CompressFormat, body: string): Promise<string> {
+  const script = join(dir, `fake-${programs[format]}`);
   await writeFile(
     script,
-    `#!/bin/sh\ncase "$1" in --version) exec xz --version;; esac\necho $$ >> "$FAKE_PIDS"\n${body}\n`,
+    `#!/bin/sh\ncase "$1" in --version) exec ${programs[format]} --version;; esac\n` +
+      `echo $$ >> "$FAKE_PIDS"\n${body}\n`,
   );
   await chmod(script, 0o755);
   return script;
 }
 
-async function inChild(dir: string, base: string, env: Record<string, string>) {
-  const out = join(dir, 'out', 'node.img.xz');
-  const child = execa('node', [op, base, out, 'xz'], {
+async function inChild(dir: string, base: string, format: CompressFormat, env: Record<string, string>) {
+  const out = join(dir, 'out', `node.img.${format}`);
+  const child = execa('node', [op, base, out, format], {
     reject: false,
     // A run whose compressors are not stopped would wait for them (fake-xz sleeps for 120 s).
     timeout: 45_000,
@@ -326,40 +330,53 @@ async function alive(dir: string): Promise<string[]> {
   return running.filter((pid): pid is string => pid !== undefined);
 }
 
-parallel('a failing compressor is named by its override and leaves no .partial (image nor cache)', async (t) => {
-  const base = await fixture('trixie-armhf');
-  for (const [what, override] of [
-    ['/bin/false (fails --version)', async () => '/bin/false'],
-    ['a compressor that writes, then fails', (dir: string) => fakeXz(dir, 'head -c 3000 /dev/urandom\nexit 3')],
-  ] as const) {
-    const dir = await scratchDir(t);
-    const program = await override(dir);
-    const { child, out } = await inChild(dir, base, { SWARMCARD_XZ: program });
-    const { stdout } = await child;
-    const answer = JSON.parse(stdout.trim().split('\n').at(-1)!);
-    t.is(answer.error?.name, 'UserError', what);
-    t.regex(answer.error?.message ?? '', /SWARMCARD_XZ/, what);
-    t.true(String(answer.error?.message).includes(program), what);
-    t.deepEqual(await leftovers(dir, out), [], `${what}: nothing half-written`);
-    t.deepEqual(await alive(dir), [], `${what}: no compressor left running`);
-  }
-});
+for (const format of ['xz', 'zst'] as const) {
+  const name = overrides[format];
+  parallel(
+    `${format}: a failing compressor is named by ${name} and leaves no .partial (image nor cache)`,
+    async (t) => {
+      const base = await fixture('trixie-armhf');
+      for (const [what, override] of [
+        ['/bin/false (fails --version)', async () => '/bin/false'],
+        [
+          'a compressor that writes, then fails',
+          (dir: string) => fakeCompressor(dir, format, 'head -c 3000 /dev/urandom\nexit 3'),
+        ],
+      ] as const) {
+        const dir = await scratchDir(t);
+        const program = await override(dir);
+        const { child, out } = await inChild(dir, base, format, { [name]: program });
+        const { stdout } = await child;
+        const answer = JSON.parse(stdout.trim().split('\n').at(-1)!);
+        t.is(answer.error?.name, 'UserError', what);
+        t.regex(answer.error?.message ?? '', new RegExp(name), what);
+        t.true(String(answer.error?.message).includes(program), what);
+        t.deepEqual(await leftovers(dir, out), [], `${what}: nothing half-written`);
+        t.deepEqual(await alive(dir), [], `${what}: no compressor left running`);
+      }
+    },
+  );
 
-parallel('Ctrl-C while compressing stops every compressor, removes the .partial files and exits 130', async (t) => {
-  const base = await fixture('trixie-armhf');
-  const dir = await scratchDir(t);
-  const { child, out } = await inChild(dir, base, { SWARMCARD_XZ: await fakeXz(dir, 'exec sleep 120') });
-  // Wait until the compressor runs (it notes its pid: one xz for the image's chunks) and reading
-  // has stopped for free buffers, so only the interrupt can stop it, then interrupt.
-  for (let i = 0; i < 600 && (await alive(dir)).length < 1; i++) await new Promise((r) => setTimeout(r, 50));
-  t.is((await alive(dir)).length, 1, 'the compressor started');
-  await new Promise((r) => setTimeout(r, 1000));
-  child.kill('SIGINT');
-  const result = await child;
-  t.is(result.exitCode, 130);
-  t.deepEqual(await leftovers(dir, out), []);
-  t.deepEqual(await alive(dir), []);
-});
+  parallel(
+    `${format}: Ctrl-C while compressing stops every compressor, removes the .partial files, exits 130`,
+    async (t) => {
+      const base = await fixture('trixie-armhf');
+      const dir = await scratchDir(t);
+      const fake = await fakeCompressor(dir, format, 'exec sleep 120');
+      const { child, out } = await inChild(dir, base, format, { [name]: fake });
+      // Wait until a compressor runs (it notes its pid: xz, one for the image's chunks; zstd, one per
+      // batch) and reading has stopped for free buffers, so only the interrupt can stop it.
+      for (let i = 0; i < 600 && (await alive(dir)).length < 1; i++) await new Promise((r) => setTimeout(r, 50));
+      t.true((await alive(dir)).length >= 1, 'the compressor started');
+      await new Promise((r) => setTimeout(r, 1000));
+      child.kill('SIGINT');
+      const result = await child;
+      t.is(result.exitCode, 130);
+      t.deepEqual(await leftovers(dir, out), []);
+      t.deepEqual(await alive(dir), []);
+    },
+  );
+}
 
 test('levels out of range are refused; the version names the compressor', async (t) => {
   await t.throwsAsync(compressImage('/nonexistent', '/nonexistent.xz', { format: 'xz', level: 12 }), {

@@ -3,7 +3,7 @@
  *
  * An image is cut into fixed-size chunks (CHUNK_BYTES), and each chunk is compressed on its own
  * into one complete stream (xz: a block of one multithreaded xz per image, xz-blocks.ts) or frame
- * (zstd: a single-threaded zstd per chunk). Their
+ * (zstd: single-threaded zstd processes, a batch of chunk files each, zstd-batches.ts). Their
  * concatenation is one ordinary .xz/.zst file: every decoder reads concatenated streams/frames in
  * full (xz, zstd, bsdcat/libarchive as used by Raspberry Pi Imager, Python's lzma; the tests check
  * each). Because a chunk's compressed bytes depend only on its raw bytes and the compressor, they are
@@ -20,7 +20,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
-import { run, stream } from '../exec/run.js';
+import { run } from '../exec/run.js';
 import { toolPath } from '../exec/tools.js';
 import { cachePaths } from '../source/cache.js';
 import { checkInterrupted, withScope } from '../util/scope.js';
@@ -28,6 +28,7 @@ import { giveBuffer, takeBuffer } from './buffers.js';
 import { ChunkCache, HEADER_BYTES, readFully } from './chunk-cache.js';
 import { Hasher } from './hasher.js';
 import { XzBlockCompressor, xzBlockArgs } from './xz-blocks.js';
+import { ZstdBatches, zstdBatchArgs } from './zstd-batches.js';
 
 export type CompressFormat = 'xz' | 'zst';
 export interface Compression {
@@ -78,7 +79,7 @@ const levels: Record<CompressFormat, [number, number]> = { xz: [0, 9], zst: [1, 
 
 /** One chunk in, one stream/frame out: the bytes depend on nothing else. */
 function compressorArgs(how: Compression, chunkBytes: number): string[] {
-  return how.format === 'xz' ? xzBlockArgs(how.level, chunkBytes) : ['-q', '-T1', `-${how.level}`, '-c'];
+  return how.format === 'xz' ? xzBlockArgs(how.level, chunkBytes) : zstdBatchArgs(how.level);
 }
 // xz also takes options from XZ_DEFAULTS and XZ_OPT: emptied, so only the arguments above count.
 // (zstd's ZSTD_CLEVEL and ZSTD_NBTHREADS are overridden by -LEVEL and -T1.)
@@ -183,7 +184,6 @@ export async function compressImage(
 ): Promise<CompressedFile> {
   const chunkBytes = options.chunkBytes ?? CHUNK_BYTES;
   checkCompression(how, chunkBytes);
-  const tool = tools[how.format];
   const args = compressorArgs(how, chunkBytes);
   const store = join(cachePaths.chunks(), storeName(how, chunkBytes, await versionOutput(how.format), args));
 
@@ -223,18 +223,23 @@ export async function compressImage(
     scope.defer('stop xz', () => {
       for (const xz of xzRunning) xz.kill();
     });
+    const zstdBatches =
+      how.format === 'zst'
+        ? new ZstdBatches(await scope.tempDir('swarmcard-zstd-'), args, compressorEnv, async () => {
+            await compressors.enter();
+            return () => compressors.leave();
+          })
+        : undefined;
     const zeroHashes = new Map<number, Promise<string>>();
 
     const count = Math.max(1, Math.ceil(rawSize / chunkBytes));
     const ready = Array.from({ length: count }, () => deferred<Planned>());
     const pending = new Map<string, Promise<boolean>>();
-    const running = new Set<{ kill: () => unknown }>();
     const tasks: Promise<void>[] = [];
     let failure: { error: unknown } | undefined;
     const stop = (error: unknown) => {
       if (failure) return;
       failure = { error };
-      for (const child of running) child.kill();
       for (const xz of xzRunning) xz.kill();
     };
     const throwIfStopped = () => {
@@ -270,30 +275,8 @@ export async function compressImage(
         return;
       }
       given();
-      await compressors.enter();
-      try {
-        throwIfStopped();
-        const child = stream(tool, args, { env: compressorEnv });
-        running.add(child.subprocess);
-        try {
-          // A compressor that dies early closes its stdin (EPIPE); `done` reports why.
-          child.stdin.on('error', () => undefined);
-          child.stdin.end(bytes);
-          const written = cache.write(hash, child.stdout, child.done);
-          try {
-            await Promise.all([written, child.done]);
-          } catch (error) {
-            child.subprocess.kill();
-            await Promise.allSettled([written, child.done]);
-            throw error;
-          }
-        } finally {
-          running.delete(child.subprocess);
-        }
-      } finally {
-        compressors.leave();
-        consumed();
-      }
+      throwIfStopped();
+      await zstdBatches!.compress(bytes, hash, consumed, (frame) => cache.write(hash, frame, Promise.resolve()));
     };
 
     /** Find chunk `index` (in `buffer`) in the cache, or compress it; then free its buffer. */
@@ -371,6 +354,7 @@ export async function compressImage(
       // Every chunk the shared xz needs is on its way: end its input, so its last blocks come out.
       await Promise.all(decisions);
       xzBlocks.end();
+      zstdBatches?.end();
     };
 
     let written = 0;
