@@ -23,6 +23,7 @@ import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { toolPath } from '../exec/tools.js';
 import { cachePaths } from '../source/cache.js';
+import { Gate } from '../util/gate.js';
 import { checkInterrupted, withScope } from '../util/scope.js';
 import { giveBuffer, takeBuffer } from './buffers.js';
 import { ChunkCache, HEADER_BYTES, readFully } from './chunk-cache.js';
@@ -135,21 +136,6 @@ function isZero(bytes: Buffer): boolean {
   return true;
 }
 
-/** A counting semaphore. */
-class Gate {
-  private readonly queue: (() => void)[] = [];
-  constructor(private free: number) {}
-  async enter(): Promise<void> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.queue.push(resolve));
-  }
-  leave(): void {
-    const next = this.queue.shift();
-    if (next) next();
-    else this.free++;
-  }
-}
-
 interface Deferred<T> {
   promise: Promise<T>;
   resolve: (value: T) => void;
@@ -225,10 +211,7 @@ export async function compressImage(
     });
     const zstdBatches =
       how.format === 'zst'
-        ? new ZstdBatches(await scope.tempDir('swarmcard-zstd-'), args, compressorEnv, async () => {
-            await compressors.enter();
-            return () => compressors.leave();
-          })
+        ? new ZstdBatches(await scope.tempDir('swarmcard-zstd-'), args, compressorEnv, compressors)
         : undefined;
     const zeroHashes = new Map<number, Promise<string>>();
 

@@ -11,9 +11,15 @@ import { createReadStream } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { run } from '../exec/run.js';
+import { Gate } from '../util/gate.js';
 
 /** Chunks per process: 128 MiB at 8 MiB chunks, so both cores get work on a node's few changes too. */
 const BATCH = 16;
+/**
+ * The most chunks staged at once: two batches compressing and one filling. A staged chunk frees
+ * its reading buffer, so without this bound reading would run ahead and stage most of the image.
+ */
+const STAGED = 3 * BATCH;
 
 /** What the frames depend on (the cache's key) besides the chunk: one frame per input file. */
 export function zstdBatchArgs(level: number): string[] {
@@ -41,16 +47,14 @@ function newBatch(): Batch {
 export class ZstdBatches {
   private open: Batch | undefined;
   private ended = false;
+  private readonly staging = new Gate(STAGED);
 
-  /**
-   * `dir`: a private folder for staged chunks and frames; `admit` limits how many zstd run at once
-   * (it resolves with a function that gives the place back).
-   */
+  /** `dir`: a private folder for staged chunks and frames; `processes`: how many zstd run at once. */
   constructor(
     private readonly dir: string,
     private readonly args: string[],
     private readonly env: Record<string, string>,
-    private readonly admit: () => Promise<() => void>,
+    private readonly processes: Gate,
   ) {}
 
   /**
@@ -59,6 +63,20 @@ export class ZstdBatches {
    * once). `consumed` runs once the bytes are staged: the caller's buffer may be reused then.
    */
   async compress(
+    bytes: Buffer,
+    name: string,
+    consumed: () => void,
+    keep: (frame: AsyncIterable<Uint8Array>) => Promise<void>,
+  ): Promise<void> {
+    await this.staging.enter();
+    try {
+      await this.stageAndCompress(bytes, name, consumed, keep);
+    } finally {
+      this.staging.leave();
+    }
+  }
+
+  private async stageAndCompress(
     bytes: Buffer,
     name: string,
     consumed: () => void,
@@ -92,11 +110,11 @@ export class ZstdBatches {
     batch.finish(
       (async () => {
         await Promise.all(batch.writes);
-        const leave = await this.admit();
+        await this.processes.enter();
         try {
           await run('zstd', [...this.args, '--output-dir-flat', this.dir, ...batch.files], { env: this.env });
         } finally {
-          leave();
+          this.processes.leave();
         }
       })(),
     );
