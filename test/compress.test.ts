@@ -297,9 +297,9 @@ async function fakeCompressor(dir: string, format: CompressFormat, body: string)
   return script;
 }
 
-async function inChild(dir: string, base: string, format: CompressFormat, env: Record<string, string>) {
+async function inChild(dir: string, base: string, format: CompressFormat, env: Record<string, string>, chunk = '') {
   const out = join(dir, 'out', `node.img.${format}`);
-  const child = execa('node', [op, base, out, format], {
+  const child = execa('node', [op, base, out, format, ...(chunk ? [chunk] : [])], {
     reject: false,
     // A run whose compressors are not stopped would wait for them (fake-xz sleeps for 120 s).
     timeout: 45_000,
@@ -356,6 +356,22 @@ for (const format of ['xz', 'zst'] as const) {
       }
     },
   );
+
+  parallel(`${format}: a compressor failing while more chunks come stops the whole run at once`, async (t) => {
+    // 256 distinct 64 KiB chunks: many zstd batches (or xz blocks), more than are staged at once, so
+    // the first failure comes while the rest of the image still waits to be read.
+    const dir = await scratchDir(t);
+    const image = join(dir, 'random.img');
+    await writeFile(image, randomBytes(16 * 1024 * 1024));
+    const fake = await fakeCompressor(dir, format, 'cat > /dev/null\nexit 3');
+    const { child, out } = await inChild(dir, image, format, { [name]: fake }, '65536');
+    const { stdout } = await child;
+    const answer = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    t.is(answer.error?.name, 'UserError', stdout);
+    t.regex(answer.error?.message ?? '', new RegExp(name));
+    t.deepEqual(await leftovers(dir, out), []);
+    t.deepEqual(await alive(dir), []);
+  });
 
   parallel(
     `${format}: Ctrl-C while compressing stops every compressor, removes the .partial files, exits 130`,

@@ -195,3 +195,24 @@ test('an image symlink pointing outside resolves inside the partition', async (t
   });
   t.is(await debugfsCat(image, '/tmp/inside'), 'contained\n');
 });
+
+test('what was learnt through a symlink is forgotten when the link is replaced by a directory', async (t) => {
+  const image = await scratchCopy(t, await fixture('bookworm-armhf'));
+  const layout = await readLayout(image);
+  await withPartition(layout, 'root', { epoch: EPOCH }, async (fs) => {
+    await fs.symlink('/etc/link', '/etc');
+  });
+  await withPartition(layout, 'root', { epoch: EPOCH }, async (fs) => {
+    // debugfs follows the link while stat-ing below it: /etc/link/hostname is /etc/hostname now.
+    await fs.prefetch(['/etc/link/hostname']);
+    t.true(await fs.exists('/etc/link/hostname'));
+    await fs.remove('/etc/link');
+    await fs.mkdir('/etc/link');
+    t.false(await fs.exists('/etc/link/hostname'), 'the new directory is empty');
+    await fs.write('/etc/link/hostname', 'in the new directory\n');
+  });
+  t.is(await debugfsCat(image, '/etc/link/hostname'), 'in the new directory\n');
+  t.not(await debugfsCat(image, '/etc/hostname'), 'in the new directory\n');
+  const fsck = await e2fsckClean(image);
+  t.true(fsck.ok, fsck.output);
+});

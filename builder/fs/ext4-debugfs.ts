@@ -11,7 +11,7 @@ import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import type { DirEntry, EditorContext, FileAttrs, FileStat, FileType } from './editor.js';
 import { EditorBase } from './editor-base.js';
-import { baseName, childOf, parentOf, pathPrefixes } from './paths.js';
+import { baseName, childOf, isBelow, parentOf, pathPrefixes } from './paths.js';
 
 const typeNames: Record<string, FileType> = { regular: 'file', directory: 'dir', symlink: 'symlink' };
 /** The S_IFMT bits of an inode mode for each type (inode(7)). */
@@ -100,11 +100,23 @@ export class DebugfsEditor extends EditorBase {
 
   /** What is known of a path: its stat, 'absent' (itself or an ancestor is gone), or unknown. */
   private known(path: string): FileStat | 'absent' | undefined {
-    for (let p = path; ; p = parentOf(p)) {
-      const state = this.state.get(p);
-      if (state === 'absent') return 'absent';
-      if (p === path && state) return state;
-      if (p === '/') return undefined;
+    // A removed ancestor hides whatever was learnt below it.
+    for (let p = path; p !== '/'; ) {
+      p = parentOf(p);
+      if (this.state.get(p) === 'absent') return 'absent';
+    }
+    return this.state.get(path);
+  }
+
+  /**
+   * A path was removed or replaced: what was learnt below it (perhaps through a symlink) is void.
+   * Below a new file or empty directory nothing exists (`absent`); otherwise it is unknown again.
+   */
+  private forgetBelow(path: string, now?: 'absent'): void {
+    for (const p of this.state.keys()) {
+      if (!isBelow(p, path)) continue;
+      if (now) this.state.set(p, now);
+      else this.state.delete(p);
     }
   }
 
@@ -112,12 +124,13 @@ export class DebugfsEditor extends EditorBase {
   protected async lstatMany(paths: string[]): Promise<(FileStat | undefined)[]> {
     const ask = [...new Set(paths.filter((p) => this.known(p) === undefined))];
     if (ask.length > 0) {
-      // Queued edits change nothing on disk for these paths (they are unknown), so no flush.
-      // A missing path is an answer here, not an error.
+      // The disk answers for paths the queued script does not change; below a changed one, it must
+      // be applied first. A missing path (or one below a file) is an answer here, not an error.
+      if (ask.some((p) => this.isTouched(p))) await this.flush();
       const answers = DebugfsEditor.answers(
         await this.debugfs(
           ask.map((p) => `stat ${q(p)}`),
-          { tolerate: /File not found by ext2_lookup/ },
+          { tolerate: /File not found by ext2_lookup|Ext2 inode is not a directory/ },
         ),
       );
       for (const [i, p] of ask.entries()) {
@@ -196,6 +209,7 @@ export class DebugfsEditor extends EditorBase {
   }
 
   protected async writeAt(path: string, data: Buffer, attrs: FileAttrs, existing?: FileStat): Promise<FileAttrs> {
+    this.forgetBelow(path, 'absent');
     const local = join(await this.staging(), `file-${this.staged++}`);
     await writeFile(local, data);
     if (existing) this.script.push(`rm ${q(path)}`);
@@ -204,7 +218,10 @@ export class DebugfsEditor extends EditorBase {
   }
 
   protected async mkdirAt(path: string, attrs: FileAttrs, options: { exists: boolean }): Promise<FileAttrs> {
-    if (!options.exists) this.script.push(`cd ${q(parentOf(path))}`, `mkdir ${q(baseName(path))}`);
+    if (!options.exists) {
+      this.forgetBelow(path, 'absent');
+      this.script.push(`cd ${q(parentOf(path))}`, `mkdir ${q(baseName(path))}`);
+    }
     return { ...this.setAttrs(path, 'dir', attrs, 0o755) };
   }
 
@@ -214,6 +231,7 @@ export class DebugfsEditor extends EditorBase {
     attrs: FileAttrs,
     existing?: FileStat,
   ): Promise<FileAttrs> {
+    this.forgetBelow(path);
     if (existing) this.script.push(`rm ${q(path)}`);
     this.script.push(`cd ${q(parentOf(path))}`, `symlink ${q(baseName(path))} ${q(target)}`);
     const st = this.setAttrs(path, 'symlink', attrs, 0o777);
@@ -233,6 +251,7 @@ export class DebugfsEditor extends EditorBase {
     }
     this.touched.add(path);
     this.state.set(path, 'absent');
+    this.forgetBelow(path);
   }
 
   /** Apply the queued script in one debugfs run. */

@@ -9,7 +9,8 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { run } from '../exec/run.js';
 import { DISK_ID_OFFSET } from '../formats/mbr.js';
-import { withScope } from '../util/scope.js';
+import { log } from '../log.js';
+import { InterruptedError, withScope } from '../util/scope.js';
 
 export async function cloneImage<T>(
   base: string,
@@ -57,5 +58,9 @@ export async function writeDiskId(image: string, diskId: number): Promise<void> 
  * docs/tools.md). Only clean pages go, so call it once the image is synced.
  */
 export async function dropCached(image: string): Promise<void> {
-  await run('dd', [`if=${image}`, 'iflag=nocache', 'count=0', 'status=none']);
+  // Only a hint: a dd without iflag=nocache (busybox) costs speed, never the build.
+  await run('dd', [`if=${image}`, 'iflag=nocache', 'count=0', 'status=none']).catch((error: Error) => {
+    if (error instanceof InterruptedError) throw error;
+    log.debug(`the page cache keeps ${image}: ${error.message}`);
+  });
 }

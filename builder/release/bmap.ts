@@ -81,6 +81,7 @@ interface Hashed {
 }
 
 function hashImage(image: string, ranges: readonly Range[], whole: boolean): Promise<Hashed> {
+  checkInterrupted(); // the abort below is only heard by a worker already running
   return new Promise((resolve, reject) => {
     const workerData = { image, ranges, block: BMAP_BLOCK, whole };
     const worker = new Worker(hashWorker, { eval: true, workerData });

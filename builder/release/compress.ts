@@ -197,7 +197,6 @@ export async function compressImage(
     const slots = new Gate(slotCount);
     // zstd: this many processes at once; xz: one process with this many threads.
     const compressorCount = Math.max(1, Math.min(parallel, slotCount - 1));
-    const compressors = new Gate(compressorCount);
     // A chunk's block is at most a little larger than the chunk (LZMA2's headers on incompressible data).
     const blockBytes = chunkBytes + 64 * 1024;
     const blockBuffers = {
@@ -211,7 +210,7 @@ export async function compressImage(
     });
     const zstdBatches =
       how.format === 'zst'
-        ? new ZstdBatches(await scope.tempDir('swarmcard-zstd-'), args, compressorEnv, compressors)
+        ? new ZstdBatches(await scope.tempDir('swarmcard-zstd-'), args, compressorEnv, compressorCount)
         : undefined;
     const zeroHashes = new Map<number, Promise<string>>();
 
@@ -224,6 +223,7 @@ export async function compressImage(
       if (failure) return;
       failure = { error };
       for (const xz of xzRunning) xz.kill();
+      zstdBatches?.abort(error);
     };
     const throwIfStopped = () => {
       checkInterrupted();
@@ -232,7 +232,8 @@ export async function compressImage(
 
     /**
      * Compress `bytes` into the cache entry `hash`. `given` runs once they are on their way to the
-     * compressor, `consumed` once it has taken them (the buffer may be reused then).
+     * compressor, `consumed` once it has taken them (xz) or they are staged (zstd): the buffer may be
+     * reused then.
      */
     const compress = async (bytes: Buffer, hash: string, given = () => {}, consumed = () => {}) => {
       if (how.format === 'xz') {
@@ -334,7 +335,8 @@ export async function compressImage(
         decisions.push(decision.promise);
         tasks.push(plan(index, buffer, view, hashed, key, () => decision.resolve()));
       }
-      // Every chunk the shared xz needs is on its way: end its input, so its last blocks come out.
+      // Every chunk is on its way: end the shared xz's input, so its last blocks come out, and let
+      // the last zstd batch start without waiting to be full.
       await Promise.all(decisions);
       xzBlocks.end();
       zstdBatches?.end();

@@ -10,16 +10,16 @@
 import { createReadStream } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { run } from '../exec/run.js';
+import { stream } from '../exec/run.js';
 import { Gate } from '../util/gate.js';
 
 /** Chunks per process: 128 MiB at 8 MiB chunks, so both cores get work on a node's few changes too. */
 const BATCH = 16;
 /**
- * The most chunks staged at once: two batches compressing and one filling. A staged chunk frees
- * its reading buffer, so without this bound reading would run ahead and stage most of the image.
+ * At most this many zstd processes: reading and hashing the image (two worker threads) cannot feed
+ * more, and each one in flight means a batch of staged files on disk.
  */
-const STAGED = 3 * BATCH;
+const MAX_PROCESSES = 4;
 
 /** What the frames depend on (the cache's key) besides the chunk: one frame per input file. */
 export function zstdBatchArgs(level: number): string[] {
@@ -44,23 +44,42 @@ function newBatch(): Batch {
   return { files: [], writes: [], done, finish };
 }
 
+/** A file's bytes as a stream that opens the file only once it is read. */
+async function* fileBytes(path: string): AsyncGenerator<Uint8Array> {
+  yield* createReadStream(path);
+}
+
 export class ZstdBatches {
   private open: Batch | undefined;
   private ended = false;
-  private readonly staging = new Gate(STAGED);
+  /** Calls waiting for a place to stage: the last of them starts the final batch. */
+  private waiting = 0;
+  private failure: { error: unknown } | undefined;
+  private readonly running = new Set<{ kill: () => unknown }>();
+  private readonly processes: Gate;
+  /**
+   * Chunks staged at once: a batch per process and one filling. A staged chunk frees its read
+   * buffer, so without this bound reading would run ahead of zstd and stage most of the image.
+   */
+  private readonly staging: Gate;
 
-  /** `dir`: a private folder for staged chunks and frames; `processes`: how many zstd run at once. */
+  /** `dir`: a private folder for staged chunks and frames; `processes`: how many zstd may run at once. */
   constructor(
     private readonly dir: string,
     private readonly args: string[],
     private readonly env: Record<string, string>,
-    private readonly processes: Gate,
-  ) {}
+    processes: number,
+  ) {
+    const count = Math.max(1, Math.min(processes, MAX_PROCESSES));
+    this.processes = new Gate(count);
+    this.staging = new Gate((count + 1) * BATCH);
+  }
 
   /**
    * Compress `bytes` (named `name`, e.g. its hash) into one zstd frame and give it to `keep` as a
    * stream (a finished batch holds up to BATCH frames: read whole, they would all be in memory at
-   * once). `consumed` runs once the bytes are staged: the caller's buffer may be reused then.
+   * once). `consumed` runs once the bytes are staged, or the call failed: the caller's buffer may
+   * be reused then.
    */
   async compress(
     bytes: Buffer,
@@ -68,8 +87,14 @@ export class ZstdBatches {
     consumed: () => void,
     keep: (frame: AsyncIterable<Uint8Array>) => Promise<void>,
   ): Promise<void> {
+    this.waiting++;
     await this.staging.enter();
+    this.waiting--;
     try {
+      if (this.failure) {
+        consumed();
+        throw this.failure.error;
+      }
       await this.stageAndCompress(bytes, name, consumed, keep);
     } finally {
       this.staging.leave();
@@ -88,21 +113,33 @@ export class ZstdBatches {
     const staged = writeFile(input, bytes).finally(consumed);
     batch.writes.push(staged);
     this.open = batch;
-    if (this.ended || batch.files.length >= BATCH) this.start(batch);
-    await staged;
-    await batch.done;
+    if (batch.files.length >= BATCH || (this.ended && this.waiting === 0)) this.start(batch);
     const output = join(this.dir, `${basename(input)}.zst`);
     try {
-      await keep(createReadStream(output));
+      await staged;
+      await batch.done;
+      await keep(fileBytes(output));
     } finally {
       await Promise.all([rm(input, { force: true }), rm(output, { force: true })]);
     }
   }
 
-  /** No more chunks will come in order: a batch not yet full starts now, and later ones at once. */
+  /**
+   * No more chunks will come from reading: the batch being filled starts once the calls still
+   * waiting for a place have joined it (a chunk compressed again later gets a batch of its own).
+   */
   end(): void {
     this.ended = true;
-    if (this.open) this.start(this.open);
+    if (this.open && this.waiting === 0) this.start(this.open);
+  }
+
+  /** Something else failed: fail every call, start no more zstd, stop the running ones. */
+  abort(error: unknown): void {
+    this.failure ??= { error };
+    const open = this.open;
+    this.open = undefined;
+    open?.finish(Promise.reject(error));
+    for (const child of this.running) child.kill();
   }
 
   private start(batch: Batch): void {
@@ -112,7 +149,17 @@ export class ZstdBatches {
         await Promise.all(batch.writes);
         await this.processes.enter();
         try {
-          await run('zstd', [...this.args, '--output-dir-flat', this.dir, ...batch.files], { env: this.env });
+          if (this.failure) throw this.failure.error;
+          const args = [...this.args, '--output-dir-flat', this.dir, ...batch.files];
+          const child = stream('zstd', args, { env: this.env });
+          this.running.add(child.subprocess);
+          try {
+            child.stdin.end();
+            child.stdout.resume(); // -q with an output folder: nothing comes, but never let it block
+            await child.done;
+          } finally {
+            this.running.delete(child.subprocess);
+          }
         } finally {
           this.processes.leave();
         }

@@ -1,6 +1,6 @@
 /**
  * compressImage in a process of its own, so a test can give it its own environment (SWARMCARD_XZ,
- * SWARMCARD_CACHE_DIR) and send it signals: `node compress-op.js RAW OUT FORMAT`. Installs the
+ * SWARMCARD_CACHE_DIR) and send it signals: `node compress-op.js RAW OUT FORMAT [CHUNK_BYTES]`. Installs the
  * CLI's signal cleanup (Ctrl-C: children stopped, cleanups run, exit 130). Prints one JSON line:
  * `{ "value": CompressedFile }` or `{ "error": { "name", "message" } }`, the message as the CLI's
  * error boundary would show it (toUserError).
@@ -9,11 +9,12 @@ import { toUserError } from '../../builder/errors.js';
 import { type CompressFormat, compressImage, DEFAULT_LEVEL } from '../../builder/release/compress.js';
 import { installSignalCleanup } from '../../builder/util/scope.js';
 
-const [raw, out, format] = process.argv.slice(2) as [string, string, CompressFormat];
+const [raw, out, format, chunk] = process.argv.slice(2) as [string, string, CompressFormat, string?];
 installSignalCleanup();
 
 try {
-  const value = await compressImage(raw, out, { format, level: DEFAULT_LEVEL[format] });
+  const chunkBytes = chunk ? Number(chunk) : undefined;
+  const value = await compressImage(raw, out, { format, level: DEFAULT_LEVEL[format] }, { chunkBytes });
   process.stdout.write(`${JSON.stringify({ value })}\n`);
 } catch (caught) {
   const error = toUserError(caught);
