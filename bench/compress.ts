@@ -20,8 +20,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
-import { sha256Of } from '../builder/output/manifest.js';
 import { CHUNK_BYTES, type CompressedFile, type CompressFormat } from '../builder/release/compress.js';
+import { sha256Of } from '../builder/util/hash-file.js';
 import { liteShapedImage, makeNodeImage } from './lite-shaped.js';
 
 const { values } = parseArgs({

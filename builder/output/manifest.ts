@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
 import type { ImageReport } from '../image/report.js';
 import type { ClusterPlan, NodePlan } from '../plan/plan.js';
@@ -58,33 +57,6 @@ export interface Manifest {
   hostKit?: { file: string; sha256: string };
   /** The Raspberry Pi Imager repository of the release. */
   imager?: { file: string; sha256: string };
-}
-
-// Hashing a 2.7 GiB image is ~2 s of CPU: a worker thread does it while the main thread goes on
-// (its child processes, its event loop). Node images get theirs in the bmap's read (release/bmap.ts).
-// One buffer, read into again and again: a read stream's fresh 4 MiB buffer per chunk made the
-// kernel map and zero new pages each time, which took 2.7 times as long (bench/build-cluster).
-const hashWorker = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { closeSync, openSync, readSync } = require('node:fs');
-const hash = require('node:crypto').createHash('sha256');
-const fd = openSync(workerData, 'r');
-try {
-  const buffer = Buffer.allocUnsafe(4 * 1024 * 1024);
-  for (let n; (n = readSync(fd, buffer, 0, buffer.length, null)) > 0; ) hash.update(buffer.subarray(0, n));
-} finally {
-  closeSync(fd);
-}
-parentPort.postMessage(hash.digest('hex'));
-`;
-
-export function sha256Of(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(hashWorker, { eval: true, workerData: path });
-    worker.once('message', (digest: string) => resolve(digest));
-    worker.once('error', reject);
-    worker.once('exit', (code) => code !== 0 && reject(new Error(`hashing ${path} stopped with code ${code}`)));
-  });
 }
 
 /** Write a small file whole or not at all (staged as .partial, renamed). */

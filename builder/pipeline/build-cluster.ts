@@ -23,7 +23,6 @@ import {
   type Manifest,
   type ManifestNode,
   manifestNode,
-  sha256Of,
   writeFileAtomic,
   writeManifest,
 } from '../output/manifest.js';
@@ -42,6 +41,7 @@ import { PC_TARGET, type Target, targetOf } from '../render/target.js';
 import { loadSecrets, type SecretSources, type SecretValues, secretKinds } from '../secrets/for-build.js';
 import { resolveBaseImage } from '../source/base-image.js';
 import { removeEmptyUpTo } from '../util/empty-folders.js';
+import { sha256Of } from '../util/hash-file.js';
 import { withScope } from '../util/scope.js';
 import { applyEdits } from './apply-edits.js';
 
