@@ -23,6 +23,7 @@ import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { toolPath } from '../exec/tools.js';
 import { cachePaths } from '../source/cache.js';
+import { deferred } from '../util/deferred.js';
 import { Gate } from '../util/gate.js';
 import { checkInterrupted, withScope } from '../util/scope.js';
 import { giveBuffer, takeBuffer } from './buffers.js';
@@ -136,23 +137,6 @@ function isZero(bytes: Buffer): boolean {
   return true;
 }
 
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (value: T) => void;
-  reject: (error: unknown) => void;
-}
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // Awaited by the writer, or by nobody once something failed: never an unhandled rejection.
-  promise.catch(() => undefined);
-  return { promise, resolve, reject };
-}
-
 /** A chunk ready to be written: its entry is in the cache. */
 interface Planned {
   hash: string;
@@ -195,7 +179,7 @@ export async function compressImage(
     const slotCount = Math.max(3, Math.min(parallel + 1, Math.floor(RAW_BUDGET / chunkBytes)));
     const buffers = Array.from({ length: slotCount }, () => takeBuffer(chunkBytes));
     const slots = new Gate(slotCount);
-    // zstd: this many processes at once; xz: one process with this many threads.
+    // xz: one process with this many threads; zstd: up to this many processes (zstd-batches.ts).
     const compressorCount = Math.max(1, Math.min(parallel, slotCount - 1));
     // A chunk's block is at most a little larger than the chunk (LZMA2's headers on incompressible data).
     const blockBytes = chunkBytes + 64 * 1024;

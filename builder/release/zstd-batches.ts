@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { stream } from '../exec/run.js';
+import { type Deferred, deferred } from '../util/deferred.js';
 import { Gate } from '../util/gate.js';
 
 /** Chunks per process: 128 MiB at 8 MiB chunks, so both cores get work on a node's few changes too. */
@@ -30,19 +31,11 @@ interface Batch {
   files: string[];
   /** The staged files being written: the batch starts when they all are. */
   writes: Promise<void>[];
-  /** Settled when the batch's zstd has exited. */
-  done: Promise<void>;
-  finish: (outcome: Promise<void>) => void;
+  /** Settled when the batch's zstd has exited; every member awaits it. */
+  done: Deferred<void>;
 }
 
-function newBatch(): Batch {
-  let finish!: (outcome: Promise<void>) => void;
-  const done = new Promise<void>((resolve) => {
-    finish = resolve;
-  });
-  done.catch(() => undefined); // every member awaits it
-  return { files: [], writes: [], done, finish };
-}
+const newBatch = (): Batch => ({ files: [], writes: [], done: deferred() });
 
 /** A file's bytes as a stream that opens the file only once it is read. */
 async function* fileBytes(path: string): AsyncGenerator<Uint8Array> {
@@ -117,7 +110,7 @@ export class ZstdBatches {
     const output = join(this.dir, `${basename(input)}.zst`);
     try {
       await staged;
-      await batch.done;
+      await batch.done.promise;
       await keep(fileBytes(output));
     } finally {
       await Promise.all([rm(input, { force: true }), rm(output, { force: true })]);
@@ -138,13 +131,13 @@ export class ZstdBatches {
     this.failure ??= { error };
     const open = this.open;
     this.open = undefined;
-    open?.finish(Promise.reject(error));
+    open?.done.reject(error);
     for (const child of this.running) child.kill();
   }
 
   private start(batch: Batch): void {
     if (this.open === batch) this.open = undefined;
-    batch.finish(
+    batch.done.resolve(
       (async () => {
         await Promise.all(batch.writes);
         await this.processes.enter();

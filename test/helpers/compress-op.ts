@@ -1,9 +1,10 @@
 /**
  * compressImage in a process of its own, so a test can give it its own environment (SWARMCARD_XZ,
- * SWARMCARD_CACHE_DIR) and send it signals: `node compress-op.js RAW OUT FORMAT [CHUNK_BYTES]`. Installs the
- * CLI's signal cleanup (Ctrl-C: children stopped, cleanups run, exit 130). Prints one JSON line:
- * `{ "value": CompressedFile }` or `{ "error": { "name", "message" } }`, the message as the CLI's
- * error boundary would show it (toUserError).
+ * SWARMCARD_ZSTD, SWARMCARD_CACHE_DIR) and send it signals:
+ * `node compress-op.js RAW OUT FORMAT [CHUNK_BYTES]`. Installs the CLI's signal cleanup (Ctrl-C:
+ * children stopped, cleanups run, exit 130). Prints one JSON line: `{ "value": CompressedFile }` or
+ * `{ "error": { "name", "message" } }`, the message as the CLI's error boundary would show it
+ * (toUserError).
  */
 import { toUserError } from '../../builder/errors.js';
 import { type CompressFormat, compressImage, DEFAULT_LEVEL } from '../../builder/release/compress.js';
