@@ -31,7 +31,7 @@ for (let index = 1; index <= Number(nodes); index++) {
     node,
     `${node}.${format}`,
     { format, level: Number(level) },
-    { chunkBytes: Number(chunkMiB) * 1024 * 1024 },
+    { chunkBytes: Number(chunkMiB) * 1024 * 1024, reference: base },
   );
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   process.stdout.write(`${JSON.stringify({ index, seconds, ...result })}\n`);

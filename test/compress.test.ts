@@ -25,6 +25,7 @@ import {
   compressorVersion,
   DEFAULT_LEVEL,
 } from '../builder/release/compress.js';
+import { ReferenceKeys } from '../builder/release/reference-keys.js';
 import { XzBlockCompressor, xzBlockArgs } from '../builder/release/xz-blocks.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { missingPrograms, testIf } from './helpers/requires.js';
@@ -107,10 +108,11 @@ async function compressWith(
   out: string,
   format: CompressFormat,
   chunkBytes?: number,
+  reference?: string,
 ): Promise<CompressedFile> {
   process.env.SWARMCARD_CACHE_DIR = cache;
   try {
-    return await compressImage(raw, out, { format, level: DEFAULT_LEVEL[format] }, { chunkBytes });
+    return await compressImage(raw, out, { format, level: DEFAULT_LEVEL[format] }, { chunkBytes, reference });
   } finally {
     delete process.env.SWARMCARD_CACHE_DIR;
   }
@@ -181,6 +183,75 @@ serial(
     t.is(second.rawSha256, await sha256File(node2));
   },
 );
+
+serial("a chunk equal to its base's takes the base's key: hashed for the first node only", async (t) => {
+  const base = await fixture('trixie-armhf');
+  const dir = await scratchDir(t);
+  const node = await scratchCopy(t, base, 'node.img');
+  const changes = [440, 5 * CHUNK_BYTES + 4096 + 17];
+  for (const offset of changes) await writeAt(node, offset, Buffer.from('a change'));
+  const expected = await chunkHashes(node);
+
+  /** The key of every chunk of `image` against `reference`, and the chunks that were hashed. */
+  const keys = async (image: string, reference: string) => {
+    const [mine, theirs] = await Promise.all([open(image, 'r'), open(reference, 'r')]);
+    try {
+      const references = await ReferenceKeys.of(theirs, CHUNK_BYTES);
+      const hashed: number[] = [];
+      const found = await Promise.all(
+        expected.map(async (_, index) => {
+          const bytes = Buffer.alloc(CHUNK_BYTES);
+          const { bytesRead } = await mine.read(bytes, 0, bytes.length, index * CHUNK_BYTES);
+          return references.keyOf(index, bytes.subarray(0, bytesRead), async (b) => {
+            hashed.push(index);
+            return createHash('sha256').update(b).digest('hex');
+          });
+        }),
+      );
+      return { found, hashed: hashed.sort((a, b) => a - b) };
+    } finally {
+      await Promise.all([mine.close(), theirs.close()]);
+    }
+  };
+  const every = expected.map((_, index) => index);
+  const first = await keys(node, base);
+  t.deepEqual(first.found, expected, 'node 1: every key is right');
+  t.deepEqual(first.hashed, every, 'node 1: every chunk is hashed');
+  const second = await keys(node, base);
+  t.deepEqual(second.found, expected, 'node 2: every key is right');
+  t.deepEqual(second.hashed, [0, 5], 'node 2: only the chunks that differ from the base are hashed');
+  // The base against itself learns its chunks 0 and 5 too; a node still gets its own keys there.
+  const whole = await keys(base, base);
+  t.deepEqual(whole.found, await chunkHashes(base));
+  t.deepEqual(whole.hashed, [0, 5]);
+  const third = await keys(node, base);
+  t.deepEqual(third.found, expected, "a chunk that differs from the base's never takes its key");
+  t.deepEqual(third.hashed, [0, 5]);
+
+  // A reference that changed since starts over.
+  const copy = await scratchCopy(t, base, 'base-copy.img');
+  t.deepEqual((await keys(node, copy)).hashed, every, 'another reference file: its keys are its own');
+  await writeAt(copy, 5 * CHUNK_BYTES + 4096 + 17, Buffer.from('a change'));
+  const changed = await keys(node, copy);
+  t.deepEqual(changed.found, expected, 'a changed reference: every key is still right');
+  t.deepEqual(changed.hashed, every, 'a changed reference: its keys are learnt again');
+
+  // Through compressImage: the same bytes with a reference as without, and every reader agrees.
+  for (const format of ['xz', 'zst'] as const) {
+    const plain = await compressWith(join(dir, 'cache'), node, join(dir, `plain.${format}`), format);
+    const against = await compressWith(
+      join(dir, 'cache-2'),
+      node,
+      join(dir, `against.${format}`),
+      format,
+      undefined,
+      base,
+    );
+    t.is(against.sha256, plain.sha256, `${format}: a reference changes no byte`);
+    t.is(against.rawSha256, plain.rawSha256);
+    await checkReaders(t, format, join(dir, `against.${format}`), await sha256File(node));
+  }
+});
 
 serial('the same image gives the same bytes: two runs, cold and warm cache', async (t) => {
   const base = await fixture('trixie-armhf');

@@ -213,6 +213,7 @@ async function releaseFiles(
   const compressed = release.compress.map(async (how): Promise<Artifact> => {
     const bar = progress(`compressing ${node.file}.${how.format}`, size);
     const made = await compressImage(raw, at(`.${how.format}`), how, {
+      reference: baseOf(ctx, node).path,
       onProgress: (done) => bar.update(done),
     }).finally(() => bar.done());
     rawSha256 = made.rawSha256;

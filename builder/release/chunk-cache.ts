@@ -14,6 +14,12 @@ import type { Hasher } from './hasher.js';
 
 const MAGIC = Buffer.from('swarmcard-chunk\n'); // 16 bytes
 export const HEADER_BYTES = 64;
+/**
+ * The entries this process has checked (path → inode, size and time of the file checked): node
+ * 2…N of a build read the same entries as node 1, and checking each again cost a hash of the whole
+ * compressed image per node. A file changed since (rewritten, repaired) is checked again.
+ */
+const checked = new Map<string, string>();
 
 /** Fill `into` from `handle` at `position`; false when the file ends first. */
 export async function readFully(handle: FileHandle, into: Uint8Array, position: number): Promise<boolean> {
@@ -64,22 +70,28 @@ export class ChunkCache {
    * the header (size and sha256); undefined when the entry is missing, truncated or corrupt.
    */
   async read(hash: string, into: Buffer): Promise<Buffer | undefined> {
-    const handle = await open(this.path(hash), 'r').catch((error: NodeJS.ErrnoException) => {
+    const path = this.path(hash);
+    const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined;
       throw error;
     });
     if (!handle) return undefined;
     try {
-      const { size } = await handle.stat();
+      const { size, ino, mtimeNs } = await handle.stat({ bigint: true });
       if (size < HEADER_BYTES) return undefined;
       // An entry larger than a raw chunk (incompressible data) gets a buffer of its own.
-      const bytes = size <= into.length ? into.subarray(0, size) : Buffer.from(new SharedArrayBuffer(size));
+      const length = Number(size);
+      const bytes = length <= into.length ? into.subarray(0, length) : Buffer.from(new SharedArrayBuffer(length));
       if (!(await readFully(handle, bytes, 0))) return undefined;
       const payload = bytes.subarray(HEADER_BYTES);
       if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
       if (bytes.readBigUInt64BE(48) !== BigInt(payload.length)) return undefined;
+      const version = `${ino}:${size}:${mtimeNs}`;
+      if (checked.get(path) === version) return payload;
       const expected = bytes.subarray(16, 48).toString('hex');
-      return (await this.hasher.digestOf(payload)) === expected ? payload : undefined;
+      if ((await this.hasher.digestOf(payload)) !== expected) return undefined;
+      checked.set(path, version);
+      return payload;
     } finally {
       await handle.close();
     }

@@ -24,6 +24,12 @@ export interface BlockBuffers {
   give: (buffer: Buffer) => void;
 }
 
+/**
+ * Blocks cut out and not yet written to the cache, at most: writing one takes milliseconds, making
+ * one (xz -6, 8 MiB) about a second, so more would only hold memory.
+ */
+const MAX_HELD = 2;
+
 const unpooled: BlockBuffers = { take: (size) => Buffer.allocUnsafe(size), give: () => undefined };
 
 interface Waiting {
@@ -41,6 +47,8 @@ export class XzBlockCompressor {
   private readonly waiting: Waiting[] = [];
   private readonly splitter: XzBlockSplitter;
   private failure: unknown;
+  /** Blocks cut out and not yet released: xz's output waits while there are too many. */
+  private held = 0;
   /** No more chunks will be given (stdin is closed). */
   ended = false;
 
@@ -99,8 +107,19 @@ export class XzBlockCompressor {
         for (const block of this.splitter.push(piece)) {
           const next = this.waiting.shift();
           if (!next) throw new Error('xz gave a block no chunk was waiting for');
-          next.resolve({ pieces: xzStreamOf(block), release: () => this.buffers.give(block.buffer) });
+          this.held++;
+          let held = true;
+          const release = () => {
+            if (!held) return;
+            held = false;
+            this.buffers.give(block.buffer);
+            if (--this.held < MAX_HELD) child.stdout.resume();
+          };
+          next.resolve({ pieces: xzStreamOf(block), release });
         }
+        // Blocks are written to the cache far faster than xz makes them, unless the disk stalls:
+        // then xz waits, rather than its blocks piling up in memory.
+        if (this.held >= MAX_HELD) child.stdout.pause();
       } catch (error) {
         unreadable = error;
       }
