@@ -7,6 +7,7 @@
  * the disk, a truncated or flipped file): such an entry is reported missing and written again.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
 import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Scope } from '../util/scope.js';
@@ -15,11 +16,12 @@ import type { Hasher } from './hasher.js';
 const MAGIC = Buffer.from('swarmcard-chunk\n'); // 16 bytes
 export const HEADER_BYTES = 64;
 /**
- * The entries this process has checked (path → inode, size and time of the file checked): node
+ * The entries this process has checked or written (path → inode, size and time of the file): node
  * 2…N of a build read the same entries as node 1, and checking each again cost a hash of the whole
  * compressed image per node. A file changed since (rewritten, repaired) is checked again.
  */
 const checked = new Map<string, string>();
+const versionOf = ({ ino, size, mtimeNs }: BigIntStats) => `${ino}:${size}:${mtimeNs}`;
 
 /** Fill `into` from `handle` at `position`; false when the file ends first. */
 export async function readFully(handle: FileHandle, into: Uint8Array, position: number): Promise<boolean> {
@@ -77,7 +79,8 @@ export class ChunkCache {
     });
     if (!handle) return undefined;
     try {
-      const { size, ino, mtimeNs } = await handle.stat({ bigint: true });
+      const stats = await handle.stat({ bigint: true });
+      const { size } = stats;
       if (size < HEADER_BYTES) return undefined;
       // An entry larger than a raw chunk (incompressible data) gets a buffer of its own.
       const length = Number(size);
@@ -86,7 +89,7 @@ export class ChunkCache {
       const payload = bytes.subarray(HEADER_BYTES);
       if (!bytes.subarray(0, MAGIC.length).equals(MAGIC)) return undefined;
       if (bytes.readBigUInt64BE(48) !== BigInt(payload.length)) return undefined;
-      const version = `${ino}:${size}:${mtimeNs}`;
+      const version = versionOf(stats);
       if (checked.get(path) === version) return payload;
       const expected = bytes.subarray(16, 48).toString('hex');
       if ((await this.hasher.digestOf(payload)) !== expected) return undefined;
@@ -111,6 +114,7 @@ export class ChunkCache {
     const partial = `${final}.${process.pid}-${randomBytes(6).toString('hex')}.partial`;
     this.partials.add(partial);
     try {
+      let written = '';
       const handle = await open(partial, 'w');
       try {
         const digest = createHash('sha256');
@@ -122,10 +126,13 @@ export class ChunkCache {
         }
         await succeeded;
         await handle.write(header(digest.digest(), position - HEADER_BYTES), 0, HEADER_BYTES, 0);
+        written = versionOf(await handle.stat({ bigint: true }));
       } finally {
         await handle.close();
       }
       await rename(partial, final);
+      // Its bytes were hashed as they were written: a read by this process need not check them.
+      checked.set(final, written);
       this.partials.delete(partial);
     } catch (error) {
       await rm(partial, { force: true });

@@ -11,9 +11,10 @@
  * the other nodes and with earlier builds are compressed once; node 2…N pay for their changed
  * chunks only. Output is the same bytes whatever the core count or cache state.
  *
- * One read pass over the image: each chunk is read into a shared buffer, hashed twice on worker
- * threads (the image's running sha256 and the chunk's own), then either found in the cache or fed to
- * a compressor. Memory is a few chunks, never the image: RAW_BUDGET bounds the buffers.
+ * One read pass over the image: each chunk is read into a shared buffer, added to the image's
+ * running sha256 on one worker thread, given a key (the base's, when it equals the base's chunk:
+ * reference-keys.ts; else its own sha256, on the other worker), then either found in the cache or
+ * fed to a compressor. Memory is a few chunks, never the image: RAW_BUDGET bounds the buffers.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
