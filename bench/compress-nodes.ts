@@ -1,12 +1,13 @@
 /**
  * The chunked half of bench/compress.ts, in a process of its own so its peak RSS is its own: make
- * node images 1…N from BASE one at a time (untimed) and compress each with compressImage into a
+ * node images 1…N from BASE one at a time (untimed, and synced) and compress each with compressImage into a
  * chunk cache that starts empty (timed), as a build would. Prints one JSON line per node, then one
  * with the peak RSS:
  *   node compress-nodes.js BASE WORK FORMAT LEVEL NODES CHUNK_MIB
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { type CompressFormat, compressImage } from '../builder/release/compress.js';
 import { makeNodeImage } from './lite-shaped.js';
 
@@ -26,6 +27,8 @@ process.env.SWARMCARD_CACHE_DIR = cache;
 for (let index = 1; index <= Number(nodes); index++) {
   const node = join(work, `node-${index}.img`);
   await makeNodeImage(base, node, index);
+  // The copy's writeback is the clone's cost (bench/build-cluster.ts measures it), not compression's.
+  await execa('sync');
   const start = process.hrtime.bigint();
   const result = await compressImage(
     node,

@@ -27,6 +27,7 @@ import {
 } from '../builder/release/compress.js';
 import { ReferenceKeys } from '../builder/release/reference-keys.js';
 import { XzBlockCompressor, xzBlockArgs } from '../builder/release/xz-blocks.js';
+import { ZstdBatches, zstdBatchArgs } from '../builder/release/zstd-batches.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { missingPrograms, testIf } from './helpers/requires.js';
 
@@ -296,6 +297,41 @@ parallel("xz: a chunk's stream is the same from 2 threads as from 4, fed alone o
     t.true(Buffer.from(stdout).equals(chunks[i]!), `chunk ${i} decodes`);
   }
 });
+
+parallel(
+  'zstd: a chunk is compressed without waiting for a full batch when zstd is idle or it is needed',
+  async (t) => {
+    const dir = await scratchDir(t);
+    const batches = new ZstdBatches(dir, zstdBatchArgs(3), {}, 2);
+    const chunk = (i: number) => Buffer.alloc(256 * 1024, i);
+    const frames = new Map<string, Buffer>();
+    const compress = (name: string, urgent?: () => boolean) =>
+      batches.compress(
+        chunk(name.charCodeAt(0)),
+        name,
+        () => undefined,
+        async (frame) => {
+          const pieces: Buffer[] = [];
+          for await (const piece of frame) pieces.push(Buffer.from(piece));
+          frames.set(name, Buffer.concat(pieces));
+        },
+        urgent,
+      );
+    // None of these waits for a full batch or for end(). Nothing runs: `a` starts at once.
+    await compress('a');
+    // While `d` runs, `b` is needed now; `c` waits for company until the file being written asks.
+    const d = compress('d');
+    const b = compress('b', () => true);
+    const c = compress('c');
+    await Promise.all([d, b]);
+    batches.hurry('c');
+    await c;
+    for (const name of ['a', 'b', 'c', 'd']) {
+      const { stdout } = await execa('zstd', ['-dc'], { input: frames.get(name)!, encoding: 'buffer' });
+      t.true(Buffer.from(stdout).equals(chunk(name.charCodeAt(0))), `${name} decodes to its chunk`);
+    }
+  },
+);
 
 parallel('xz: blocks are cut out of a stream however its bytes arrive (one at a time, or all at once)', async (t) => {
   const data = Buffer.concat([randomBytes(70_000), Buffer.alloc(200_000, 7), randomBytes(5)]);

@@ -212,6 +212,8 @@ export async function compressImage(
         ? new ZstdBatches(await scope.tempDir('swarmcard-zstd-'), args, compressorEnv, compressorCount)
         : undefined;
     const zeroHashes = new Map<number, Promise<string>>();
+    const keyAt: string[] = [];
+    let writingAt = 0; // the chunk the output waits for
 
     const count = Math.max(1, Math.ceil(rawSize / chunkBytes));
     const ready = Array.from({ length: count }, () => deferred<Planned>());
@@ -234,7 +236,13 @@ export async function compressImage(
      * compressor, `consumed` once it has taken them (xz) or they are staged (zstd): the buffer may be
      * reused then.
      */
-    const compress = async (bytes: Buffer, hash: string, given = () => {}, consumed = () => {}) => {
+    const compress = async (
+      bytes: Buffer,
+      hash: string,
+      urgent: () => boolean,
+      given = () => {},
+      consumed = () => {},
+    ) => {
       if (how.format === 'xz') {
         throwIfStopped();
         // A short last chunk (it must not share a block with another), or one compressed again
@@ -259,7 +267,8 @@ export async function compressImage(
       }
       given();
       throwIfStopped();
-      await zstdBatches!.compress(bytes, hash, consumed, (frame) => cache.write(hash, frame, Promise.resolve()));
+      const keep = (frame: AsyncIterable<Uint8Array>) => cache.write(hash, frame, Promise.resolve());
+      await zstdBatches!.compress(bytes, hash, consumed, keep, urgent);
     };
 
     /** Find chunk `index` (in `buffer`) in the cache, or compress it; then free its buffer. */
@@ -281,6 +290,7 @@ export async function compressImage(
       };
       try {
         const hash = await key;
+        keyAt[index] = hash;
         let entry = pending.get(hash);
         let first = false;
         if (!entry) {
@@ -290,7 +300,13 @@ export async function compressImage(
               decided();
               return false;
             }
-            await compress(buffer, hash, decided, () => void free());
+            await compress(
+              buffer,
+              hash,
+              () => writingAt === index,
+              decided,
+              () => void free(),
+            );
             return true;
           });
           pending.set(hash, entry);
@@ -354,6 +370,10 @@ export async function compressImage(
       const hashing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
       let done = 0;
       for (let index = 0; index < count; index++) {
+        // A chunk the file waits for is compressed now, not once its batch is full.
+        writingAt = index;
+        const key = keyAt[index];
+        if (key) zstdBatches?.hurry(key);
         const planned = await ready[index]!.promise;
         const side = index % 2;
         await hashing[side];
@@ -365,7 +385,7 @@ export async function compressImage(
           const position = index * chunkBytes;
           if (!(await readFully(input, again, position)) || (await checks.digestOf(again)) !== planned.hash)
             throw new Error(`${raw} changed while being compressed`);
-          await compress(again, planned.hash);
+          await compress(again, planned.hash, () => true);
           payload = await cache.read(planned.hash, spare[side]!);
           if (!payload) throw new Error(`the chunk cache ${store} does not keep what is written to it`);
           fresh = true;

@@ -4,8 +4,10 @@
  * level 3: 20 chunks took 2.65 s one process each, 0.27 s in one process (docs/release.md). Given
  * several files, one zstd compresses each into a complete frame of its own, written beside the
  * others (`--output-dir-flat`), so every chunk stays an independent frame that the cache can keep.
- * Chunks are staged as files named by their hash; a batch starts once it holds BATCH chunks, or
- * when the image has been read to its end (`end`).
+ * Chunks are staged as files named by their hash; a batch starts once it holds BATCH chunks, when
+ * the image has been read to its end (`end`), or when the file being written waits for one of its
+ * chunks (`urgent`, `hurry`): a node's first changed chunk used to wait for the whole image to be
+ * read, and the writing of the file with it.
  */
 import { open, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -69,6 +71,8 @@ export class ZstdBatches {
   private failure: { error: unknown } | undefined;
   private readonly running = new Set<{ kill: () => unknown }>();
   private readonly processes: Gate;
+  /** Batches started and not finished (running, or waiting for a process). */
+  private started = 0;
   /**
    * Chunks staged at once: a batch per process and one filling. A staged chunk frees its read
    * buffer, so without this bound reading would run ahead of zstd and stage most of the image.
@@ -98,6 +102,7 @@ export class ZstdBatches {
     name: string,
     consumed: () => void,
     keep: (frame: AsyncIterable<Uint8Array>) => Promise<void>,
+    urgent: () => boolean = () => false,
   ): Promise<void> {
     this.waiting++;
     await this.staging.enter();
@@ -107,7 +112,7 @@ export class ZstdBatches {
         consumed();
         throw this.failure.error;
       }
-      await this.stageAndCompress(bytes, name, consumed, keep);
+      await this.stageAndCompress(bytes, name, consumed, keep, urgent);
     } finally {
       this.staging.leave();
     }
@@ -118,6 +123,7 @@ export class ZstdBatches {
     name: string,
     consumed: () => void,
     keep: (frame: AsyncIterable<Uint8Array>) => Promise<void>,
+    urgent: () => boolean,
   ): Promise<void> {
     const batch = this.open ?? newBatch();
     const input = join(this.dir, name);
@@ -125,7 +131,10 @@ export class ZstdBatches {
     const staged = writeFile(input, bytes).finally(consumed);
     batch.writes.push(staged);
     this.open = batch;
-    if (batch.files.length >= BATCH || (this.ended && this.waiting === 0)) this.start(batch);
+    // With no zstd at work, a chunk starts at once: a node's few changed chunks are compressed
+    // while the rest of the image is read (a busy zstd lets the next batch fill up).
+    const idle = this.started === 0;
+    if (batch.files.length >= BATCH || (this.ended && this.waiting === 0) || urgent() || idle) this.start(batch);
     const output = join(this.dir, `${basename(input)}.zst`);
     try {
       await staged;
@@ -145,6 +154,11 @@ export class ZstdBatches {
     if (this.open && this.waiting === 0) this.start(this.open);
   }
 
+  /** The chunk `name` is needed now: the batch being filled starts if it holds it. */
+  hurry(name: string): void {
+    if (this.open?.files.includes(join(this.dir, name))) this.start(this.open);
+  }
+
   /** Something else failed: fail every call, start no more zstd, stop the running ones. */
   abort(error: unknown): void {
     this.failure ??= { error };
@@ -156,6 +170,11 @@ export class ZstdBatches {
 
   private start(batch: Batch): void {
     if (this.open === batch) this.open = undefined;
+    this.started++;
+    const finished = () => {
+      this.started--;
+    };
+    batch.done.promise.then(finished, finished);
     batch.done.resolve(
       (async () => {
         await Promise.all(batch.writes);
