@@ -199,8 +199,9 @@ serial("a chunk equal to its base's takes the base's key: hashed for the first n
     try {
       const references = await ReferenceKeys.of(theirs, CHUNK_BYTES);
       const hashed: number[] = [];
+      const { size } = await mine.stat();
       const found = await Promise.all(
-        expected.map(async (_, index) => {
+        Array.from({ length: Math.ceil(size / CHUNK_BYTES) }, async (_, index) => {
           const bytes = Buffer.alloc(CHUNK_BYTES);
           const { bytesRead } = await mine.read(bytes, 0, bytes.length, index * CHUNK_BYTES);
           return references.keyOf(index, bytes.subarray(0, bytesRead), async (b) => {
@@ -228,6 +229,10 @@ serial("a chunk equal to its base's takes the base's key: hashed for the first n
   const third = await keys(node, base);
   t.deepEqual(third.found, expected, "a chunk that differs from the base's never takes its key");
   t.deepEqual(third.hashed, [0, 5]);
+  // A node shorter than its base: its short last chunk is not the base's, though it begins alike.
+  const short = await scratchCopy(t, base, 'short.img');
+  await truncate(short, 5 * CHUNK_BYTES + 1024 * 1024);
+  t.deepEqual((await keys(short, base)).found, await chunkHashes(short), 'a short last chunk gets its own key');
 
   // A reference that changed since starts over.
   const copy = await scratchCopy(t, base, 'base-copy.img');

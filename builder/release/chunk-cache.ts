@@ -16,7 +16,7 @@ import type { Hasher } from './hasher.js';
 const MAGIC = Buffer.from('swarmcard-chunk\n'); // 16 bytes
 export const HEADER_BYTES = 64;
 /**
- * The entries this process has checked or written (path → inode, size and time of the file): node
+ * The entries this process has checked or written (path → inode, size and modification time): node
  * 2…N of a build read the same entries as node 1, and checking each again cost a hash of the whole
  * compressed image per node. A file changed since (rewritten, repaired) is checked again.
  */
@@ -32,6 +32,15 @@ export async function readFully(handle: FileHandle, into: Uint8Array, position: 
     done += bytesRead;
   }
   return true;
+}
+
+/** Write all of `bytes` at `position`: the header's hash is of what was meant to be written. */
+async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    if (bytesWritten === 0) throw new Error('a write to the chunk cache wrote nothing');
+    done += bytesWritten;
+  }
 }
 
 function header(sha256: Buffer, size: number): Buffer {
@@ -121,11 +130,11 @@ export class ChunkCache {
         let position = HEADER_BYTES;
         for await (const piece of pieces) {
           digest.update(piece);
-          await handle.write(piece, 0, piece.length, position);
+          await writeFully(handle, piece, position);
           position += piece.length;
         }
         await succeeded;
-        await handle.write(header(digest.digest(), position - HEADER_BYTES), 0, HEADER_BYTES, 0);
+        await writeFully(handle, header(digest.digest(), position - HEADER_BYTES), 0);
         written = versionOf(await handle.stat({ bigint: true }));
       } finally {
         await handle.close();

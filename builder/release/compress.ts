@@ -291,6 +291,7 @@ export async function compressImage(
       try {
         const hash = await key;
         keyAt[index] = hash;
+        if (writingAt === index) zstdBatches?.hurry(hash);
         let entry = pending.get(hash);
         let first = false;
         if (!entry) {
@@ -303,7 +304,7 @@ export async function compressImage(
             await compress(
               buffer,
               hash,
-              () => writingAt === index,
+              () => keyAt[writingAt] === hash,
               decided,
               () => void free(),
             );
@@ -365,7 +366,7 @@ export async function compressImage(
     let flushFailure: { error: unknown } | undefined;
     let reused = 0;
     const writeAll = async () => {
-      // Two buffers: one is hashed into the output's sha256 while the next entry is read and checked.
+      // Two buffers: one is hashed into the output's sha256 while the next entry is read.
       const spare = [0, 1].map(() => takeBuffer(chunkBytes + HEADER_BYTES + 64 * 1024));
       const hashing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
       let done = 0;
@@ -405,6 +406,7 @@ export async function compressImage(
             });
         }
         hashing[side] = checks.update('out', payload);
+        hashing[side].catch(() => undefined); // awaited below, unless writing stops first
         done += planned.length;
         options.onProgress?.(done, rawSize);
       }

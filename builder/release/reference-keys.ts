@@ -5,8 +5,8 @@
  * hashing one, so a chunk found equal to the base's takes the base's key, hashed once per build
  * (by the first node that has the chunk unchanged) instead of once per node (docs/release.md).
  *
- * Keys are kept for this process only, per reference file and chunk size; a reference that
- * changes (size, time or inode) starts over.
+ * Keys are kept for this process only, per reference file and chunk size; a reference changed
+ * before a node is compressed (size, times or inode) starts over. A build never changes its base.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { readFully } from './chunk-cache.js';
@@ -37,8 +37,10 @@ export class ReferenceKeys {
 
   /** The reference `handle` (its caller closes it) for chunks of `chunkBytes`. */
   static async of(handle: FileHandle, chunkBytes: number): Promise<ReferenceKeys> {
-    const { dev, ino, size, mtimeMs } = await handle.stat();
-    return new ReferenceKeys(handle, size, chunkBytes, [dev, ino, size, mtimeMs, chunkBytes].join(':'));
+    // The change time too: a modification time can be set back (cp -p, touch -r), it cannot.
+    const { dev, ino, size, mtimeNs, ctimeNs } = await handle.stat({ bigint: true });
+    const id = [dev, ino, size, mtimeNs, ctimeNs, chunkBytes].join(':');
+    return new ReferenceKeys(handle, Number(size), chunkBytes, id);
   }
 
   /**
@@ -58,7 +60,8 @@ export class ReferenceKeys {
   }
 
   private async sameAs(position: number, bytes: Buffer): Promise<boolean> {
-    if (position + bytes.length > this.size) return false;
+    // The same length too: a node's short last chunk is not the reference's longer one.
+    if (bytes.length !== Math.min(this.chunkBytes, this.size - position)) return false;
     for (let at = 0; at < bytes.length; at += PIECE_BYTES) {
       const length = Math.min(PIECE_BYTES, bytes.length - at);
       const theirs = this.piece.subarray(0, length);

@@ -5,9 +5,9 @@
  * several files, one zstd compresses each into a complete frame of its own, written beside the
  * others (`--output-dir-flat`), so every chunk stays an independent frame that the cache can keep.
  * Chunks are staged as files named by their hash; a batch starts once it holds BATCH chunks, when
- * the image has been read to its end (`end`), or when the file being written waits for one of its
- * chunks (`urgent`, `hurry`): a node's first changed chunk used to wait for the whole image to be
- * read, and the writing of the file with it.
+ * the image has been read to its end (`end`), when no zstd is at work, or when the file being
+ * written waits for one of its chunks (`urgent`, `hurry`): a node's first changed chunk used to
+ * wait for the whole image to be read, and the writing of the file with it.
  */
 import { open, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
