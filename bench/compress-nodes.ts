@@ -1,8 +1,8 @@
 /**
  * The chunked half of bench/compress.ts, in a process of its own so its peak RSS is its own: make
- * node images 1…N from BASE one at a time (untimed, and synced) and compress each with compressImage into a
- * chunk cache that starts empty (timed), as a build would. Prints one JSON line per node, then one
- * with the peak RSS:
+ * node images 1…N from BASE one at a time (untimed, and synced) and compress each with
+ * compressImage into a chunk cache that starts empty (timed), as a build would. Prints one JSON
+ * line per node, then one with the peak RSS:
  *   node compress-nodes.js BASE WORK FORMAT LEVEL NODES CHUNK_MIB
  */
 import { mkdir, rm } from 'node:fs/promises';

@@ -310,7 +310,7 @@ parallel(
     const batches = new ZstdBatches(dir, zstdBatchArgs(3), {}, 2);
     const chunk = (i: number) => Buffer.alloc(256 * 1024, i);
     const frames = new Map<string, Buffer>();
-    const compress = (name: string, urgent?: () => boolean) =>
+    const compress = (name: string) =>
       batches.compress(
         chunk(name.charCodeAt(0)),
         name,
@@ -320,16 +320,16 @@ parallel(
           for await (const piece of frame) pieces.push(Buffer.from(piece));
           frames.set(name, Buffer.concat(pieces));
         },
-        urgent,
       );
     // None of these waits for a full batch or for end(). Nothing runs: `a` starts at once.
     await compress('a');
-    // While `d` runs, `b` is needed now; `c` waits for company until the file being written asks.
+    // While `d` runs, `b` is needed before it is staged; `c` waits for company until it is needed.
     const d = compress('d');
-    const b = compress('b', () => true);
+    batches.need('b');
+    const b = compress('b');
     const c = compress('c');
     await Promise.all([d, b]);
-    batches.hurry('c');
+    batches.need('c');
     await c;
     for (const name of ['a', 'b', 'c', 'd']) {
       const { stdout } = await execa('zstd', ['-dc'], { input: frames.get(name)!, encoding: 'buffer' });

@@ -236,13 +236,7 @@ export async function compressImage(
      * compressor, `consumed` once it has taken them (xz) or they are staged (zstd): the buffer may be
      * reused then.
      */
-    const compress = async (
-      bytes: Buffer,
-      hash: string,
-      urgent: () => boolean,
-      given = () => {},
-      consumed = () => {},
-    ) => {
+    const compress = async (bytes: Buffer, hash: string, given = () => {}, consumed = () => {}) => {
       if (how.format === 'xz') {
         throwIfStopped();
         // A short last chunk (it must not share a block with another), or one compressed again
@@ -268,7 +262,7 @@ export async function compressImage(
       given();
       throwIfStopped();
       const keep = (frame: AsyncIterable<Uint8Array>) => cache.write(hash, frame, Promise.resolve());
-      await zstdBatches!.compress(bytes, hash, consumed, keep, urgent);
+      await zstdBatches!.compress(bytes, hash, consumed, keep);
     };
 
     /** Find chunk `index` (in `buffer`) in the cache, or compress it; then free its buffer. */
@@ -291,7 +285,7 @@ export async function compressImage(
       try {
         const hash = await key;
         keyAt[index] = hash;
-        if (writingAt === index) zstdBatches?.hurry(hash);
+        if (writingAt === index) zstdBatches?.need(hash);
         let entry = pending.get(hash);
         let first = false;
         if (!entry) {
@@ -301,13 +295,7 @@ export async function compressImage(
               decided();
               return false;
             }
-            await compress(
-              buffer,
-              hash,
-              () => keyAt[writingAt] === hash,
-              decided,
-              () => void free(),
-            );
+            await compress(buffer, hash, decided, () => void free());
             return true;
           });
           pending.set(hash, entry);
@@ -373,8 +361,7 @@ export async function compressImage(
       for (let index = 0; index < count; index++) {
         // A chunk the file waits for is compressed now, not once its batch is full.
         writingAt = index;
-        const key = keyAt[index];
-        if (key) zstdBatches?.hurry(key);
+        zstdBatches?.need(keyAt[index]);
         const planned = await ready[index]!.promise;
         const side = index % 2;
         await hashing[side];
@@ -386,7 +373,7 @@ export async function compressImage(
           const position = index * chunkBytes;
           if (!(await readFully(input, again, position)) || (await checks.digestOf(again)) !== planned.hash)
             throw new Error(`${raw} changed while being compressed`);
-          await compress(again, planned.hash, () => true);
+          await compress(again, planned.hash);
           payload = await cache.read(planned.hash, spare[side]!);
           if (!payload) throw new Error(`the chunk cache ${store} does not keep what is written to it`);
           fresh = true;

@@ -5,9 +5,9 @@
  * several files, one zstd compresses each into a complete frame of its own, written beside the
  * others (`--output-dir-flat`), so every chunk stays an independent frame that the cache can keep.
  * Chunks are staged as files named by their hash; a batch starts once it holds BATCH chunks, when
- * the image has been read to its end (`end`), when no zstd is at work, or when the file being
- * written waits for one of its chunks (`urgent`, `hurry`): a node's first changed chunk used to
- * wait for the whole image to be read, and the writing of the file with it.
+ * the image has been read to its end (`end`), when no zstd is at work, or when it holds the chunk
+ * the file being written waits for (`need`): a node's first changed chunk used to wait for the
+ * whole image to be read, and the writing of the file with it.
  */
 import { open, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -73,6 +73,8 @@ export class ZstdBatches {
   private readonly processes: Gate;
   /** Batches started and not finished (running, or waiting for a process). */
   private started = 0;
+  /** The chunk the file being written waits for (`need`). */
+  private needed: string | undefined;
   /**
    * Chunks staged at once: a batch per process and one filling. A staged chunk frees its read
    * buffer, so without this bound reading would run ahead of zstd and stage most of the image.
@@ -102,7 +104,6 @@ export class ZstdBatches {
     name: string,
     consumed: () => void,
     keep: (frame: AsyncIterable<Uint8Array>) => Promise<void>,
-    urgent: () => boolean = () => false,
   ): Promise<void> {
     this.waiting++;
     await this.staging.enter();
@@ -112,7 +113,7 @@ export class ZstdBatches {
         consumed();
         throw this.failure.error;
       }
-      await this.stageAndCompress(bytes, name, consumed, keep, urgent);
+      await this.stageAndCompress(bytes, name, consumed, keep);
     } finally {
       this.staging.leave();
     }
@@ -123,7 +124,6 @@ export class ZstdBatches {
     name: string,
     consumed: () => void,
     keep: (frame: AsyncIterable<Uint8Array>) => Promise<void>,
-    urgent: () => boolean,
   ): Promise<void> {
     const batch = this.open ?? newBatch();
     const input = join(this.dir, name);
@@ -134,7 +134,8 @@ export class ZstdBatches {
     // With no zstd at work, a chunk starts at once: a node's few changed chunks are compressed
     // while the rest of the image is read (a busy zstd lets the next batch fill up).
     const idle = this.started === 0;
-    if (batch.files.length >= BATCH || (this.ended && this.waiting === 0) || urgent() || idle) this.start(batch);
+    const full = batch.files.length >= BATCH || (this.ended && this.waiting === 0);
+    if (full || idle || name === this.needed) this.start(batch);
     const output = join(this.dir, `${basename(input)}.zst`);
     try {
       await staged;
@@ -154,9 +155,10 @@ export class ZstdBatches {
     if (this.open && this.waiting === 0) this.start(this.open);
   }
 
-  /** The chunk `name` is needed now: the batch being filled starts if it holds it. */
-  hurry(name: string): void {
-    if (this.open?.files.includes(join(this.dir, name))) this.start(this.open);
+  /** The file being written waits for chunk `name` (if known): its batch starts once it holds it. */
+  need(name: string | undefined): void {
+    this.needed = name;
+    if (name !== undefined && this.open?.files.includes(join(this.dir, name))) this.start(this.open);
   }
 
   /** Something else failed: fail every call, start no more zstd, stop the running ones. */
