@@ -33,6 +33,7 @@ import {
   privateMounts,
   randomCard,
   sha256,
+  throttleWrites,
 } from './helpers/flash-lab.js';
 import { debugfsCat, e2fsckClean, mtype } from './helpers/independent.js';
 import { missingLoop, missingPrograms, testIf } from './helpers/requires.js';
@@ -643,19 +644,15 @@ withLoop('burn station: 5 nodes, two readers, scripted cards, Ctrl-C, resume, a 
   await remove(b);
 
   // Ctrl-C while the fifth card is written: the log says incomplete.
-  const throttle = '/sys/fs/cgroup/blkio/blkio.throttle.write_bps_device';
-  const majMin = (await execa('lsblk', ['-dno', 'MAJ:MIN', a.device])).stdout.trim();
-  const slowed = await writeFile(throttle, `${majMin} 1000000`).then(
-    () => true,
-    () => false,
-  );
-  t.teardown(() => writeFile(throttle, `${majMin} 0`).catch(() => undefined));
-  if (!slowed) await execa('rm', [`${files[4]}.bmap`]); // no throttling here: the whole image takes longer
+  // The card is slowed to 1 MB/s, so the write is surely still going when Ctrl-C comes.
+  const unthrottle = await throttleWrites(a.device, 1_000_000);
+  t.teardown(async () => unthrottle?.());
+  if (!unthrottle) await execa('rm', [`${files[4]}.bmap`]); // no throttling here: the whole image takes longer
   await insert([a, 'CARD-A3']);
   await waitFor('the fifth card to start', async () => (await log()).some((l) => l.event === 'start' && l.node === 4));
   first.child.kill('SIGINT');
   const stopped = await first.child;
-  await writeFile(throttle, `${majMin} 0`).catch(() => undefined);
+  await unthrottle?.();
   t.is(stopped.exitCode, 130, first.said());
   t.deepEqual(
     (await ends('incomplete')).map((l) => (l.id ? 'incomplete' : '')),

@@ -40,6 +40,34 @@ export async function randomCard(
   return { device, file };
 }
 
+/**
+ * Slow the writes this process and its children make to `device`, through the block I/O throttle
+ * of the cgroup this process is in: cgroup v1's blkio, else v2's io.max. The cgroup must be this
+ * process's own, not the root's: a throttle set on another cgroup does not slow us. Returns the
+ * undo, or undefined where no throttle can be set (no such controller, or not root).
+ */
+export async function throttleWrites(device: string, bytesPerSecond: number) {
+  const majMin = (await execa('lsblk', ['-dno', 'MAJ:MIN', device])).stdout.trim();
+  const groups = (await readFile('/proc/self/cgroup', 'utf8')).split('\n').map((l) => l.split(':'));
+  const v1 = groups.find(([, controllers]) => controllers?.split(',').includes('blkio'))?.[2];
+  const v2 = groups.find(([id, controllers]) => id === '0' && controllers === '')?.[2];
+  const throttles = [
+    v1 && { file: join('/sys/fs/cgroup/blkio', v1, 'blkio.throttle.write_bps_device'), slow: bytesPerSecond, undo: 0 },
+    v2 && { file: join('/sys/fs/cgroup', v2, 'io.max'), slow: `wbps=${bytesPerSecond}`, undo: 'wbps=max' },
+  ];
+  for (const throttle of throttles) {
+    if (!throttle) continue;
+    const set = (value: string | number) => writeFile(throttle.file, `${majMin} ${value}`);
+    try {
+      await set(throttle.slow);
+    } catch {
+      continue;
+    }
+    return () => set(throttle.undo).catch(() => undefined);
+  }
+  return undefined;
+}
+
 export async function sha256(path: string): Promise<string> {
   return createHash('sha256')
     .update(await readFile(path))
