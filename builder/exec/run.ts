@@ -2,7 +2,9 @@
  * The one door to external programs: argv arrays (never a shell string), the exact command logged
  * in verbose mode and quoted in every failure, and "not installed" turned into the apt-get line.
  */
-import { execa, type Options } from 'execa';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
+import { execa, type Options, type ResultPromise } from 'execa';
 import { MissingToolError } from '../errors.js';
 import { log } from '../log.js';
 import { checkInterrupted, InterruptedError, inCleanup, interruptSignal, trackChild } from '../util/scope.js';
@@ -114,6 +116,17 @@ export async function run(
   return { stdout, stderr, exitCode };
 }
 
+/** `done` of a streaming tool: resolves when it exits well, rejects with why it did not. */
+function outcome(subprocess: ResultPromise, file: string, tool: Tool, command: string): Promise<void> {
+  return subprocess.then((result) => {
+    if (result.isCanceled) throw new InterruptedError();
+    const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
+    if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
+    if (result.failed)
+      throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
+  });
+}
+
 /**
  * Start a tool whose stdout is consumed as a stream (decompressors). The caller pipes input and
  * reads `stdout`; `done` resolves when it exits and rejects with a ToolError on failure.
@@ -131,12 +144,68 @@ export function stream(tool: Tool, args: readonly string[], options: { env?: Rec
     ...lifecycle(),
   });
   trackChild(subprocess);
-  const done = subprocess.then((result) => {
-    if (result.isCanceled) throw new InterruptedError();
-    const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
-    if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
-    if (result.failed)
-      throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
-  });
+  const done = outcome(subprocess, file, tool, command);
   return { subprocess, stdout: subprocess.stdout, stdin: subprocess.stdin, done };
+}
+
+let pairs = 0;
+
+/**
+ * Two connected local sockets (an abstract name: nothing on disk): `theirs` to give a child as its
+ * stdout, `ours` reading what it writes into `buffer` through Node's `onread`.
+ */
+async function socketPair(buffer: Buffer, onData: (bytes: Buffer) => boolean) {
+  const server = createServer({ pauseOnConnect: true });
+  const name = `\0swarmcard-${process.pid}-${pairs++}`;
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(name, resolve));
+  try {
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    const callback = (bytes: number, into: Uint8Array) => onData(Buffer.from(into.buffer, into.byteOffset, bytes));
+    const ours = connect({ path: name, onread: { buffer, callback } });
+    const [[theirs]] = await Promise.all([accepted, once(ours, 'connect')]);
+    return { theirs, ours };
+  } finally {
+    server.close();
+  }
+}
+
+/**
+ * stream(), with stdout read into `buffer` again and again (`onData` gets each piece as a view of
+ * it, valid until it returns) rather than into a new Buffer per read: a slow tool's pieces lived
+ * until a full garbage collection, tens of MiB of them. `onData` returning false pauses reading
+ * until `resume()`. `done` also waits for the last of the output to be read.
+ */
+export async function streamInto(
+  tool: Tool,
+  args: readonly string[],
+  buffer: Buffer,
+  onData: (bytes: Buffer) => boolean,
+  options: { env?: Record<string, string> } = {},
+) {
+  const { theirs, ours } = await socketPair(buffer, onData);
+  const { file, command, env } = start(tool, args, options.env);
+  const subprocess = execa(file, args, {
+    env,
+    stdin: 'pipe',
+    stdout: theirs,
+    stderr: 'pipe',
+    buffer: { stderr: true },
+    reject: false,
+    encoding: 'buffer',
+    ...lifecycle(),
+  });
+  trackChild(subprocess);
+  // The child holds its own copy of `theirs`: once it has exited, closing ours ends the output.
+  const read = new Promise<void>((resolve, reject) => {
+    ours.once('end', resolve).once('error', reject);
+  });
+  void subprocess.finally(() => theirs.destroy());
+  const done = outcome(subprocess, file, tool, command).then(
+    () => read,
+    (error: unknown) => {
+      ours.destroy();
+      throw error;
+    },
+  );
+  return { subprocess, stdin: subprocess.stdin, done, resume: () => ours.resume() };
 }

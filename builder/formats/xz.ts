@@ -62,7 +62,8 @@ export class XzBlockSplitter {
   /** Bytes not yet placed: the stream header or a block header, arriving in pieces. */
   private pending: Buffer = Buffer.alloc(0);
   private check: number | undefined;
-  private ended = false;
+  /** The index has been reached: no more blocks will come. */
+  ended = false;
   private block: { info: Omit<XzBlock, 'bytes'>; bytes: Buffer; filled: number } | undefined;
 
   /**
@@ -72,7 +73,7 @@ export class XzBlockSplitter {
    */
   constructor(private readonly alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size)) {}
 
-  /** The blocks completed by `piece`, in stream order. */
+  /** The blocks completed by `piece`, in stream order; `piece` may be reused once this returns. */
   push(piece: Buffer): XzBlock[] {
     const blocks: XzBlock[] = [];
     let rest = piece;
@@ -92,6 +93,8 @@ export class XzBlockSplitter {
         this.block = undefined;
       }
     }
+    // A header not yet whole is kept as a copy (a few bytes): `piece` may be reused.
+    if (this.pending.length > 0) this.pending = Buffer.from(this.pending);
     return blocks;
   }
 

@@ -9,7 +9,7 @@
  * the sizes (`-T+1` would force the other mode, but needs xz 5.4; Ubuntu 22.04 has 5.2).
  */
 
-import { stream } from '../exec/run.js';
+import { streamInto } from '../exec/run.js';
 import { XzBlockSplitter, xzStreamOf } from '../formats/xz.js';
 
 /** A chunk's .xz stream, in pieces; `release` gives its block's buffer back once it is written. */
@@ -30,6 +30,11 @@ export interface BlockBuffers {
  */
 const MAX_HELD = 2;
 
+/** xz's output is read into one buffer of this size, again and again. */
+const READ_BYTES = 256 * 1024;
+
+type Xz = Awaited<ReturnType<typeof streamInto>>;
+
 const unpooled: BlockBuffers = { take: (size) => Buffer.allocUnsafe(size), give: () => undefined };
 
 interface Waiting {
@@ -43,7 +48,7 @@ export function xzBlockArgs(level: number, chunkBytes: number): string[] {
 }
 
 export class XzBlockCompressor {
-  private child: ReturnType<typeof stream> | undefined;
+  private child: Promise<Xz> | undefined;
   private readonly waiting: Waiting[] = [];
   private readonly splitter: XzBlockSplitter;
   private failure: unknown;
@@ -68,9 +73,12 @@ export class XzBlockCompressor {
   compress(bytes: Buffer, consumed: () => void): Promise<XzChunkStream> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.ended) return Promise.reject(new Error('xz was given a chunk after its input ended'));
-    const child = this.start();
     const result = new Promise<XzChunkStream>((resolve, reject) => this.waiting.push({ resolve, reject }));
-    child.stdin.write(bytes, () => consumed());
+    // Continuations run in the order they were added: chunks reach xz in the order they came.
+    this.start().then(
+      (xz) => xz.stdin.write(bytes, () => consumed()),
+      () => consumed(), // xz did not start: fail() has rejected every waiting chunk
+    );
     return result;
   }
 
@@ -80,29 +88,37 @@ export class XzBlockCompressor {
    */
   end(): void {
     this.ended = true;
-    this.child?.stdin.end();
+    void this.child?.then(
+      (xz) => xz.stdin.end(),
+      () => undefined,
+    );
   }
 
   /** End the input and wait for xz to finish (at once when it never started). */
   async close(): Promise<void> {
     this.end();
-    await this.child?.done;
+    await (await this.child)?.done;
   }
 
   kill(): void {
-    this.child?.subprocess.kill();
+    void this.child?.then(
+      (xz) => xz.subprocess.kill(),
+      () => undefined,
+    );
   }
 
-  private start(): ReturnType<typeof stream> {
-    if (this.child) return this.child;
-    const child = stream('xz', [`-T${Math.max(2, this.threads)}`, ...this.args], { env: this.env });
-    this.child = child;
-    // An xz that dies early closes its stdin (EPIPE); `done` reports why.
-    child.stdin.on('error', () => undefined);
+  private start(): Promise<Xz> {
+    this.child ??= this.spawn();
+    return this.child;
+  }
+
+  private async spawn(): Promise<Xz> {
+    const readBuffer = Buffer.allocUnsafeSlow(READ_BYTES);
     // Output that cannot be cut is reported once xz has exited: a failing xz says why itself.
     let unreadable: unknown;
-    child.stdout.on('data', (piece: Buffer) => {
-      if (unreadable) return;
+    let xz: Xz | undefined;
+    const onData = (piece: Buffer): boolean => {
+      if (unreadable) return true;
       try {
         for (const block of this.splitter.push(piece)) {
           const next = this.waiting.shift();
@@ -113,25 +129,35 @@ export class XzBlockCompressor {
             if (!held) return;
             held = false;
             this.buffers.give(block.buffer);
-            if (--this.held < MAX_HELD) child.stdout.resume();
+            if (--this.held < MAX_HELD) xz?.resume();
           };
           next.resolve({ pieces: xzStreamOf(block), release });
         }
-        // Blocks are written to the cache far faster than xz makes them, unless the disk stalls:
-        // then xz waits, rather than its blocks piling up in memory.
-        if (this.held >= MAX_HELD) child.stdout.pause();
       } catch (error) {
         unreadable = error;
       }
-    });
-    child.done.then(
+      // Blocks are written to the cache far faster than xz makes them, unless the disk stalls:
+      // then xz waits, rather than its blocks piling up in memory. After the last block, only
+      // the index and the end are left to read.
+      return unreadable !== undefined || this.splitter.ended || this.held < MAX_HELD;
+    };
+    const threads = `-T${Math.max(2, this.threads)}`;
+    try {
+      xz = await streamInto('xz', [threads, ...this.args], readBuffer, onData, { env: this.env });
+    } catch (error) {
+      this.fail(error);
+      throw error;
+    }
+    // An xz that dies early closes its stdin (EPIPE); `done` reports why.
+    xz.stdin.on('error', () => undefined);
+    xz.done.then(
       () => {
         if (unreadable) this.fail(unreadable);
         else if (this.waiting.length > 0) this.fail(new Error(`xz gave ${this.waiting.length} block(s) too few`));
       },
       (error: unknown) => this.fail(error),
     );
-    return child;
+    return xz;
   }
 
   private fail(error: unknown): void {
