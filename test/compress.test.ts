@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
+import { streamInto } from '../builder/exec/run.js';
 import { XzBlockSplitter, xzStreamOf } from '../builder/formats/xz.js';
 import {
   CHUNK_BYTES,
@@ -288,9 +289,17 @@ parallel("xz: a chunk's stream is the same from 2 threads as from 4, fed alone o
   const args = xzBlockArgs(DEFAULT_LEVEL.xz, CHUNK_BYTES / 4);
   const streams = async (threads: number, feed: Buffer[]) => {
     const xz = new XzBlockCompressor(args, threads, {});
-    const made = feed.map((bytes) => xz.compress(bytes, () => undefined));
+    // Each block is given back once copied, as compress.ts does: xz's output waits while 2 are held.
+    const made = feed.map(async (bytes) => {
+      const { pieces, release } = await xz.compress(bytes, () => undefined);
+      const whole = Buffer.concat(pieces);
+      release();
+      return whole;
+    });
+    xz.end();
+    const streams = await Promise.all(made);
     await xz.close();
-    return (await Promise.all(made)).map(({ pieces }) => Buffer.concat(pieces));
+    return streams;
   };
   const [two, four, alone] = [await streams(2, chunks), await streams(4, chunks), await streams(2, [chunks[1]!])];
   t.deepEqual(four, two, '4 threads give what 2 give');
@@ -335,6 +344,38 @@ parallel(
       const { stdout } = await execa('zstd', ['-dc'], { input: frames.get(name)!, encoding: 'buffer' });
       t.true(Buffer.from(stdout).equals(chunk(name.charCodeAt(0))), `${name} decodes to its chunk`);
     }
+  },
+);
+
+parallel(
+  "streamInto: all of a tool's output comes through one small reused buffer, in order, paused and resumed",
+  async (t) => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const { stdout: packed } = await execa('xz', ['-0', '-c'], { input: data, encoding: 'buffer' });
+    const buffer = Buffer.alloc(4096);
+    const got: Buffer[] = [];
+    let pieces = 0;
+    let elsewhere = 0;
+    let xz: Awaited<ReturnType<typeof streamInto>> | undefined;
+    const onData = (piece: Buffer) => {
+      if (piece.buffer !== buffer.buffer) elsewhere++;
+      got.push(Buffer.from(piece));
+      piece.fill(0xee); // as the next read would
+      if (++pieces % 50 !== 0) return true;
+      setTimeout(() => xz?.resume(), 5);
+      return false;
+    };
+    xz = await streamInto('xz', ['-dc'], buffer, onData);
+    xz.stdin.end(Buffer.from(packed));
+    await xz.done;
+    t.true(Buffer.concat(got).equals(data), 'every byte, in order');
+    t.is(elsewhere, 0, 'every piece is a view of the one buffer');
+    t.true(pieces >= data.length / buffer.length);
+
+    const bad = await streamInto('xz', ['-dc'], buffer, () => true);
+    bad.stdin.end(Buffer.from('not an xz stream'));
+    const error = await t.throwsAsync(bad.done);
+    t.regex(error?.message ?? '', /xz.*format/i, 'a failing tool rejects done with what it said');
   },
 );
 

@@ -4,10 +4,18 @@
  */
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
-import { MissingToolError } from '../errors.js';
+import { MissingToolError, UserError } from '../errors.js';
 import { log } from '../log.js';
-import { checkInterrupted, InterruptedError, inCleanup, interruptSignal, trackChild } from '../util/scope.js';
+import {
+  checkInterrupted,
+  InterruptedError,
+  inCleanup,
+  interruptSignal,
+  trackChild,
+  withScope,
+} from '../util/scope.js';
 import { type Tool, toolPath, tools } from './tools.js';
 
 export interface RunOptions {
@@ -148,25 +156,34 @@ export function stream(tool: Tool, args: readonly string[], options: { env?: Rec
   return { subprocess, stdout: subprocess.stdout, stdin: subprocess.stdin, done };
 }
 
-let pairs = 0;
+/** Longest socket path Linux takes (sun_path is 108 bytes, NUL included). */
+const MAX_SOCKET_PATH = 107;
 
 /**
- * Two connected local sockets (an abstract name: nothing on disk): `theirs` to give a child as its
- * stdout, `ours` reading what it writes into `buffer` through Node's `onread`.
+ * Two connected local sockets: `theirs` to give a child as its stdout, `ours` reading what it
+ * writes into `buffer` through Node's `onread`. The socket's name lives in a private (0700)
+ * temporary folder only until they are connected: no other user can connect first.
  */
 async function socketPair(buffer: Buffer, onData: (bytes: Buffer) => boolean) {
-  const server = createServer({ pauseOnConnect: true });
-  const name = `\0swarmcard-${process.pid}-${pairs++}`;
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(name, resolve));
-  try {
-    const accepted = once(server, 'connection') as Promise<[Socket]>;
-    const callback = (bytes: number, into: Uint8Array) => onData(Buffer.from(into.buffer, into.byteOffset, bytes));
-    const ours = connect({ path: name, onread: { buffer, callback } });
-    const [[theirs]] = await Promise.all([accepted, once(ours, 'connect')]);
-    return { theirs, ours };
-  } finally {
-    server.close();
-  }
+  return withScope(async (scope) => {
+    const path = join(await scope.tempDir('swarmcard-pipe-'), 's');
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH)
+      throw new UserError(
+        `the temporary folder's path is too long for a local socket (${path}); ` +
+          'set SWARMCARD_TMPDIR (or TMPDIR) to a shorter one',
+      );
+    const server = createServer({ pauseOnConnect: true });
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+    try {
+      const accepted = once(server, 'connection') as Promise<[Socket]>;
+      const callback = (bytes: number, into: Uint8Array) => onData(Buffer.from(into.buffer, into.byteOffset, bytes));
+      const ours = connect({ path, onread: { buffer, callback } });
+      const [[theirs]] = await Promise.all([accepted, once(ours, 'connect')]);
+      return { theirs, ours };
+    } finally {
+      server.close();
+    }
+  });
 }
 
 /**
@@ -182,26 +199,36 @@ export async function streamInto(
   onData: (bytes: Buffer) => boolean,
   options: { env?: Record<string, string> } = {},
 ) {
-  const { theirs, ours } = await socketPair(buffer, onData);
   const { file, command, env } = start(tool, args, options.env);
-  const subprocess = execa(file, args, {
-    env,
-    stdin: 'pipe',
-    stdout: theirs,
-    stderr: 'pipe',
-    buffer: { stderr: true },
-    reject: false,
-    encoding: 'buffer',
-    ...lifecycle(),
-  });
+  const { theirs, ours } = await socketPair(buffer, onData);
+  const spawn = () =>
+    execa(file, args, {
+      env,
+      stdin: 'pipe',
+      stdout: theirs,
+      stderr: 'pipe',
+      buffer: { stderr: true },
+      reject: false,
+      encoding: 'buffer',
+      ...lifecycle(),
+    });
+  let subprocess: ReturnType<typeof spawn>;
+  try {
+    subprocess = spawn();
+  } catch (error) {
+    theirs.destroy();
+    ours.destroy();
+    throw error;
+  }
   trackChild(subprocess);
   // The child holds its own copy of `theirs`: once it has exited, closing ours ends the output.
+  void subprocess.finally(() => theirs.destroy());
   const read = new Promise<void>((resolve, reject) => {
     ours.once('end', resolve).once('error', reject);
   });
-  void subprocess.finally(() => theirs.destroy());
-  const done = outcome(subprocess, file, tool, command).then(
-    () => read,
+  const exited = outcome(subprocess, file, tool, command);
+  const done = Promise.all([exited, read]).then(
+    () => undefined,
     (error: unknown) => {
       ours.destroy();
       throw error;
