@@ -5,7 +5,7 @@
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { execa, type Options, type ResultPromise } from 'execa';
+import { execa, type Options } from 'execa';
 import { MissingToolError, UserError } from '../errors.js';
 import { log } from '../log.js';
 import {
@@ -124,27 +124,21 @@ export async function run(
   return { stdout, stderr, exitCode };
 }
 
-/** `done` of a streaming tool: resolves when it exits well, rejects with why it did not. */
-function outcome(subprocess: ResultPromise, file: string, tool: Tool, command: string): Promise<void> {
-  return subprocess.then((result) => {
-    if (result.isCanceled) throw new InterruptedError();
-    const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
-    if (notFound(result.cause)) throw new MissingToolError(file, tools[tool]);
-    if (result.failed)
-      throw new ToolError(command, result.exitCode, stderr || (result.signal ? `terminated by ${result.signal}` : ''));
-  });
-}
-
 /**
- * Start a tool whose stdout is consumed as a stream (decompressors). The caller pipes input and
- * reads `stdout`; `done` resolves when it exits and rejects with a ToolError on failure.
+ * Start a tool with piped stdin and stderr, its stdout a pipe or the given socket; `done` resolves
+ * when it exits well and rejects with why it did not (a ToolError, or InterruptedError).
  */
-export function stream(tool: Tool, args: readonly string[], options: { env?: Record<string, string> } = {}) {
-  const { file, command, env } = start(tool, args, options.env);
-  const subprocess = execa(file, args, {
-    env,
+function startStreaming<Out extends 'pipe' | Socket>(
+  tool: Tool,
+  args: readonly string[],
+  env: Record<string, string> | undefined,
+  out: Out,
+) {
+  const started = start(tool, args, env);
+  const subprocess = execa(started.file, args, {
+    env: started.env,
     stdin: 'pipe',
-    stdout: 'pipe',
+    stdout: out,
     stderr: 'pipe',
     buffer: { stdout: false, stderr: true },
     reject: false,
@@ -152,7 +146,26 @@ export function stream(tool: Tool, args: readonly string[], options: { env?: Rec
     ...lifecycle(),
   });
   trackChild(subprocess);
-  const done = outcome(subprocess, file, tool, command);
+  const done = subprocess.then((result) => {
+    if (result.isCanceled) throw new InterruptedError();
+    const stderr = Buffer.from((result.stderr as Uint8Array | undefined) ?? []).toString();
+    if (notFound(result.cause)) throw new MissingToolError(started.file, tools[tool]);
+    if (result.failed)
+      throw new ToolError(
+        started.command,
+        result.exitCode,
+        stderr || (result.signal ? `terminated by ${result.signal}` : ''),
+      );
+  });
+  return { subprocess, done };
+}
+
+/**
+ * Start a tool whose stdout is consumed as a stream (decompressors). The caller pipes input and
+ * reads `stdout`; `done` resolves when it exits and rejects with a ToolError on failure.
+ */
+export function stream(tool: Tool, args: readonly string[], options: { env?: Record<string, string> } = {}) {
+  const { subprocess, done } = startStreaming(tool, args, options.env, 'pipe');
   return { subprocess, stdout: subprocess.stdout, stdin: subprocess.stdin, done };
 }
 
@@ -176,7 +189,7 @@ async function socketPair(buffer: Buffer, onData: (bytes: Buffer) => boolean) {
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
     try {
       const accepted = once(server, 'connection') as Promise<[Socket]>;
-      const callback = (bytes: number, into: Uint8Array) => onData(Buffer.from(into.buffer, into.byteOffset, bytes));
+      const callback = (bytes: number) => onData(buffer.subarray(0, bytes));
       const ours = connect({ path, onread: { buffer, callback } });
       const [[theirs]] = await Promise.all([accepted, once(ours, 'connect')]);
       return { theirs, ours };
@@ -199,35 +212,22 @@ export async function streamInto(
   onData: (bytes: Buffer) => boolean,
   options: { env?: Record<string, string> } = {},
 ) {
-  const { file, command, env } = start(tool, args, options.env);
   const { theirs, ours } = await socketPair(buffer, onData);
-  const spawn = () =>
-    execa(file, args, {
-      env,
-      stdin: 'pipe',
-      stdout: theirs,
-      stderr: 'pipe',
-      buffer: { stderr: true },
-      reject: false,
-      encoding: 'buffer',
-      ...lifecycle(),
-    });
-  let subprocess: ReturnType<typeof spawn>;
+  let started: ReturnType<typeof startStreaming<Socket>>;
   try {
-    subprocess = spawn();
+    started = startStreaming(tool, args, options.env, theirs);
   } catch (error) {
     theirs.destroy();
     ours.destroy();
     throw error;
   }
-  trackChild(subprocess);
+  const { subprocess } = started;
   // The child holds its own copy of `theirs`: once it has exited, closing ours ends the output.
   void subprocess.finally(() => theirs.destroy());
   const read = new Promise<void>((resolve, reject) => {
     ours.once('end', resolve).once('error', reject);
   });
-  const exited = outcome(subprocess, file, tool, command);
-  const done = Promise.all([exited, read]).then(
+  const done = Promise.all([started.done, read]).then(
     () => undefined,
     (error: unknown) => {
       ours.destroy();
