@@ -600,10 +600,12 @@ swarmTest(
       'the manager to keep inviting worker3',
     );
 
-    // The NAS comes up: the registry is deployed on it.
+    // The NAS comes up: the registry is deployed on it. On a Pi, /shared is a link to /mnt/cluster
+    // and both change at once; here they are two mounts. The scripts wait for /mnt/cluster's mount,
+    // then write through /shared: /shared goes first, or they may write to the SD card in between.
     for (const [name] of lanNodes) {
-      await lab.bind(name, nas, '/mnt/cluster');
       await lab.bind(name, nas, '/shared');
+      await lab.bind(name, nas, '/mnt/cluster');
     }
     await waitFor(
       async () => (await log('manager1')).includes('stack registry deployed'),
