@@ -36,5 +36,6 @@ COPY --from=app /opt/swarmcard /opt/swarmcard
 ENV HOME=/tmp NODE_ENV=production
 USER 10001:10001
 WORKDIR /src
-ENTRYPOINT ["node", "/opt/swarmcard/build/builder/cli.js"]
+# Node as the CLI's first line starts it (the young generation capped: builder/cli.ts).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/opt/swarmcard/build/builder/cli.js"]
 CMD ["--help"]

@@ -76,11 +76,12 @@ node-deps: node_modules/.package-lock.json
 build: node-deps
 	rm -rf build
 	npx tsc -p tsconfig.json
+	chmod +x build/builder/cli.js
 
 setup: system-deps build
 
 demo: setup
-	node build/builder/cli.js demo --out dist
+	build/builder/cli.js demo --out dist
 
 # Format and lint in check mode (Biome); `make fmt` fixes what it can.
 lint: node-deps
@@ -125,11 +126,12 @@ boot-proof: test-deps build
 # INPUT_RELEASE_URL, INPUT_OUT, INPUT_SHARD, INPUT_SECRETS (written 0600 into SECRETS_DIR, never
 # echoed), INPUT_MERGE. They reach the CLI as shell variables, never through make's own
 # expansion, so a path holding quotes or $ stays a path. Results go to $GITHUB_OUTPUT.
-CLI := node $(CURDIR)/build/builder/cli.js
+CLI := $(CURDIR)/build/builder/cli.js
 
 # Compiled once (the action's fresh checkout); never wiped while a test suite runs from build/.
 build/builder/cli.js: | node-deps
 	npx tsc -p tsconfig.json
+	chmod +x build/builder/cli.js
 ACTION_OUTPUTS := node $(CURDIR)/build/builder/docker/action-outputs.js
 
 action-cache-key: build/builder/cli.js

@@ -64,7 +64,7 @@ for (let run = 0; run < runs; run++) {
   await rm(out, { recursive: true, force: true });
   await execa('sync');
   const start = process.hrtime.bigint();
-  await execa('node', [cli, 'build', profile, '--base', base, '--nodes', '7', '--out', out], {
+  await execa(cli, ['build', profile, '--base', base, '--nodes', '7', '--out', out], {
     env: { SWARMCARD_CACHE_DIR: join(work, 'cache'), SWARMCARD_SECRETS_DIR: work },
   });
   builds.push(seconds(start));

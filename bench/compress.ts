@@ -64,7 +64,9 @@ type NodeResult = CompressedFile & { index: number; seconds: number };
 /** compressImage of nodes 1…N (cold cache) in a child process: per-node results and its peak RSS. */
 async function chunked(format: CompressFormat, base: string, nodes: number, chunkMiB: number) {
   await execa('sync');
+  // Node started as the CLI's first line starts it (builder/cli.ts): its young generation capped.
   const { stdout } = await execa('node', [
+    '--max-semi-space-size=4',
     nodeScript,
     base,
     work,

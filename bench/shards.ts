@@ -58,7 +58,7 @@ await writeFile(
 const secrets = join(work, 'secrets');
 const env = { SWARMCARD_SECRETS_DIR: secrets, NO_COLOR: '1' };
 // As in CI: the secrets are made once, before any shard runs.
-await execa('node', [cli, 'secrets', profile], { env });
+await execa(cli, ['secrets', profile], { env });
 
 async function digests(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -75,7 +75,7 @@ async function timedBuild(out: string, extra: string[], cache: string): Promise<
   await rm(cache, { recursive: true, force: true });
   await execa('sync');
   const start = process.hrtime.bigint();
-  await execa('node', [cli, 'build', profile, '--out', out, ...extra], {
+  await execa(cli, ['build', profile, '--out', out, ...extra], {
     env: { ...env, SWARMCARD_CACHE_DIR: cache },
   });
   return seconds(start);
@@ -88,7 +88,7 @@ for (let i = 1; i <= count; i++)
 await rm(join(work, 'merged'), { recursive: true, force: true });
 let start = process.hrtime.bigint();
 const shardDirs = Array.from({ length: count }, (_, i) => join(work, `shard-${i + 1}`, 'bench-shards'));
-await execa('node', [cli, 'merge', ...shardDirs, '--out', join(work, 'merged')], { env });
+await execa(cli, ['merge', ...shardDirs, '--out', join(work, 'merged')], { env });
 const merge = seconds(start);
 
 start = process.hrtime.bigint();

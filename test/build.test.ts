@@ -311,6 +311,15 @@ test('a node costs a handful of debugfs runs, and its finished image leaves the 
   t.true(size! > 0 && resident! < size! / 20, `${resident} of ${size} bytes of ${image} still cached`);
 });
 
+test("the CLI runs in a Node started with its first line's flags: the young generation capped", async (t) => {
+  // What Node was started with, seen from inside the CLI's process (a module preloaded into it).
+  const preload = join(await scratchDir(t), 'flags.cjs');
+  await writeFile(preload, "process.stderr.write('node flags: ' + JSON.stringify(process.execArgv) + '\\n');\n");
+  const run = await swarmcard(['--version'], { env: { NODE_OPTIONS: `--require ${preload}` } });
+  t.is(run.exitCode, 0, run.stderr);
+  t.deepEqual(JSON.parse(/^node flags: (.*)$/m.exec(run.stderr)?.[1] ?? 'null'), ['--max-semi-space-size=4']);
+});
+
 test('--only rebuilds the named nodes and keeps the manifest whole', async (t) => {
   const base = await fixture('bookworm-armhf');
   const full = await build(t, base, ['--nodes', '2']);

@@ -19,8 +19,9 @@ export async function swarmcard(
   options: { env?: Record<string, string>; cwd?: string; wrap?: string[] } = {},
 ) {
   const shipped = args.some((a) => a.startsWith(shippedProfiles));
+  // The file itself, as the installed `swarmcard` runs: its first line starts Node with its flags.
   // `wrap` runs it through another program first (nsenter: inside a test's own mount namespace).
-  const [file, ...rest] = [...(options.wrap ?? []), 'node', cliPath, ...args];
+  const [file, ...rest] = [...(options.wrap ?? []), cliPath, ...args];
   const result = await execa(file!, rest, {
     reject: false,
     env: { NO_COLOR: '1', ...(shipped ? { SWARMCARD_SECRETS_DIR: shippedSecretsDir } : {}), ...options.env },
