@@ -129,9 +129,10 @@ boot-proof: test-deps build
 CLI := $(CURDIR)/build/builder/cli.js
 
 # Compiled once (the action's fresh checkout); never wiped while a test suite runs from build/.
+# tsc writes its output even when it fails: a failed compile leaves no cli.js to pass for a good one.
 build/builder/cli.js: | node-deps
-	npx tsc -p tsconfig.json
-	chmod +x build/builder/cli.js
+	npx tsc -p tsconfig.json || { rm -f $@; exit 1; }
+	chmod +x $@
 ACTION_OUTPUTS := node $(CURDIR)/build/builder/docker/action-outputs.js
 
 action-cache-key: build/builder/cli.js

@@ -78,7 +78,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const)
   });
 
 const tools: Record<string, () => Promise<unknown>> = {
-  swarmcard: () => execa('node', [cli, 'flash', base, '--device', device, '--yes', '--force-non-removable']),
+  swarmcard: () => execa(cli, ['flash', base, '--device', device, '--yes', '--force-non-removable']),
   bmaptool: () => execa('bmaptool', ['-q', 'copy', '--bmap', bmap, base, device]),
   dd: () => execa('dd', [`if=${base}`, `of=${device}`, 'bs=4M', 'oflag=direct', 'conv=fsync', 'status=none']),
 };
@@ -136,7 +136,7 @@ try {
 const startup = [] as number[];
 for (let i = 0; i < 3; i++) {
   const start = process.hrtime.bigint();
-  await execa('node', [cli, '--version']);
+  await execa(cli, ['--version']);
   startup.push(seconds(start));
 }
 const gib = (n: number) => (n / 2 ** 30).toFixed(2);

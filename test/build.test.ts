@@ -315,7 +315,7 @@ test("the CLI runs in a Node started with its first line's flags: the young gene
   // What Node was started with, seen from inside the CLI's process (a module preloaded into it).
   const preload = join(await scratchDir(t), 'flags.cjs');
   await writeFile(preload, "process.stderr.write('node flags: ' + JSON.stringify(process.execArgv) + '\\n');\n");
-  const run = await swarmcard(['--version'], { env: { NODE_OPTIONS: `--require ${preload}` } });
+  const run = await swarmcard(['--version'], { env: { NODE_OPTIONS: `--require "${preload}"` } });
   t.is(run.exitCode, 0, run.stderr);
   t.deepEqual(JSON.parse(/^node flags: (.*)$/m.exec(run.stderr)?.[1] ?? 'null'), ['--max-semi-space-size=4']);
 });

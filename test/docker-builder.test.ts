@@ -107,10 +107,7 @@ dockerTest(
     const [size, user, entrypoint] = inspect.stdout.split(' ');
     t.log(`builder image ${tag}: ${(Number(size) / 1e6).toFixed(0)} MB`);
     t.is(user, '10001:10001');
-    // Node started as the CLI's first line starts it (`#!/usr/bin/env -S node FLAGS…`).
-    const flags = (await readFile(cliPath, 'utf8')).split('\n', 1)[0]!.split(' ').slice(3);
-    t.deepEqual(JSON.parse(entrypoint!), ['node', ...flags, '/opt/swarmcard/build/builder/cli.js']);
-    t.true(flags.length > 0);
+    t.deepEqual(JSON.parse(entrypoint!), await expectedEntrypoint());
     t.true(Number(size) < 400e6, `the image is ${size} bytes`);
     const inside = await engine!.docker(['run', '--rm', '--network', 'none', tag, '--version']);
     t.is(inside.stdout.trim(), version);
@@ -300,6 +297,21 @@ dockerTest('Ctrl-C during an --in-docker build: exit 130, no container, nothing 
     [],
     `left in the output folder: ${written}`,
   );
+});
+
+/** Node started as the CLI's first line starts it (`#!/usr/bin/env -S node FLAGS…`), on the CLI. */
+async function expectedEntrypoint(): Promise<string[]> {
+  const flags = (await readFile(cliPath, 'utf8')).split('\n', 1)[0]!.split(' ').slice(3);
+  return ['node', ...flags, '/opt/swarmcard/build/builder/cli.js'];
+}
+
+test("the Dockerfile's ENTRYPOINT starts Node with the flags of the CLI's first line", async (t) => {
+  const dockerfile = await readFile(join(root, 'Dockerfile'), 'utf8');
+  const entrypoint = /^ENTRYPOINT (.*)$/m.exec(dockerfile)?.[1];
+  t.truthy(entrypoint, 'the Dockerfile has an ENTRYPOINT line');
+  const expected = await expectedEntrypoint();
+  t.true(expected.length > 2, `the CLI's first line gives Node flags: ${expected.join(' ')}`);
+  t.deepEqual(JSON.parse(entrypoint!), expected);
 });
 
 test('--engine is refused without --in-docker, and an engine that is not installed is named', async (t) => {

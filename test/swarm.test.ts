@@ -399,6 +399,24 @@ async function lanLab(t: ExecutionContext, { work, lab }: Lab) {
   return { nas };
 }
 
+/** Wait for the manager's registry to answer; when it does not, log why (its tasks, the last container). */
+async function registryAnswers(t: ExecutionContext, lab: SwarmLab) {
+  await waitFor(
+    async () => (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0,
+    90_000,
+    'the registry answering on 192.168.1.200:5000',
+  ).catch(async (error: unknown) => {
+    t.log((await lab.exec('manager1', ['docker', 'service', 'ps', '--no-trunc', 'registry_registry'])).stdout);
+    const lastExited = [
+      'c=$(docker ps -aq --filter status=exited | head -1)',
+      'docker logs $c 2>&1 | tail -5',
+      'docker inspect $c --format {{.State.Error}}',
+    ].join('; ');
+    t.log((await lab.exec('manager1', ['sh', '-c', lastExited])).stdout);
+    throw error;
+  });
+}
+
 /** 3. Workers boot, then the manager: every node Ready, the registry stack deployed and answering. */
 async function lanFormsSwarmWithRegistry(t: ExecutionContext, lab: SwarmLab) {
   for (const worker of ['worker1', 'worker2']) {
@@ -418,20 +436,7 @@ async function lanFormsSwarmWithRegistry(t: ExecutionContext, lab: SwarmLab) {
     'the registry stack',
   );
   t.false((await readText(firstbootLog)).includes('stack portainer'), 'Portainer is optional: this profile has none');
-  await waitFor(
-    async () => (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0,
-    90_000,
-    'the registry answering on 192.168.1.200:5000',
-  ).catch(async (error: unknown) => {
-    t.log((await lab.exec('manager1', ['docker', 'service', 'ps', '--no-trunc', 'registry_registry'])).stdout);
-    const lastExited = [
-      'c=$(docker ps -aq --filter status=exited | head -1)',
-      'docker logs $c 2>&1 | tail -5',
-      'docker inspect $c --format {{.State.Error}}',
-    ].join('; ');
-    t.log((await lab.exec('manager1', ['sh', '-c', lastExited])).stdout);
-    throw error;
-  });
+  await registryAnswers(t, lab);
 }
 
 /** 4. Push on the manager; a worker pulls through the insecure-registries its image lists. */
@@ -613,12 +618,7 @@ swarmTest(
       'stack registry deployed once the NAS is up',
     );
     t.log(`the registry deployed ${Math.round((Date.now() - deployed) / 1000)} s after web`);
-    await waitFor(
-      async () =>
-        (await lab.exec('manager1', ['curl', '-s', '-m', '2', 'http://192.168.1.200:5000/v2/'])).exitCode === 0,
-      90_000,
-      'the registry answering on 192.168.1.200:5000',
-    );
+    await registryAnswers(t, lab);
     t.true((await readdir(nas)).includes('registry'), "the registry's data is on the NAS");
     t.deepEqual(await readdir(sdCard), [], 'still nothing on the SD card');
     for (const worker of ['worker1', 'worker2'])

@@ -27,5 +27,6 @@ export async function swarmcard(
     env: { NO_COLOR: '1', ...(shipped ? { SWARMCARD_SECRETS_DIR: shippedSecretsDir } : {}), ...options.env },
     cwd: options.cwd,
   });
+  if (result.code === 'EACCES') throw new Error(`${cliPath} is not executable: compile with \`make build\``);
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
