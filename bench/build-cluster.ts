@@ -19,11 +19,11 @@ import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 import { planCluster } from '../builder/plan/plan.js';
 import { loadProfile } from '../builder/profile/load-profile.js';
 import { isFile } from '../builder/util/is-file.js';
+import { cli } from './cli.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, dir: { type: 'string' } } });
 const runs = Number(values.runs);
 const work = values.dir ?? join(tmpdir(), 'swarmcard-bench');
-const cli = fileURLToPath(new URL('../builder/cli.js', import.meta.url));
 const profile = fileURLToPath(new URL('../../profiles/pizero-otg.yaml', import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 import { isFile } from '../builder/util/is-file.js';
+import { cliNodeFlags } from './cli.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, dir: { type: 'string' } } });
 const runs = Number(values.runs);
@@ -63,8 +64,7 @@ async function measure(
     durableCp.push((await timed(['sh', '-c', 'cp "$0" "$1" && sync "$1"', base, out])).seconds);
     await rm(out, { force: true });
     await execa('sync');
-    // Node started as the CLI's first line starts it (builder/cli.ts): its young generation capped.
-    const result = await timed(['node', '--max-semi-space-size=4', cli, base, out]);
+    const result = await timed(['node', ...cliNodeFlags, cli, base, out]);
     clone.push(result.inProcess!);
     whole.push(result.seconds);
     rss = Math.max(rss, result.maxRssKiB);

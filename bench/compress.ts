@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { CHUNK_BYTES, type CompressedFile, type CompressFormat } from '../builder/release/compress.js';
 import { sha256Of } from '../builder/util/hash-file.js';
+import { cliNodeFlags } from './cli.js';
 import { liteShapedImage, makeNodeImage } from './lite-shaped.js';
 
 const { values } = parseArgs({
@@ -64,9 +65,8 @@ type NodeResult = CompressedFile & { index: number; seconds: number };
 /** compressImage of nodes 1…N (cold cache) in a child process: per-node results and its peak RSS. */
 async function chunked(format: CompressFormat, base: string, nodes: number, chunkMiB: number) {
   await execa('sync');
-  // Node started as the CLI's first line starts it (builder/cli.ts): its young generation capped.
   const { stdout } = await execa('node', [
-    '--max-semi-space-size=4',
+    ...cliNodeFlags,
     nodeScript,
     base,
     work,

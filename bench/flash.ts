@@ -19,11 +19,11 @@ import { randomFillSync } from 'node:crypto';
 import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 import { isFile } from '../builder/util/is-file.js';
+import { cli } from './cli.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,7 +36,6 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 const work = values.dir ?? join(tmpdir(), 'swarmcard-bench');
-const cli = fileURLToPath(new URL('../builder/cli.js', import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 

@@ -13,11 +13,11 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { makeFixtureImage } from '../builder/fixture/make-fixture-image.js';
 import { isFile } from '../builder/util/is-file.js';
+import { cli } from './cli.js';
 
 const { values } = parseArgs({
   options: {
@@ -29,7 +29,6 @@ const { values } = parseArgs({
 const nodes = Number(values.nodes);
 const count = Number(values.shards);
 const work = values.dir ?? join(tmpdir(), 'swarmcard-bench-shards');
-const cli = fileURLToPath(new URL('../builder/cli.js', import.meta.url));
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 
 await mkdir(work, { recursive: true });
