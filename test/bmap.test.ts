@@ -18,6 +18,7 @@ import { parseDumpe2fs, usedBlocks } from '../builder/formats/dumpe2fs.js';
 import { allocatedClusters, type FatBits, parseFatGeometry } from '../builder/formats/fat-table.js';
 import { BMAP_BLOCK, writeBmap } from '../builder/release/bmap.js';
 import { mappedRanges } from '../builder/release/mapped-blocks.js';
+import { splitRanges } from '../builder/util/ranges.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { missingLoop, missingPrograms, testIf } from './helpers/requires.js';
 import {
@@ -195,6 +196,23 @@ test('dumpe2fs: the used blocks are all but the free lists, boot block included;
   };
   for (const [what, text] of Object.entries(broken))
     t.throws(() => parseDumpe2fs(text), { message: /unexpected dumpe2fs output/ }, what);
+});
+
+test('splitRanges: ranges cut at every multiple of the piece, nothing lost or added', (t) => {
+  const ranges = [
+    { first: 0, last: 0 },
+    { first: 1000, last: 3100 },
+    { first: 4096, last: 5119 },
+  ];
+  t.deepEqual(splitRanges(ranges, 1024), [
+    { first: 0, last: 0 },
+    { first: 1000, last: 1023 },
+    { first: 1024, last: 2047 },
+    { first: 2048, last: 3071 },
+    { first: 3072, last: 3100 },
+    { first: 4096, last: 5119 },
+  ]);
+  t.deepEqual(splitRanges([], 1024), []);
 });
 
 test('bmapXml: bmap 2.0 as bmaptool reads it, a single block as N, the file checksum over itself', (t) => {
@@ -568,7 +586,9 @@ async function checkBmapIndependently(t: ExecutionContext, image: string, xml: s
   try {
     let previous = -2;
     for (const r of ranges) {
-      t.true(r.first > previous + 1, `${r.text}: sorted, disjoint, merged`);
+      // Merged, except where a range is cut at a multiple of 4 MiB (1024 blocks).
+      t.true(r.first > previous + 1 || (r.first === previous + 1 && r.first % 1024 === 0), `${r.text}: sorted, merged`);
+      t.is(Math.floor(r.first / 1024), Math.floor(r.last / 1024), `${r.text}: within one 4 MiB piece`);
       t.true(r.first !== r.last || !r.text.includes('-'), `${r.text}: a single block as N`);
       previous = r.last;
       const hash = createHash('sha256');
@@ -604,6 +624,60 @@ tools("the bmap read independently: its own checksum, the mapped count and every
     t.is(written.blocks, Math.ceil((await stat(image)).size / 4096));
   }
 });
+
+tools(
+  "a node's bmap with its base as reference: pieces holding the base's bytes take its hashes, others not",
+  async (t) => {
+    const base = await scratchCopy(t, await fixture('trixie-armhf'), 'base.img');
+    const node = await scratchCopy(t, base, 'node.img');
+    const pieces = splitRanges(await mappedRanges(base), 1024);
+    t.true(pieces.length >= 4, `${pieces.length} pieces`);
+    const flip = async (file: string, at: number) => {
+      const handle = await open(file, 'r+');
+      const [byte] = (await handle.read(Buffer.alloc(1), 0, 1, at)).buffer;
+      await handle.write(Buffer.from([byte! ^ 0xff]), 0, 1, at);
+      await handle.close();
+    };
+    const map = async (file: string) => JSON.stringify(await mappedRanges(file));
+    /** Change a byte in a piece of the node, from the last one back, where the change keeps the map. */
+    const changed = new Set<number>();
+    const changeOne = async () => {
+      for (let i = pieces.length - 1; i >= 0; i--) {
+        if (changed.has(i)) continue;
+        const at = Math.floor(((pieces[i]!.first + pieces[i]!.last + 1) * 4096) / 2);
+        await flip(node, at);
+        if ((await map(node)) === (await map(base))) return changed.add(i);
+        await flip(node, at); // a FAT entry or a bitmap: the map changed; undo, try another piece
+      }
+      throw new Error('no piece can change without changing the map');
+    };
+    /** The node's bmap written with the base as reference, against one written without. */
+    const withReference = async (name: string) => {
+      const [plain, referenced] = [join(await scratchDir(t), `${name}.plain.bmap`), `${node}.${name}.bmap`];
+      await writeBmap(node, plain);
+      const written = await writeBmap(node, referenced, { reference: base });
+      const xml = await readFile(referenced, 'utf8');
+      t.is(xml, await readFile(plain, 'utf8'), `${name}: the same bytes as without a reference`);
+      await checkBmapIndependently(t, node, xml);
+      return written.reusedRanges;
+    };
+    await changeOne();
+    t.is(await withReference('first'), 0, 'nothing is known of the base yet');
+    t.is(await withReference('second'), pieces.length - 1, 'all but the changed piece');
+    // A piece known from the base changes now: it is compared, found different and hashed.
+    await changeOne();
+    t.is(await withReference('third'), pieces.length - 2);
+    // The base itself changes, its modification time set back: nothing known of it before is used.
+    const stamp = join(await scratchDir(t), 'stamp');
+    await writeFile(stamp, '');
+    await execa('touch', ['-r', base, stamp]); // to the nanosecond, which utimes cannot give
+    await flip(base, 0);
+    await execa('touch', ['-r', stamp, base]); // as cp -p would: only the change time tells
+    await flip(node, 0); // the node holds the base's new bytes there, whose hash is not the one known
+    t.is(await withReference('changed base'), 0);
+    t.is(await withReference('changed base, again'), pieces.length - 2);
+  },
+);
 
 tools('bmaptool refuses a tampered image and a tampered bmap', async (t) => {
   const image = await scratchCopy(t, await fixture('trixie-armhf'));

@@ -210,18 +210,20 @@ async function releaseFiles(
   const at = (suffix: string) => join(ctx.dir, `${node.file}${suffix}`);
   const size = (await stat(raw)).size;
   let rawSha256: string | undefined;
+  const reference = baseOf(ctx, node).path; // chunks and bmap pieces equal to the base's take its hashes
   const compressed = release.compress.map(async (how): Promise<Artifact> => {
     const bar = progress(`compressing ${node.file}.${how.format}`, size);
     const made = await compressImage(raw, at(`.${how.format}`), how, {
-      reference: baseOf(ctx, node).path,
+      reference,
       onProgress: (done) => bar.update(done),
     }).finally(() => bar.done());
     rawSha256 = made.rawSha256;
     log.debug(`${node.file}.${how.format}: ${made.reused} of ${made.chunks} chunks reused`);
     return { kind: how.format, file: `${node.file}.${how.format}`, size: made.size, sha256: made.sha256 };
   });
-  const bmap = writeBmap(raw, at('.bmap'), { imageSha256: compressed.length === 0 }).then((b): Artifact => {
+  const bmap = writeBmap(raw, at('.bmap'), { imageSha256: compressed.length === 0, reference }).then((b): Artifact => {
     rawSha256 ??= b.imageSha256;
+    log.debug(`${node.file}.bmap: ${b.reusedRanges} ranges hold the base's bytes, not hashed again`);
     return { kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 };
   });
   const artifacts = await Promise.all([...compressed, bmap]);

@@ -4,11 +4,18 @@
  * sha256 while it writes. The map lists every used block, zero or not, so flashing over a used card
  * gives the same filesystems as writing the whole image. The file is `<out>.partial` until it is
  * complete and synced, then renamed; any failure or Ctrl-C removes the `.partial`.
+ *
+ * Ranges are cut at every HASH_WINDOW of the image. A node differs from the base it was cloned from
+ * in a few places, so most of its pieces hold the base's bytes: given the base as `reference`, such
+ * a piece takes the hash this process already took of the same piece (compared, not hashed: a
+ * fraction of the cost). Merged, one range spans the whole root filesystem and changes with every
+ * node.
  */
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { BMAP_BLOCK_SIZE, type BmapRange, bmapBlocksCount, bmapXml } from '../formats/bmap-xml.js';
-import { hashFile } from '../util/hash-file.js';
+import { type FileHashes, fileIdentity, HASH_WINDOW, type HashReference, hashFile } from '../util/hash-file.js';
+import { type Range, splitRanges } from '../util/ranges.js';
 import { checkInterrupted, withScope } from '../util/scope.js';
 import { mappedRanges } from './mapped-blocks.js';
 
@@ -22,6 +29,26 @@ export interface BmapFile {
   blocks: number;
   /** The image's own sha256, with `imageSha256: true` (made in the same read). */
   imageSha256?: string;
+  /** Ranges whose hash was known for the reference's identical bytes. */
+  reusedRanges: number;
+}
+
+/** Per reference file (its identity), the hash of each piece `first-last` of its bytes. */
+const referencePieces = new Map<string, Map<string, string>>();
+const pieceName = (r: Range) => `${r.first}-${r.last}`;
+
+async function referenceOf(path: string, ranges: readonly Range[]): Promise<HashReference> {
+  const id = await fileIdentity(path);
+  const known = referencePieces.get(id);
+  return { path, id, known: ranges.map((r) => known?.get(pieceName(r))) };
+}
+
+/** Keep the hashes of the pieces that hold the reference's bytes, for the next node. */
+function remember(read: FileHashes, hashed: readonly BmapRange[]): void {
+  if (read.referenceId === undefined) return;
+  const known = referencePieces.get(read.referenceId) ?? new Map<string, string>();
+  referencePieces.set(read.referenceId, known);
+  for (const [i, r] of hashed.entries()) if (read.same[i]) known.set(pieceName(r), r.sha256);
 }
 
 /**
@@ -31,7 +58,7 @@ export interface BmapFile {
 export async function writeBmap(
   image: string,
   out: string,
-  options: { imageSha256?: boolean } = {},
+  options: { imageSha256?: boolean; reference?: string } = {},
 ): Promise<BmapFile> {
   return withScope(async (scope) => {
     const partial = `${out}.partial`;
@@ -42,11 +69,15 @@ export async function writeBmap(
     let mappedBlocks: number;
     let blocks: number;
     let imageSha256: string | undefined;
+    let reusedRanges = 0;
     try {
-      const ranges = await mappedRanges(image);
-      const read = await hashFile(image, { ranges, block: BMAP_BLOCK, whole: options.imageSha256 === true });
+      const ranges = splitRanges(await mappedRanges(image), HASH_WINDOW / BMAP_BLOCK);
+      const reference = options.reference ? await referenceOf(options.reference, ranges) : undefined;
+      const read = await hashFile(image, { ranges, block: BMAP_BLOCK, whole: options.imageSha256 === true, reference });
       const { size } = read;
       const hashed = ranges.map((r, i): BmapRange => ({ ...r, sha256: read.ranges[i]! }));
+      remember(read, hashed);
+      reusedRanges = read.reused;
       imageSha256 = read.sha256;
       xml = bmapXml({ imageSize: size, ranges: hashed });
       mappedBlocks = hashed.reduce((sum, r) => sum + r.last - r.first + 1, 0);
@@ -66,6 +97,7 @@ export async function writeBmap(
       size: Buffer.byteLength(xml),
       mappedBlocks,
       blocks,
+      reusedRanges,
       ...(imageSha256 ? { imageSha256 } : {}),
     };
   });

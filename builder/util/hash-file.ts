@@ -5,51 +5,121 @@
  * both (a second read cost as much again in system time). One buffer, read into again and again: a
  * read stream's fresh 4 MiB buffer per chunk made the kernel map and zero new pages each time, which
  * took 2.7 times as long (bench/build-cluster).
+ *
+ * With a reference (the base a node was cloned from), a range that lies inside one window of the
+ * read and whose bytes equal the reference's at the same place takes the hash the caller knows for
+ * it, instead of being hashed: comparing bytes from the page cache costs a fraction of hashing them.
  */
+import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { Range } from './ranges.js';
 import { checkInterrupted, InterruptedError, interrupted, interruptSignal } from './scope.js';
 
+/** Bytes read at a time; reads start on multiples of it. */
+export const HASH_WINDOW = 4 * 1024 * 1024;
+
 const hashWorker = `
-const { parentPort, workerData: { path, ranges, block, whole } } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
+const { path, ranges, block, whole, window, reference } = workerData;
 const { closeSync, fstatSync, openSync, readSync } = require('node:fs');
 const { createHash } = require('node:crypto');
+const identity = (st) => [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
+function readWhole(fd, buffer, position) {
+  for (let done = 0; done < buffer.length; ) {
+    const n = readSync(fd, buffer, done, buffer.length - done, position + done);
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
+}
 const fd = openSync(path, 'r');
+const ref = reference ? { fd: openSync(reference.path, 'r') } : undefined;
 try {
   const size = fstatSync(fd).size;
+  if (ref) {
+    const st = fstatSync(ref.fd, { bigint: true });
+    ref.id = identity(st);
+    ref.size = Number(st.size);
+    // Hashes known for another file than the one opened here are not used.
+    ref.known = ref.id === reference.id ? reference.known : [];
+    ref.piece = Buffer.allocUnsafe(1024 * 1024);
+  }
+  const sameAsReference = (position, bytes) => {
+    if (position + bytes.length > ref.size) return false;
+    for (let at = 0; at < bytes.length; at += ref.piece.length) {
+      const theirs = ref.piece.subarray(0, Math.min(ref.piece.length, bytes.length - at));
+      if (!readWhole(ref.fd, theirs, position + at)) return false;
+      if (!theirs.equals(bytes.subarray(at, at + theirs.length))) return false;
+    }
+    return true;
+  };
   const all = whole ? createHash('sha256') : undefined;
   const hashes = [];
-  const buffer = Buffer.allocUnsafe(4 * 1024 * 1024);
+  const same = [];
+  let reused = 0;
+  const buffer = Buffer.allocUnsafe(window);
+  const startOf = (i) => ranges[i].first * block;
+  const endOf = (i) => Math.min((ranges[i].last + 1) * block, size);
+  const windowOf = (position) => position - (position % window);
   let range = 0;
   let current;
-  // Without the whole hash, only the bytes of the ranges are read.
-  let at = whole ? 0 : (ranges[0]?.first ?? 0) * block;
+  // Without the whole hash, only the windows that hold ranges are read.
+  let at = whole || ranges.length === 0 ? 0 : windowOf(startOf(0));
   const stop = whole ? size : Math.min(size, ((ranges.at(-1)?.last ?? -1) + 1) * block);
   while (at < stop) {
-    const n = readSync(fd, buffer, 0, Math.min(buffer.length, stop - at), at);
-    if (n === 0) throw new Error(path + ' ended at byte ' + at + ' while it was being read');
-    all?.update(buffer.subarray(0, n));
+    const view = buffer.subarray(0, Math.min(window, stop - at));
+    if (!readWhole(fd, view, at)) throw new Error(path + ' ended before byte ' + (at + view.length) + ' while it was read');
+    all?.update(view);
     for (let from = at; range < ranges.length; ) {
-      const start = Math.max(ranges[range].first * block, from);
-      const end = Math.min((ranges[range].last + 1) * block, size);
-      if (start >= at + n) break;
-      const to = Math.min(end, at + n);
-      (current ??= createHash('sha256')).update(buffer.subarray(start - at, to - at));
-      if (to < end) break;
-      hashes.push(current.digest('hex'));
-      current = undefined;
+      const start = Math.max(startOf(range), from);
+      const end = endOf(range);
+      if (start >= at + view.length) break;
+      const to = Math.min(end, at + view.length);
+      const bytes = view.subarray(start - at, to - at);
+      if (ref && !current && start === startOf(range) && to === end) {
+        const equal = sameAsReference(start, bytes);
+        const known = equal ? ref.known[range] : undefined;
+        hashes.push(known ?? createHash('sha256').update(bytes).digest('hex'));
+        same.push(equal);
+        if (known) reused++;
+      } else {
+        (current ??= createHash('sha256')).update(bytes);
+        if (to < end) break;
+        hashes.push(current.digest('hex'));
+        same.push(false);
+        current = undefined;
+      }
       range++;
       from = to;
     }
-    at += n;
-    if (!whole && range < ranges.length && !current) at = Math.max(at, ranges[range].first * block);
+    at += view.length;
+    if (!whole && range < ranges.length && !current) at = Math.max(at, windowOf(startOf(range)));
   }
   if (range < ranges.length) throw new Error(path + ' is shorter than its ranges');
-  parentPort.postMessage({ size, hashes, sha256: all?.digest('hex') });
+  parentPort.postMessage({ size, hashes, sha256: all?.digest('hex'), same, reused, referenceId: ref?.id });
 } finally {
   closeSync(fd);
+  if (ref) closeSync(ref.fd);
 }
 `;
+
+/**
+ * What a file is, for remembering facts about its bytes within a process: device, inode, size and
+ * the modification and change times (a modification time can be set back, a change time cannot).
+ */
+export async function fileIdentity(path: string): Promise<string> {
+  const st = await stat(path, { bigint: true });
+  return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
+}
+
+/** A file the hashed one was cloned from, and the hashes of ranges known to hold its bytes. */
+export interface HashReference {
+  path: string;
+  /** The reference's dev:ino:size:mtimeNs:ctimeNs (`fileIdentity`), for which `known` holds. */
+  id: string;
+  /** Per range of the call, its hash if known for the reference's bytes. */
+  known: (string | undefined)[];
+}
 
 export interface FileHashes {
   size: number;
@@ -57,20 +127,33 @@ export interface FileHashes {
   ranges: string[];
   /** Of the whole file, when asked. */
   sha256?: string;
+  /** Per range: its bytes are the reference's (so its hash is also the reference's). */
+  same: boolean[];
+  /** How many ranges took a known hash instead of being hashed. */
+  reused: number;
+  /** The identity of the reference as the read found it. */
+  referenceId?: string;
 }
 
 export function hashFile(
   path: string,
-  options: { ranges?: readonly Range[]; block?: number; whole: boolean },
+  options: { ranges?: readonly Range[]; block?: number; whole: boolean; reference?: HashReference | undefined },
 ): Promise<FileHashes> {
   checkInterrupted(); // the abort below is only heard by a worker already running
-  const workerData = { path, ranges: options.ranges ?? [], block: options.block ?? 1, whole: options.whole };
+  const workerData = {
+    path,
+    ranges: options.ranges ?? [],
+    block: options.block ?? 1,
+    whole: options.whole,
+    window: HASH_WINDOW,
+    reference: options.reference,
+  };
   return new Promise((resolve, reject) => {
     const worker = new Worker(hashWorker, { eval: true, workerData });
     const stop = () => void worker.terminate();
     interruptSignal.addEventListener('abort', stop, { once: true });
-    worker.once('message', ({ size, hashes, sha256 }: { size: number; hashes: string[]; sha256?: string }) =>
-      resolve({ size, ranges: hashes, sha256 }),
+    worker.once('message', ({ hashes, ...rest }: Omit<FileHashes, 'ranges'> & { hashes: string[] }) =>
+      resolve({ ranges: hashes, ...rest }),
     );
     worker.once('error', reject);
     worker.once('exit', (code) => {

@@ -43,3 +43,16 @@ export function blocksTouched(start: number, end: number, size: number): Range |
 
 export const countBlocks = (ranges: readonly Range[]): number =>
   ranges.reduce((sum, r) => sum + r.last - r.first + 1, 0);
+
+/** `ranges` cut wherever they cross a multiple of `every`, so no piece spans two such windows. */
+export function splitRanges(ranges: readonly Range[], every: number): Range[] {
+  const out: Range[] = [];
+  for (const { first, last } of ranges) {
+    for (let from = first; from <= last; ) {
+      const to = Math.min(last, (Math.floor(from / every) + 1) * every - 1);
+      out.push({ first: from, last: to });
+      from = to + 1;
+    }
+  }
+  return out;
+}
