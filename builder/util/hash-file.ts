@@ -68,7 +68,7 @@ try {
   const stop = whole ? size : Math.min(size, ((ranges.at(-1)?.last ?? -1) + 1) * block);
   while (at < stop) {
     const view = buffer.subarray(0, Math.min(window, stop - at));
-    if (!readWhole(fd, view, at)) throw new Error(path + ' ended before byte ' + (at + view.length) + ' while it was read');
+    if (!readWhole(fd, view, at)) throw new Error(path + ' ended before byte ' + (at + view.length));
     all?.update(view);
     for (let from = at; range < ranges.length; ) {
       const start = Math.max(startOf(range), from);
