@@ -223,7 +223,7 @@ async function releaseFiles(
   });
   const bmap = writeBmap(raw, at('.bmap'), { imageSha256: compressed.length === 0, reference }).then((b): Artifact => {
     rawSha256 ??= b.imageSha256;
-    log.debug(`${node.file}.bmap: ${b.reusedRanges} ranges hold the base's bytes, not hashed again`);
+    log.debug(`${node.file}.bmap: ${b.reusedRanges} of ${b.ranges} ranges took the base's hash`);
     return { kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 };
   });
   const artifacts = await Promise.all([...compressed, bmap]);

@@ -29,7 +29,8 @@ export interface BmapFile {
   blocks: number;
   /** The image's own sha256, with `imageSha256: true` (made in the same read). */
   imageSha256?: string;
-  /** Ranges whose hash was known for the reference's identical bytes. */
+  /** The ranges of the map, and how many took the hash known for the reference's identical bytes. */
+  ranges: number;
   reusedRanges: number;
 }
 
@@ -70,6 +71,7 @@ export async function writeBmap(
     let blocks: number;
     let imageSha256: string | undefined;
     let reusedRanges = 0;
+    let rangeCount = 0;
     try {
       const ranges = splitRanges(await mappedRanges(image), HASH_WINDOW / BMAP_BLOCK);
       const reference = options.reference ? await referenceOf(options.reference, ranges) : undefined;
@@ -78,6 +80,7 @@ export async function writeBmap(
       const hashed = ranges.map((r, i): BmapRange => ({ ...r, sha256: read.ranges[i]! }));
       remember(read, hashed);
       reusedRanges = read.reused;
+      rangeCount = ranges.length;
       imageSha256 = read.sha256;
       xml = bmapXml({ imageSize: size, ranges: hashed });
       mappedBlocks = hashed.reduce((sum, r) => sum + r.last - r.first + 1, 0);
@@ -97,6 +100,7 @@ export async function writeBmap(
       size: Buffer.byteLength(xml),
       mappedBlocks,
       blocks,
+      ranges: rangeCount,
       reusedRanges,
       ...(imageSha256 ? { imageSha256 } : {}),
     };

@@ -9,6 +9,7 @@
  * before a node is compressed (size, times or inode) starts over. A build never changes its base.
  */
 import type { FileHandle } from 'node:fs/promises';
+import { identityOf } from '../util/hash-file.js';
 import { readFully } from './chunk-cache.js';
 
 /** The reference is compared in pieces, so its bytes never need a chunk-sized buffer. */
@@ -38,9 +39,8 @@ export class ReferenceKeys {
   /** The reference `handle` (its caller closes it) for chunks of `chunkBytes`. */
   static async of(handle: FileHandle, chunkBytes: number): Promise<ReferenceKeys> {
     // The change time too: a modification time can be set back (cp -p, touch -r), it cannot.
-    const { dev, ino, size, mtimeNs, ctimeNs } = await handle.stat({ bigint: true });
-    const id = [dev, ino, size, mtimeNs, ctimeNs, chunkBytes].join(':');
-    return new ReferenceKeys(handle, Number(size), chunkBytes, id);
+    const st = await handle.stat({ bigint: true });
+    return new ReferenceKeys(handle, Number(st.size), chunkBytes, `${identityOf(st)}:${chunkBytes}`);
   }
 
   /**

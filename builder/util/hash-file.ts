@@ -10,6 +10,7 @@
  * read and whose bytes equal the reference's at the same place takes the hash the caller knows for
  * it, instead of being hashed: comparing bytes from the page cache costs a fraction of hashing them.
  */
+import type { BigIntStats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { Range } from './ranges.js';
@@ -23,6 +24,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { path, ranges, block, whole, window, reference } = workerData;
 const { closeSync, fstatSync, openSync, readSync } = require('node:fs');
 const { createHash } = require('node:crypto');
+// As identityOf below: a hash known for the reference is only used for the file it was taken of.
 const identity = (st) => [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
 function readWhole(fd, buffer, position) {
   for (let done = 0; done < buffer.length; ) {
@@ -44,8 +46,10 @@ try {
     ref.known = ref.id === reference.id ? reference.known : [];
     ref.piece = Buffer.allocUnsafe(1024 * 1024);
   }
-  const sameAsReference = (position, bytes) => {
-    if (position + bytes.length > ref.size) return false;
+  // A piece is named by its blocks: equal means the same bytes and the same length, so a node's
+  // last block cut short by its end never passes for the reference's longer one, or the reverse.
+  const sameAsReference = (position, bytes, nominalEnd) => {
+    if (Math.min(nominalEnd, ref.size) !== position + bytes.length) return false;
     for (let at = 0; at < bytes.length; at += ref.piece.length) {
       const theirs = ref.piece.subarray(0, Math.min(ref.piece.length, bytes.length - at));
       if (!readWhole(ref.fd, theirs, position + at)) return false;
@@ -77,7 +81,7 @@ try {
       const to = Math.min(end, at + view.length);
       const bytes = view.subarray(start - at, to - at);
       if (ref && !current && start === startOf(range) && to === end) {
-        const equal = sameAsReference(start, bytes);
+        const equal = sameAsReference(start, bytes, (ranges[range].last + 1) * block);
         const known = equal ? ref.known[range] : undefined;
         hashes.push(known ?? createHash('sha256').update(bytes).digest('hex'));
         same.push(equal);
@@ -107,9 +111,10 @@ try {
  * What a file is, for remembering facts about its bytes within a process: device, inode, size and
  * the modification and change times (a modification time can be set back, a change time cannot).
  */
+export const identityOf = (st: BigIntStats): string => [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
+
 export async function fileIdentity(path: string): Promise<string> {
-  const st = await stat(path, { bigint: true });
-  return [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
+  return identityOf(await stat(path, { bigint: true }));
 }
 
 /** A file the hashed one was cloned from, and the hashes of ranges known to hold its bytes. */
@@ -127,7 +132,10 @@ export interface FileHashes {
   ranges: string[];
   /** Of the whole file, when asked. */
   sha256?: string;
-  /** Per range: its bytes are the reference's (so its hash is also the reference's). */
+  /**
+   * Per range: true when it was compared whole with the reference and found equal (so its hash is
+   * also the reference's); false when it differs or was not compared (it spans two windows).
+   */
   same: boolean[];
   /** How many ranges took a known hash instead of being hashed. */
   reused: number;
