@@ -63,13 +63,15 @@ try {
   let reused = 0;
   const buffer = Buffer.allocUnsafe(window);
   const startOf = (i) => ranges[i].first * block;
-  const endOf = (i) => Math.min((ranges[i].last + 1) * block, size);
+  // A range's blocks end here; its bytes end there or at the file's end.
+  const blocksEndOf = (i) => (ranges[i].last + 1) * block;
+  const endOf = (i) => Math.min(blocksEndOf(i), size);
   const windowOf = (position) => position - (position % window);
   let range = 0;
   let current;
   // Without the whole hash, only the windows that hold ranges are read.
   let at = whole || ranges.length === 0 ? 0 : windowOf(startOf(0));
-  const stop = whole ? size : Math.min(size, ((ranges.at(-1)?.last ?? -1) + 1) * block);
+  const stop = whole ? size : ranges.length === 0 ? 0 : endOf(ranges.length - 1);
   while (at < stop) {
     const view = buffer.subarray(0, Math.min(window, stop - at));
     if (!readWhole(fd, view, at)) throw new Error(path + ' ended before byte ' + (at + view.length));
@@ -81,7 +83,7 @@ try {
       const to = Math.min(end, at + view.length);
       const bytes = view.subarray(start - at, to - at);
       if (ref && !current && start === startOf(range) && to === end) {
-        const equal = sameAsReference(start, bytes, (ranges[range].last + 1) * block);
+        const equal = sameAsReference(start, bytes, blocksEndOf(range));
         const known = equal ? ref.known[range] : undefined;
         hashes.push(known ?? createHash('sha256').update(bytes).digest('hex'));
         same.push(equal);
