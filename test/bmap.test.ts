@@ -7,7 +7,19 @@
  */
 
 import { createCipheriv, createHash } from 'node:crypto';
-import { access, mkdir, mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import {
+  access,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +30,7 @@ import { parseDumpe2fs, usedBlocks } from '../builder/formats/dumpe2fs.js';
 import { allocatedClusters, type FatBits, parseFatGeometry } from '../builder/formats/fat-table.js';
 import { BMAP_BLOCK, writeBmap } from '../builder/release/bmap.js';
 import { mappedRanges } from '../builder/release/mapped-blocks.js';
-import { fileIdentity, HASH_WINDOW, hashFile } from '../builder/util/hash-file.js';
+import { HASH_WINDOW, hashFile, identityOf } from '../builder/util/hash-file.js';
 import { splitRanges } from '../builder/util/ranges.js';
 import { fixture, scratchCopy, scratchDir } from './helpers/fixtures.js';
 import { missingLoop, missingPrograms, testIf } from './helpers/requires.js';
@@ -243,29 +255,55 @@ test('hashFile with a reference: each range gets the hash of its own bytes, what
   );
   const whole = createHash('sha256').update(image).digest('hex');
   const bogus = 'f'.repeat(64);
+  const identity = async (path: string) => identityOf(await stat(path, { bigint: true }));
   for (const wholeToo of [true, false]) {
-    const read = (path: string, id: string, known: (string | undefined)[]) =>
-      hashFile(file, { ranges, block: B, whole: wholeToo, reference: { path, id, known } });
-    const learnt = await read(longer, await fileIdentity(longer), []);
+    const asked: string[] = [];
+    const read = (path: string, known: (string | undefined)[]) =>
+      hashFile(file, {
+        ranges,
+        block: B,
+        whole: wholeToo,
+        reference: {
+          path,
+          known: (id) => {
+            asked.push(id);
+            return known;
+          },
+        },
+      });
+    const learnt = await read(longer, []);
     t.deepEqual(learnt.ranges, plain);
     t.is(learnt.sha256, wholeToo ? whole : undefined);
     // The last block is 5000 bytes here and 4096 there: not the same piece.
     t.deepEqual(learnt.same, [true, false, false, true, false]);
     t.is(learnt.reused, 0);
+    // The hashes known are asked for the reference as the read found it, and said which it was.
+    t.deepEqual([asked, learnt.referenceId], [[await identity(longer)], await identity(longer)]);
     const known = learnt.same.map((same, i) => (same ? learnt.ranges[i] : bogus));
-    const reusing = await read(longer, await fileIdentity(longer), known);
+    const reusing = await read(longer, known);
     t.deepEqual(reusing.ranges, plain, 'a range that is not equal never takes a known hash');
     t.is(reusing.reused, 2);
-    const elsewhere = await read(
-      longer,
-      'another file',
-      ranges.map(() => bogus),
-    );
-    t.deepEqual([elsewhere.ranges, elsewhere.reused], [plain, 0], 'hashes known for another file are not used');
-    const short = await read(shorter, await fileIdentity(shorter), []);
+    const short = await read(shorter, []);
     t.deepEqual([short.ranges, short.same], [plain, [true, false, true, false, false]]);
   }
+  // A read that fails in the worker closes the files too (they are opened by the caller).
+  const beyond = [{ first: 5122, last: 5122 }];
+  const failed = hashFile(file, {
+    ranges: beyond,
+    block: B,
+    whole: false,
+    reference: { path: longer, known: () => [] },
+  });
+  await t.throwsAsync(failed, { message: /is shorter than its ranges/ });
+  t.deepEqual(await openIn(dir), [], 'no file of the test is left open');
 });
+
+/** The files under DIR this process holds open. */
+async function openIn(dir: string): Promise<string[]> {
+  const fds = await readdir('/proc/self/fd');
+  const targets = await Promise.all(fds.map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+  return targets.filter((target) => target.startsWith(`${dir}/`));
+}
 
 test('bmapXml: bmap 2.0 as bmaptool reads it, a single block as N, the file checksum over itself', (t) => {
   const sha = (c: string) => c.repeat(64);

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { BMAP_BLOCK_SIZE, type BmapRange, bmapBlocksCount, bmapXml } from '../formats/bmap-xml.js';
-import { type FileHashes, fileIdentity, HASH_WINDOW, type HashReference, hashFile } from '../util/hash-file.js';
+import { type FileHashes, HASH_WINDOW, type HashReference, hashFile } from '../util/hash-file.js';
 import { type Range, splitRanges } from '../util/ranges.js';
 import { checkInterrupted, withScope } from '../util/scope.js';
 import { mappedRanges } from './mapped-blocks.js';
@@ -38,10 +38,9 @@ export interface BmapFile {
 const referencePieces = new Map<string, Map<string, string>>();
 const pieceName = (r: Range) => `${r.first}-${r.last}`;
 
-async function referenceOf(path: string, ranges: readonly Range[]): Promise<HashReference> {
-  const id = await fileIdentity(path);
-  const known = referencePieces.get(id);
-  return { path, id, known: ranges.map((r) => known?.get(pieceName(r))) };
+function referenceOf(path: string, ranges: readonly Range[]): HashReference {
+  const known = (id: string) => ranges.map((r) => referencePieces.get(id)?.get(pieceName(r)));
+  return { path, known };
 }
 
 /** Keep the hashes of the pieces that hold the reference's bytes, for the next node. */
@@ -74,7 +73,7 @@ export async function writeBmap(
     let rangeCount = 0;
     try {
       const ranges = splitRanges(await mappedRanges(image), HASH_WINDOW / BMAP_BLOCK);
-      const reference = options.reference ? await referenceOf(options.reference, ranges) : undefined;
+      const reference = options.reference ? referenceOf(options.reference, ranges) : undefined;
       const read = await hashFile(image, { ranges, block: BMAP_BLOCK, whole: options.imageSha256 === true, reference });
       const { size } = read;
       const hashed = ranges.map((r, i): BmapRange => ({ ...r, sha256: read.ranges[i]! }));

@@ -11,7 +11,7 @@
  * it, instead of being hashed: comparing bytes from the page cache costs a fraction of hashing them.
  */
 import type { BigIntStats } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import type { Range } from './ranges.js';
 import { checkInterrupted, InterruptedError, interrupted, interruptSignal } from './scope.js';
@@ -21,11 +21,10 @@ export const HASH_WINDOW = 4 * 1024 * 1024;
 
 const hashWorker = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { path, ranges, block, whole, window, reference } = workerData;
-const { closeSync, fstatSync, openSync, readSync } = require('node:fs');
+// The files come open from the main thread, which closes them once this thread has exited.
+const { fd, path, ranges, block, whole, window, reference } = workerData;
+const { fstatSync, readSync } = require('node:fs');
 const { createHash } = require('node:crypto');
-// As identityOf below: a hash known for the reference is only used for the file it was taken of.
-const identity = (st) => [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
 function readWhole(fd, buffer, position) {
   for (let done = 0; done < buffer.length; ) {
     const n = readSync(fd, buffer, done, buffer.length - done, position + done);
@@ -34,79 +33,65 @@ function readWhole(fd, buffer, position) {
   }
   return true;
 }
-const fd = openSync(path, 'r');
-const ref = reference ? { fd: openSync(reference.path, 'r') } : undefined;
-try {
-  const size = fstatSync(fd).size;
-  if (ref) {
-    const st = fstatSync(ref.fd, { bigint: true });
-    ref.id = identity(st);
-    ref.size = Number(st.size);
-    // Hashes known for another file than the one opened here are not used.
-    ref.known = ref.id === reference.id ? reference.known : [];
-    ref.piece = Buffer.allocUnsafe(1024 * 1024);
+const ref = reference && { ...reference, piece: Buffer.allocUnsafe(1024 * 1024) };
+const size = fstatSync(fd).size;
+// A piece is named by its blocks: equal means the same bytes and the same length, so a node's
+// last block cut short by its end never passes for the reference's longer one, or the reverse.
+const sameAsReference = (position, bytes, nominalEnd) => {
+  if (Math.min(nominalEnd, ref.size) !== position + bytes.length) return false;
+  for (let at = 0; at < bytes.length; at += ref.piece.length) {
+    const theirs = ref.piece.subarray(0, Math.min(ref.piece.length, bytes.length - at));
+    if (!readWhole(ref.fd, theirs, position + at)) return false;
+    if (!theirs.equals(bytes.subarray(at, at + theirs.length))) return false;
   }
-  // A piece is named by its blocks: equal means the same bytes and the same length, so a node's
-  // last block cut short by its end never passes for the reference's longer one, or the reverse.
-  const sameAsReference = (position, bytes, nominalEnd) => {
-    if (Math.min(nominalEnd, ref.size) !== position + bytes.length) return false;
-    for (let at = 0; at < bytes.length; at += ref.piece.length) {
-      const theirs = ref.piece.subarray(0, Math.min(ref.piece.length, bytes.length - at));
-      if (!readWhole(ref.fd, theirs, position + at)) return false;
-      if (!theirs.equals(bytes.subarray(at, at + theirs.length))) return false;
+  return true;
+};
+const all = whole ? createHash('sha256') : undefined;
+const hashes = [];
+const same = [];
+let reused = 0;
+const buffer = Buffer.allocUnsafe(window);
+const startOf = (i) => ranges[i].first * block;
+// A range's blocks end here; its bytes end there or at the file's end.
+const blocksEndOf = (i) => (ranges[i].last + 1) * block;
+const endOf = (i) => Math.min(blocksEndOf(i), size);
+const windowOf = (position) => position - (position % window);
+let range = 0;
+let current;
+// Without the whole hash, only the windows that hold ranges are read.
+let at = whole || ranges.length === 0 ? 0 : windowOf(startOf(0));
+const stop = whole ? size : ranges.length === 0 ? 0 : endOf(ranges.length - 1);
+while (at < stop) {
+  const view = buffer.subarray(0, Math.min(window, stop - at));
+  if (!readWhole(fd, view, at)) throw new Error(path + ' ended before byte ' + (at + view.length));
+  all?.update(view);
+  for (let from = at; range < ranges.length; ) {
+    const start = Math.max(startOf(range), from);
+    const end = endOf(range);
+    if (start >= at + view.length) break;
+    const to = Math.min(end, at + view.length);
+    const bytes = view.subarray(start - at, to - at);
+    if (ref && !current && start === startOf(range) && to === end) {
+      const equal = sameAsReference(start, bytes, blocksEndOf(range));
+      const known = equal ? ref.known[range] : undefined;
+      hashes.push(known ?? createHash('sha256').update(bytes).digest('hex'));
+      same.push(equal);
+      if (known) reused++;
+    } else {
+      (current ??= createHash('sha256')).update(bytes);
+      if (to < end) break;
+      hashes.push(current.digest('hex'));
+      same.push(false);
+      current = undefined;
     }
-    return true;
-  };
-  const all = whole ? createHash('sha256') : undefined;
-  const hashes = [];
-  const same = [];
-  let reused = 0;
-  const buffer = Buffer.allocUnsafe(window);
-  const startOf = (i) => ranges[i].first * block;
-  // A range's blocks end here; its bytes end there or at the file's end.
-  const blocksEndOf = (i) => (ranges[i].last + 1) * block;
-  const endOf = (i) => Math.min(blocksEndOf(i), size);
-  const windowOf = (position) => position - (position % window);
-  let range = 0;
-  let current;
-  // Without the whole hash, only the windows that hold ranges are read.
-  let at = whole || ranges.length === 0 ? 0 : windowOf(startOf(0));
-  const stop = whole ? size : ranges.length === 0 ? 0 : endOf(ranges.length - 1);
-  while (at < stop) {
-    const view = buffer.subarray(0, Math.min(window, stop - at));
-    if (!readWhole(fd, view, at)) throw new Error(path + ' ended before byte ' + (at + view.length));
-    all?.update(view);
-    for (let from = at; range < ranges.length; ) {
-      const start = Math.max(startOf(range), from);
-      const end = endOf(range);
-      if (start >= at + view.length) break;
-      const to = Math.min(end, at + view.length);
-      const bytes = view.subarray(start - at, to - at);
-      if (ref && !current && start === startOf(range) && to === end) {
-        const equal = sameAsReference(start, bytes, blocksEndOf(range));
-        const known = equal ? ref.known[range] : undefined;
-        hashes.push(known ?? createHash('sha256').update(bytes).digest('hex'));
-        same.push(equal);
-        if (known) reused++;
-      } else {
-        (current ??= createHash('sha256')).update(bytes);
-        if (to < end) break;
-        hashes.push(current.digest('hex'));
-        same.push(false);
-        current = undefined;
-      }
-      range++;
-      from = to;
-    }
-    at += view.length;
-    if (!whole && range < ranges.length && !current) at = Math.max(at, windowOf(startOf(range)));
+    range++;
+    from = to;
   }
-  if (range < ranges.length) throw new Error(path + ' is shorter than its ranges');
-  parentPort.postMessage({ size, hashes, sha256: all?.digest('hex'), same, reused, referenceId: ref?.id });
-} finally {
-  closeSync(fd);
-  if (ref) closeSync(ref.fd);
+  at += view.length;
+  if (!whole && range < ranges.length && !current) at = Math.max(at, windowOf(startOf(range)));
 }
+if (range < ranges.length) throw new Error(path + ' is shorter than its ranges');
+parentPort.postMessage({ size, hashes, sha256: all?.digest('hex'), same, reused });
 `;
 
 /**
@@ -115,17 +100,14 @@ try {
  */
 export const identityOf = (st: BigIntStats): string => [st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
 
-export async function fileIdentity(path: string): Promise<string> {
-  return identityOf(await stat(path, { bigint: true }));
-}
-
 /** A file the hashed one was cloned from, and the hashes of ranges known to hold its bytes. */
 export interface HashReference {
   path: string;
-  /** The reference's dev:ino:size:mtimeNs:ctimeNs (`fileIdentity`), for which `known` holds. */
-  id: string;
-  /** Per range of the call, its hash if known for the reference's bytes. */
-  known: (string | undefined)[];
+  /**
+   * Per range of the call, its hash if known for the reference's bytes, given the reference's
+   * dev:ino:size:mtimeNs:ctimeNs (`identityOf`) as found on the file the read opens.
+   */
+  known: (id: string) => (string | undefined)[];
 }
 
 export interface FileHashes {
@@ -141,35 +123,70 @@ export interface FileHashes {
   same: boolean[];
   /** How many ranges took a known hash instead of being hashed. */
   reused: number;
-  /** The identity of the reference as the read found it. */
+  /** The identity of the reference that was read. */
   referenceId?: string;
 }
 
-export function hashFile(
+type WorkerResult = Omit<FileHashes, 'ranges' | 'referenceId'> & { hashes: string[] };
+
+/**
+ * The files are opened here and closed once the worker has exited, also when it was stopped: the
+ * identity of the reference is that of the very file the worker compares with, taken once.
+ */
+export async function hashFile(
   path: string,
   options: { ranges?: readonly Range[]; block?: number; whole: boolean; reference?: HashReference | undefined },
 ): Promise<FileHashes> {
   checkInterrupted(); // the abort below is only heard by a worker already running
-  const workerData = {
-    path,
-    ranges: options.ranges ?? [],
-    block: options.block ?? 1,
-    whole: options.whole,
-    window: HASH_WINDOW,
-    reference: options.reference,
-  };
+  const file = await open(path, 'r');
+  const base = options.reference ? await open(options.reference.path, 'r').catch(closing(file)) : undefined;
+  try {
+    const st = base && (await base.stat({ bigint: true }));
+    const referenceId = st && identityOf(st);
+    const reference = st && { fd: base.fd, size: Number(st.size), known: options.reference!.known(referenceId!) };
+    const workerData = {
+      fd: file.fd,
+      path,
+      ranges: options.ranges ?? [],
+      block: options.block ?? 1,
+      whole: options.whole,
+      window: HASH_WINDOW,
+      reference,
+    };
+    const { hashes, ...rest } = await runWorker(workerData, path);
+    return { ranges: hashes, ...rest, ...(referenceId ? { referenceId } : {}) };
+  } finally {
+    await base?.close();
+    await file.close();
+  }
+}
+
+const closing = (file: FileHandle) => async (error: unknown) => {
+  await file.close();
+  throw error;
+};
+
+/** Settles when the worker has exited, so that the files it reads may then be closed. */
+function runWorker(workerData: object, path: string): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(hashWorker, { eval: true, workerData });
     const stop = () => void worker.terminate();
     interruptSignal.addEventListener('abort', stop, { once: true });
-    worker.once('message', ({ hashes, ...rest }: Omit<FileHashes, 'ranges'> & { hashes: string[] }) =>
-      resolve({ ranges: hashes, ...rest }),
-    );
-    worker.once('error', reject);
+    let result: WorkerResult | undefined;
+    let failure: unknown;
+    worker.once('message', (message: WorkerResult) => {
+      result = message;
+    });
+    worker.once('error', (error) => {
+      failure = error;
+    });
     worker.once('exit', (code) => {
       interruptSignal.removeEventListener('abort', stop);
       if (interrupted()) reject(new InterruptedError());
-      else if (code !== 0) reject(new Error(`hashing ${path} stopped with code ${code}`));
+      // What a worker throws arrives as a copy, not an Error of this thread.
+      else if (failure !== undefined) reject(new Error((failure as { message?: string }).message ?? String(failure)));
+      else if (code !== 0 || !result) reject(new Error(`hashing ${path} stopped with code ${code}`));
+      else resolve(result);
     });
   });
 }
