@@ -32,7 +32,7 @@ import { type Ext4Backend, ext4Backends } from './fs/partition.js';
 import { log, setVerbose } from './log.js';
 import { MAX_NODES } from './profile/schema.js';
 import { allowPaths } from './util/confine.js';
-import { realMkdirCause } from './util/mkdir-cause.js';
+import { realMkdirCause } from './util/make-folders.js';
 import { installSignalCleanup, interrupted } from './util/scope.js';
 
 /** One option: its parseArgs type, the value it takes (for help) and what it means. */

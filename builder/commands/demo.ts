@@ -4,7 +4,7 @@
  * pizero-otg cluster (host + 4 workers) from it and list the images. A real Raspberry Pi OS image
  * goes through `swarmcard build profiles/pizero-otg.yaml --base IMAGE`.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FlavourName } from '../fixture/flavours.js';
@@ -13,6 +13,7 @@ import type { Ext4Backend } from '../fs/partition.js';
 import { inspectImage } from '../image/inspect.js';
 import { log } from '../log.js';
 import { cacheDir } from '../source/cache.js';
+import { makeFolders } from '../util/make-folders.js';
 import { buildCommand } from './build.js';
 import { renderReport } from './inspect.js';
 
@@ -28,7 +29,7 @@ export async function demoBaseImage(): Promise<string> {
       () => false,
     ))
   ) {
-    await mkdir(join(cacheDir(), 'demo'), { recursive: true });
+    await makeFolders(join(cacheDir(), 'demo'));
     log.step(`generating the built-in demo base image (${DEMO_FLAVOUR})`);
     await makeFixtureImage(DEMO_FLAVOUR, path);
   }

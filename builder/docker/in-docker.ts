@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserError } from '../errors.js';
@@ -25,6 +25,7 @@ import { loadProfile } from '../profile/load-profile.js';
 import { cacheDir } from '../source/cache.js';
 import { isUrl } from '../util/base-url.js';
 import { removeEmptyUpTo } from '../util/empty-folders.js';
+import { makeFolders } from '../util/make-folders.js';
 import { InterruptedError, interrupted, withScope } from '../util/scope.js';
 
 export const engines = ['docker', 'podman'] as const;
@@ -172,8 +173,8 @@ async function mountsFor(
   const out = resolve(options.out);
   const cache = resolve(cacheDir());
   // The engine would create a missing folder as root: they are made here, owned by the caller.
-  const made = await mkdir(out, { recursive: true });
-  await mkdir(cache, { recursive: true });
+  const made = await makeFolders(out);
+  await makeFolders(cache);
   const secretsDir = process.env.SWARMCARD_SECRETS_DIR;
   const mounts: Mount[] = [
     { path: process.cwd(), writable: true },

@@ -6,7 +6,7 @@
  *   imager.json, SHA256SUMS (→ shard.json for a shard, `--shard I/N`: its nodes come as `--only`'s)
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { bootableModels } from '../formats/elf.js';
@@ -42,6 +42,7 @@ import { loadSecrets, type SecretSources, type SecretValues, secretKinds } from 
 import { resolveBaseImage } from '../source/base-image.js';
 import { removeEmptyUpTo } from '../util/empty-folders.js';
 import { sha256Of } from '../util/hash-file.js';
+import { makeFolders } from '../util/make-folders.js';
 import { withScope } from '../util/scope.js';
 import { applyEdits } from './apply-edits.js';
 
@@ -281,7 +282,7 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
 }
 
 async function buildNodes(ctx: BuildContext): Promise<void> {
-  ctx.madeFolder = await mkdir(ctx.dir, { recursive: true });
+  ctx.madeFolder = await makeFolders(ctx.dir);
   const entries: (() => Promise<ManifestNode>)[] = [];
   for (const [i, node] of ctx.targets.entries())
     entries.push(await buildNode(ctx, node, `[${i + 1}/${ctx.targets.length}]`));

@@ -17,6 +17,7 @@ import { run } from '../exec/run.js';
 import { log } from '../log.js';
 import type { Manifest } from '../output/manifest.js';
 import { readShard, SHARD_FILE, type ShardInfo, shardName } from '../output/shard-info.js';
+import { makeFolders } from '../util/make-folders.js';
 import { withScope } from '../util/scope.js';
 import { writeReleaseFiles } from './build-cluster.js';
 
@@ -185,7 +186,7 @@ export async function mergeShards(dirs: string[], out: string): Promise<{ dir: s
     );
   const manifest = mergedManifest(sorted);
   return withScope(async (scope) => {
-    await mkdir(out, { recursive: true });
+    await makeFolders(out);
     const staging = join(out, `.${basename(cluster)}.merge.partial`);
     let done = false;
     scope.defer(`remove ${staging}`, () => (done ? undefined : rm(staging, { recursive: true, force: true })));

@@ -5,12 +5,13 @@
  * build) the first time a profile with a swarm is built and reused by every rebuild, so images stay
  * reproducible. Its content never reaches logs or the manifest.
  */
-import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { UserError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { log } from '../log.js';
+import { makeFolders } from '../util/make-folders.js';
 import { withScope } from '../util/scope.js';
 
 export interface ClusterSecrets {
@@ -45,7 +46,7 @@ async function generate(cluster: string): Promise<ClusterSecrets> {
  * it, the first wins. Returns whether this call wrote it.
  */
 export async function writePrivateFile(file: string, text: string, how: 'create' | 'replace'): Promise<boolean> {
-  await mkdir(dirname(file), { recursive: true });
+  await makeFolders(dirname(file));
   return withScope(async (scope) => {
     const temp = `${file}.${process.pid}.partial`;
     scope.defer(`remove ${temp}`, () => rm(temp, { force: true }));

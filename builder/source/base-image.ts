@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { open, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -16,6 +16,7 @@ import { hasBootSignature, SECTOR } from '../formats/mbr.js';
 import { log, progress } from '../log.js';
 import { baseUrlProblem, isUrl } from '../util/base-url.js';
 import { isFile } from '../util/is-file.js';
+import { makeFolders } from '../util/make-folders.js';
 import { readBytes } from '../util/read-bytes.js';
 import { checkInterrupted, interruptSignal, withScope } from '../util/scope.js';
 import { cachePaths } from './cache.js';
@@ -99,7 +100,7 @@ async function localSha256(path: string): Promise<string> {
   const remembered = await readFile(memo, 'utf8').catch(() => '');
   if (sha256Pattern.test(remembered)) return remembered;
   const digest = await hashFile(real, path);
-  await mkdir(cachePaths.hashes(), { recursive: true });
+  await makeFolders(cachePaths.hashes());
   await writeFile(memo, digest);
   return digest;
 }
@@ -143,7 +144,7 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
       return { path: cached, sha256: known };
     }
   }
-  await mkdir(cachePaths.downloads(), { recursive: true });
+  await makeFolders(cachePaths.downloads());
   return withScope(async (scope) => {
     const partial = join(cachePaths.downloads(), `download-${process.pid}-${Date.now()}.partial`);
     scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
@@ -190,7 +191,7 @@ async function download(location: string, pin: string | undefined): Promise<{ pa
     checkPin(`the download of ${location}`, digest, pin);
     const final = join(cachePaths.downloads(), `${digest}${extension}`);
     await rename(partial, final);
-    await mkdir(cachePaths.urls(), { recursive: true });
+    await makeFolders(cachePaths.urls());
     await writeFile(urlKey, digest);
     return { path: final, sha256: digest };
   });
@@ -228,7 +229,7 @@ async function decompress(
     log.info(`using cached decompressed image ${final}`);
     return final;
   }
-  await mkdir(cachePaths.images(), { recursive: true });
+  await makeFolders(cachePaths.images());
   return withScope(async (scope) => {
     const partial = join(cachePaths.images(), `${sourceSha}.${process.pid}.partial`);
     scope.defer(`remove ${partial}`, () => rm(partial, { force: true }));
