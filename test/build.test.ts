@@ -3,6 +3,7 @@
  * fixtures; every promised item is read back from the images with mtools, debugfs, sfdisk and tar.
  */
 
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -497,6 +498,25 @@ for (const flavour of ['bookworm-armhf', 'trixie-armhf'] as FlavourName[]) {
     t.is(new Set(ids).size, 3);
   });
 }
+
+test("a node image as the base is refused: its cluster's key would reach every new node", async (t) => {
+  const first = await build(t, await fixture('trixie-armhf'), ['--nodes', '1']);
+  t.is(first.exitCode, 0, first.stderr);
+  for (const file of ['00-otghost1.img', '01-otg1.img']) {
+    const node = join(first.dir, file);
+    const inspected = await swarmcard(['inspect', node]);
+    t.regex(inspected.stdout, /built by\s+swarmcard: a node image, not a base for a build/);
+    const again = await build(t, node, ['--nodes', '2']);
+    t.is(again.exitCode, 1, again.stderr);
+    const errors = again.stderr.split('\n').filter((l) => l.startsWith('error: '));
+    t.deepEqual(errors, [
+      `error: ${node} is a node image swarmcard built (it holds /etc/swarmcard): its cluster's keys and settings ` +
+        'would reach every new node; build from the Raspberry Pi OS image it was made from.',
+    ]);
+    t.false(existsSync(again.dir), 'nothing written');
+  }
+  t.regex((await swarmcard(['inspect', await fixture('trixie-armhf')])).stdout, /built by\s+not swarmcard/);
+});
 
 test('a base where nothing recreates SSH host keys gets a unit that does', async (t) => {
   const work = await scratchDir(t);

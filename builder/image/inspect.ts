@@ -153,6 +153,7 @@ async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
       dockerKeyJson: await fs.exists('/etc/docker/key.json'),
       dockerSwarmState: await fs.exists('/var/lib/docker/swarm'),
       cloudState: await listOptional(fs, '/var/lib/cloud'),
+      swarmcardNode: await anyExists('/etc/swarmcard', '/usr/local/lib/swarmcard'),
     },
     rpiResize: await anyExists('/usr/lib/systemd/system/rpi-resize.service', '/lib/systemd/system/rpi-resize.service'),
   };

@@ -49,6 +49,8 @@ export interface ImageReport {
     dockerKeyJson: boolean;
     dockerSwarmState: boolean;
     cloudState: string[];
+    /** swarmcard built this image (it holds /etc/swarmcard or /usr/local/lib/swarmcard): a node, not a base. */
+    swarmcardNode: boolean;
   };
   ext4: {
     uuid: string;

@@ -128,6 +128,11 @@ function verifyNodes(ctx: BuildContext): void {
       );
     }
     problems.push(...writeBlockers(report).map((w) => `${image}: ${w}`));
+    if (report.identity.swarmcardNode)
+      problems.push(
+        `${image} is a node image swarmcard built (it holds /etc/swarmcard): its cluster's keys and settings ` +
+          'would reach every new node; build from the Raspberry Pi OS image it was made from.',
+      );
     if (node.edits.some((e) => e.op === 'admin') && target.users === undefined) {
       problems.push(
         `${image} is Raspberry Pi OS ${report.release.codename}, which creates no user from userconf.txt or ` +
