@@ -238,6 +238,26 @@ async function unknownFeatureImage(dir: string, base: string): Promise<string> {
   return write(join(dir, 'future.img'), image);
 }
 
+/** The base with its ext4 group descriptors (the block after the superblock's) overwritten. */
+async function corruptDescriptors(dir: string, base: string): Promise<string> {
+  const image = await readFile(base);
+  const superblock = image.readUInt32LE(446 + 16 + 8) * 512 + 1024;
+  const blockSize = 1024 << image.readUInt32LE(superblock + 24);
+  const firstDataBlock = image.readUInt32LE(superblock + 20);
+  const start = superblock - 1024 + (firstDataBlock + 1) * blockSize;
+  for (let at = 0; at < 1024; at += 4) image.writeUInt32LE((0x9e3779b9 * (at + 1)) >>> 0, start + at);
+  return write(join(dir, 'descriptors.img'), image);
+}
+
+/** The base with the first entries of its FAT overwritten (mtools: "Bad FAT entry"). */
+async function corruptFat(dir: string, base: string): Promise<string> {
+  const image = await readFile(base);
+  const boot = image.readUInt32LE(446 + 8) * 512;
+  const fat = boot + image.readUInt16LE(boot + 14) * image.readUInt16LE(boot + 11);
+  for (let at = 4; at < 36; at += 4) image.writeUInt32LE(0x0dadbeef, fat + at);
+  return write(join(dir, 'fat.img'), image);
+}
+
 const imageCases: Case[] = [
   { name: 'inspect an empty file', args: async ({ dir }) => ['inspect', await write(join(dir, 'e.img'), '')] },
   {
@@ -262,6 +282,21 @@ const imageCases: Case[] = [
   {
     name: 'build on an ext4 feature e2fsprogs does not know',
     args: async ({ dir, base, out }) => ['build', P, '--base', await unknownFeatureImage(dir, base), '--out', out],
+  },
+  {
+    name: 'inspect an ext4 with corrupt group descriptors',
+    args: async ({ dir, base }) => ['inspect', await corruptDescriptors(dir, base)],
+    says: /the root filesystem of \S+descriptors\.img is damaged \(Corrupt group descriptor/,
+  },
+  {
+    name: 'build on an ext4 with corrupt group descriptors',
+    args: async ({ dir, base, out }) => ['build', P, '--base', await corruptDescriptors(dir, base), '--out', out],
+    says: /is damaged .*; check it with "e2fsck -fn" or download the image again\.$/,
+  },
+  {
+    name: 'inspect a FAT with a bad entry',
+    args: async ({ dir, base }) => ['inspect', await corruptFat(dir, base)],
+    says: /the boot partition of \S+fat\.img is damaged \(Bad FAT entry \d+ at 2\); check it with "fsck\.vfat -n"/,
   },
   {
     name: 'build on an empty image',

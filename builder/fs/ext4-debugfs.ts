@@ -38,6 +38,21 @@ export function parseDebugfsStat(text: string): FileStat | undefined {
   };
 }
 
+/**
+ * What debugfs says of a damaged filesystem, if it says so: the most telling line (a corrupt
+ * structure or a checksum before the block numbers a broken descriptor points at), shortened.
+ */
+export function damageOf(problems: string[]): string | undefined {
+  const telling = [/corrupt|checksum does not match|bad magic/i, /illegal (block|inode) number|bitmap/i];
+  for (const pattern of telling) {
+    const line = problems.find((l) => pattern.test(l));
+    if (!line) continue;
+    const said = line.replace(/^\S*: (?=\S)/, '').trim(); // "/etc: Corrupt …" → "Corrupt …"
+    return said.length > 120 ? `${said.slice(0, 117)}…` : said;
+  }
+  return undefined;
+}
+
 /** debugfs's request parser understands double quotes; refuse what it cannot quote. */
 function q(path: string): string {
   if (path.includes('"')) throw new UserError(`the path ${path} contains a double quote, which debugfs cannot handle.`);
@@ -83,6 +98,12 @@ export class DebugfsEditor extends EditorBase {
       throw new UserError(
         `debugfs cannot open the root filesystem of ${this.ctx.image} (${unopened}); the image is damaged ` +
           'or needs a newer e2fsprogs (SWARMCARD_DEBUGFS chooses another debugfs).',
+      );
+    const damage = damageOf(problems);
+    if (damage)
+      throw new UserError(
+        `the root filesystem of ${this.ctx.image} is damaged (${damage}); check it with "e2fsck -fn" or ` +
+          'download the image again.',
       );
     if (problems.length > 0) throw new Error(`debugfs on ${this.ctx.image} failed: ${problems.join('; ')}`);
     return stdout;

@@ -5,6 +5,7 @@
  */
 import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { UserError } from '../errors.js';
 import { run, ToolError } from '../exec/run.js';
 import type { DirEntry, EditorContext, FileAttrs, FileStat } from './editor.js';
 import { EditorBase } from './editor-base.js';
@@ -41,8 +42,20 @@ export class MtoolsEditor extends EditorBase {
   }
 
   private async mtools(tool: 'mcopy' | 'mmd' | 'mdel' | 'mdeltree' | 'mdir', args: string[]): Promise<string> {
-    return (await run(tool, ['-i', this.drive, ...args], { env: this.env })).stdout;
+    return (await run(tool, ['-i', this.drive, ...args], { env: this.env }).catch(this.damaged)).stdout;
   }
+
+  /** mtools' words for a broken FAT: the image's fault, said as such. */
+  private readonly damaged = (error: unknown): never => {
+    const line =
+      error instanceof ToolError ? /^.*(Bad FAT entry|fat_read|Cannot initialize).*$/im.exec(error.stderr) : null;
+    if (!line) throw error;
+    throw new UserError(
+      `the boot partition of ${this.ctx.image} is damaged (${line[0].trim()}); check it with "fsck.vfat -n" ` +
+        'or download the image again.',
+      { cause: error },
+    );
+  };
 
   private static dos(path: string): string {
     return `::${normalizePath(path)}`;
@@ -111,7 +124,8 @@ export class MtoolsEditor extends EditorBase {
   }
 
   protected async readAt(path: string): Promise<Buffer> {
-    return (await run('mtype', ['-i', this.drive, MtoolsEditor.dos(path)], { env: this.env, binary: true })).stdout;
+    const args = ['-i', this.drive, MtoolsEditor.dos(path)];
+    return (await run('mtype', args, { env: this.env, binary: true }).catch(this.damaged)).stdout;
   }
 
   protected listAt(path: string): Promise<DirEntry[]> {
