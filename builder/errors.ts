@@ -96,6 +96,11 @@ export function toUserError(error: unknown): unknown {
       return new UserError(`${name} failed: ${said}; ${disk === 'Read-only file system' ? diskReadOnly : diskFull}.`, {
         cause: error,
       });
+    // Nor is it when it may not write where it was told to (an immutable or foreign folder).
+    if (/Permission denied|Operation not permitted/.test(said))
+      return new UserError(`${name} failed: ${said}; fix the permissions there or choose another location.`, {
+        cause: error,
+      });
     if (overridden)
       return new UserError(
         `${program} (from ${variable}) failed: ${said}; point ${variable} at a working ${name} or unset it.`,

@@ -499,6 +499,17 @@ const disks = "disks: a full and a read-only disk for the output, the profile's 
       mayLeave: /^cache\/(images\/|hashes\/([0-9a-f]{64})?)$/,
     },
     {
+      name: "--out's cluster folder immutable (chattr +i)",
+      args: async ({ out, base }) => {
+        const cluster = join(out, 'pizero-otg');
+        await mkdir(cluster);
+        await execa('chattr', ['+i', cluster]);
+        t.teardown(() => execa('chattr', ['-i', cluster]).then(() => undefined));
+        return ['build', P, '--base', base, '--out', out];
+      },
+      says: /\/pizero-otg\/\S+ may not be changed \(operation not permitted\); fix its permissions/,
+    },
+    {
       name: 'cache on a read-only disk',
       args: async ({ dir, out, base }) => {
         await mount(join(dir, 'cache'), 'ro');

@@ -12,7 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import type { FlavourName } from '../builder/fixture/flavours.js';
 import type { Manifest } from '../builder/output/manifest.js';
-import { swarmcard } from './helpers/cli.js';
+import { cliPath as cli, swarmcard } from './helpers/cli.js';
 import { fixture, scratchDir } from './helpers/fixtures.js';
 import {
   debugfs,
@@ -577,4 +577,41 @@ test('a smaller rebuild removes the images the plan no longer names; foreign fil
   t.is(refused.exitCode, 1, refused.stderr);
   t.regex(refused.stderr, /holds notes\.txt, which swarmcard did not write; move it away or choose another --out/);
   t.true((await readdir(six.dir)).includes('02-otg2.img'), 'nothing removed when refusing');
+});
+
+test("own means recorded: a stopped build's images are removed later, a look-alike put there by hand is not", async (t) => {
+  const base = await fixture('bookworm-armhf');
+  const out = join(await scratchDir(t), 'dist');
+  const dir = join(out, 'pizero-otg');
+  // Stopped (Ctrl-C) while node 3 is built: nodes 0-2 are written, no SHA256SUMS names them.
+  const child = execa('node', [cli, 'build', profile, '--base', base, '--out', out, '--nodes', '4'], {
+    env: { NO_COLOR: '1', SWARMCARD_CACHE_DIR: join(out, '..', 'cache'), SWARMCARD_SECRETS_DIR: secretsDir },
+    reject: false,
+  });
+  child.stderr!.on('data', (data: Buffer) => {
+    if (/\[4\/5\]/.test(data.toString())) child.kill('SIGINT');
+  });
+  const stopped = await child;
+  t.is(stopped.exitCode, 130, stopped.stderr);
+  const left = await readdir(dir);
+  t.true(left.includes('02-otg2.img') && !left.includes('SHA256SUMS'), left.join(' '));
+  await writeFile(join(dir, '07-mine.img.xz'), 'mine');
+  const refused = await build(t, base, ['--nodes', '1'], out);
+  t.is(refused.exitCode, 1, refused.stderr);
+  t.regex(refused.stderr, /holds 07-mine\.img\.xz, which swarmcard did not write/);
+  t.deepEqual((await readdir(dir)).sort(), left.concat('07-mine.img.xz').sort(), 'nothing removed when refusing');
+  await rm(join(dir, '07-mine.img.xz'));
+  const one = await build(t, base, ['--nodes', '1'], out);
+  t.is(one.exitCode, 0, one.stderr);
+  t.regex(one.stderr, /removing \S+02-otg2\.img: the current plan does not name it/);
+  t.deepEqual((await readdir(dir)).sort(), [
+    '00-otghost1.img',
+    '00-otghost1.img.bmap',
+    '01-otg1.img',
+    '01-otg1.img.bmap',
+    'SHA256SUMS',
+    'host-kit.tar',
+    'imager.json',
+    'manifest.json',
+  ]);
 });

@@ -1,6 +1,7 @@
 /** Pure code: parsers and text edits, no I/O. */
 import test from 'ava';
-import { UserError } from '../builder/errors.js';
+import { toUserError, UserError } from '../builder/errors.js';
+import { ToolError } from '../builder/exec/run.js';
 import { elfStub } from '../builder/fixture/flavours.js';
 import { parseElf } from '../builder/formats/elf.js';
 import { assertWritable, parseExt4Superblock, unsupportedFeatures } from '../builder/formats/ext4-superblock.js';
@@ -239,4 +240,13 @@ test('compression is recognised by magic bytes', (t) => {
     instanceOf: UserError,
     message: /notes\.txt is neither a disk image/,
   });
+});
+
+test('toUserError: a tool that may not write where it was told blames the permissions, not the image', (t) => {
+  const said = "/usr/bin/cp: cannot create regular file '/out/c/00-a.img.partial': Operation not permitted";
+  const error = toUserError(new ToolError('/usr/bin/cp --sparse=always a b', 1, `${said}\n`));
+  t.true(error instanceof UserError);
+  t.is((error as UserError).message, `cp failed: ${said}; fix the permissions there or choose another location.`);
+  const other = toUserError(new ToolError('/usr/bin/cp a b', 1, '/usr/bin/cp: error reading a: Input/output error'));
+  t.regex((other as UserError).message, /the image may be damaged, or set SWARMCARD_CP to another cp\.$/);
 });

@@ -73,10 +73,12 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     return;
   }
   const dir = `${options.out}/${plan.cluster}`;
-  for (const n of manifest.nodes) {
+  // --only: the nodes carried over come first in the manifest; the list is in node order.
+  for (const n of [...manifest.nodes].sort((a, b) => a.index - b.index)) {
     const holds = n.secrets ? `  holds ${n.secrets.join(', ')}` : '';
-    const what = `${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${formatBytes(n.size)}`;
     const image = n.artifacts.find((a) => a.kind !== 'bmap')!;
+    const size = image.kind === 'raw' ? formatBytes(n.size) : `${formatBytes(image.size)}, ${formatBytes(n.size)} raw`;
+    const what = `${n.hostname} (${n.role}, ${n.board}, ${n.release} ${n.arch}) ${size}`;
     process.stdout.write(`${dir}/${image.file}  ${what}${holds}\n`);
     for (const a of n.artifacts.filter((a) => a !== image))
       process.stdout.write(`${dir}/${a.file}  ${formatBytes(a.size)}\n`);
@@ -91,7 +93,7 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     return;
   }
   log.step(
-    `built ${manifest.nodes.length} image(s) in ${dir}; ` +
+    `built ${only ? `${only.size} of ${manifest.nodes.length}` : manifest.nodes.length} image(s) in ${dir}; ` +
       `flash node N with: sudo swarmcard flash ${dir} --node N --device /dev/sdX (swarmcard drives lists ` +
       `the cards), or open the cluster in Raspberry Pi Imager: rpi-imager --repo ${dir}/imager.json`,
   );

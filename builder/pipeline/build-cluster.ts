@@ -6,7 +6,7 @@
  *   imager.json, SHA256SUMS (→ shard.json for a shard, `--shard I/N`: its nodes come as `--only`'s)
  */
 import { createHash } from 'node:crypto';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { bootableModels } from '../formats/elf.js';
@@ -83,6 +83,8 @@ interface BuildContext {
   hostKit?: Manifest['hostKit'];
   /** The first folder the build had to make for its cluster folder (mkdir's answer), if any. */
   madeFolder?: string;
+  /** The files this build may leave, written to LEDGER before the first of them. */
+  ledger?: string[];
 }
 
 const baseKey = (b: BaseData) => `${b.image}\0${b.sha256 ?? ''}`;
@@ -150,16 +152,31 @@ function verifyNodes(ctx: BuildContext): void {
   if (problems.length > 0) throw new UserError([...new Set(problems)].join('\n'));
 }
 
-/** What swarmcard writes into a cluster directory (and their partials): nothing else is ever removed. */
+/** What swarmcard writes into a cluster directory (and their partials). */
 const ownName =
   /^(\d+-[^/]+\.img(\.xz|\.zst|\.bmap)?|manifest\.json|imager\.json|SHA256SUMS|host-kit\.tar|shard\.json)$/;
-const ownArtifact = (name: string) => ownName.test(name.replace(/(\.\d+)?\.partial$/, ''));
+const ownArtifact = (name: string) => name === LEDGER || ownName.test(name.replace(/(\.\d+)?\.partial$/, ''));
+/**
+ * The files a build may leave before its SHA256SUMS names them (written when it starts, removed
+ * when it ends): after a Ctrl-C or a crash, the next build knows them for its own.
+ */
+const LEDGER = '.swarmcard-pending';
+
+/** The files an earlier build recorded: its SHA256SUMS, and the ledger of one that did not finish. */
+async function recordedFiles(dir: string): Promise<Set<string>> {
+  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => '');
+  const sums = (await read('SHA256SUMS')).split('\n').map((line) => /^[0-9a-f]{64} {2}(.+)$/.exec(line)?.[1]);
+  const pending = (await read(LEDGER)).split('\n');
+  return new Set([...sums, ...pending].filter((name): name is string => !!name));
+}
 
 /**
  * A build owns its cluster directory: swarmcard's own files that the current plan does not name
  * (images of nodes no longer planned, a host kit no longer made, partials of a crashed run) are
  * removed before anything is written, so no stale image sits beside a manifest that does not list
- * it. Anything else in the directory is not ours to delete, so the build refuses, naming it.
+ * it. Own means recorded by an earlier build (or a partial): a file that only looks like one of
+ * ours (`07-mine.img.xz` put there by hand) is not ours to delete, and neither is anything else,
+ * so the build refuses, naming it.
  */
 async function claimClusterDir(ctx: BuildContext): Promise<void> {
   const entries = await readdir(ctx.dir).catch((error: NodeJS.ErrnoException) => {
@@ -170,6 +187,13 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
   // except in a shard's folder, which holds its own nodes only.
   const building = new Set(ctx.targets.map((n) => n.index));
   const { shard } = ctx.options;
+  const releaseFiles = [
+    'manifest.json',
+    IMAGER_FILE,
+    'SHA256SUMS',
+    ...(hostSide(ctx.plan) ? ['host-kit.tar'] : []),
+    ...(shard ? [SHARD_FILE] : []),
+  ];
   const planned = new Set([
     ...ctx.plan.nodes
       .filter((n) => n.board !== 'pc')
@@ -177,22 +201,27 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
         if (building.has(n.index)) return artifactFiles(n.file, ctx.options.release).map((a) => a.file);
         return shard ? [] : anyArtifact(n.file);
       }),
-    'manifest.json',
-    IMAGER_FILE,
-    'SHA256SUMS',
-    ...(hostSide(ctx.plan) ? ['host-kit.tar'] : []),
+    ...releaseFiles,
   ]);
-  const foreign = entries.filter((name) => !ownArtifact(name)).sort();
+  const recorded = await recordedFiles(ctx.dir);
+  const removable = (name: string) => name.endsWith('.partial') || recorded.has(name) || name === LEDGER;
+  const foreign = entries.filter((name) => !ownArtifact(name) || !(planned.has(name) || removable(name))).sort();
   if (foreign.length > 0)
     throw new UserError(
       `${ctx.dir} holds ${foreign.join(', ')}, which swarmcard did not write; move ` +
         `${foreign.length === 1 ? 'it' : 'them'} away or choose another --out, ` +
         'since a build owns its cluster directory.',
     );
-  for (const name of entries.filter((n) => !planned.has(n)).sort()) {
+  for (const name of entries.filter((n) => !planned.has(n) && n !== LEDGER).sort()) {
     log.info(`removing ${join(ctx.dir, name)}: the current plan does not name it`);
     await rm(join(ctx.dir, name), { force: true });
   }
+  // What this build writes, and what earlier ones recorded that it keeps.
+  const writes = [
+    ...ctx.targets.flatMap((n) => artifactFiles(n.file, ctx.options.release).map((a) => a.file)),
+    ...releaseFiles,
+  ];
+  ctx.ledger = [...new Set([...writes, ...entries.filter((name) => planned.has(name) && recorded.has(name))])].sort();
   // shard.json is written last: a shard folder without it is unfinished, and merge refuses it.
   if (shard) await rm(join(ctx.dir, SHARD_FILE), { force: true });
 }
@@ -288,6 +317,7 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
 
 async function buildNodes(ctx: BuildContext): Promise<void> {
   ctx.madeFolder = await makeFolders(ctx.dir);
+  await writeFileAtomic(join(ctx.dir, LEDGER), (ctx.ledger ?? []).map((name) => `${name}\n`).join(''));
   const entries: (() => Promise<ManifestNode>)[] = [];
   for (const [i, node] of ctx.targets.entries())
     entries.push(await buildNode(ctx, node, `[${i + 1}/${ctx.targets.length}]`));
@@ -358,6 +388,7 @@ async function writeRelease(ctx: BuildContext): Promise<Manifest> {
   const imager = { releaseUrl: release.releaseUrl, icon: release.icon };
   await writeReleaseFiles(ctx.dir, manifest, imager);
   if (shard) await writeShardInfo(ctx, shard, manifest);
+  await rm(join(ctx.dir, LEDGER), { force: true }); // SHA256SUMS names them all now
   for (const node of manifest.nodes) {
     if (node.secrets)
       log.warn(`${node.file} holds ${node.secrets.join(' and ')}: keep the image (and cards flashed from it) private.`);
@@ -379,7 +410,11 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
     // A build that fails before writing anything leaves no empty folders (rmdir keeps non-empty ones).
     let done = false;
     scope.defer('remove the empty folders the build made', async () => {
-      if (!done && ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
+      if (done) return;
+      // A ledger with nothing beside it records nothing.
+      const left = await readdir(ctx.dir).catch(() => []);
+      if (left.length === 1 && left[0] === LEDGER) await rm(join(ctx.dir, LEDGER), { force: true });
+      if (ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
     });
     await timed('resolve base images', () => resolveBases(ctx));
     await timed('verify nodes', () => verifyNodes(ctx));
