@@ -579,7 +579,7 @@ test('a smaller rebuild removes the images the plan no longer names; foreign fil
   t.true((await readdir(six.dir)).includes('02-otg2.img'), 'nothing removed when refusing');
 });
 
-test("own means recorded: a stopped build's images are removed later, a look-alike put there by hand is not", async (t) => {
+test("own means recorded: a stopped build's images are removed later, a hand-put look-alike is not", async (t) => {
   const base = await fixture('bookworm-armhf');
   const out = join(await scratchDir(t), 'dist');
   const dir = join(out, 'pizero-otg');
