@@ -374,10 +374,18 @@ function parseCommandLine(argv: string[]) {
   accepted.help = { type: 'boolean', short: 'h' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, strict: true, options: accepted });
+    parsed = parseArgs({ args: rest, allowPositionals: true, strict: true, options: accepted, tokens: true });
   } catch (error) {
     throw refusal(command, error as Error, rest);
   }
+  // parseArgs keeps the last of a repeated option: a silent choice between two values the user gave.
+  const given = new Map<string, string[]>();
+  for (const token of parsed.tokens ?? [])
+    if (token.kind === 'option' && accepted[token.name]?.type === 'string' && !accepted[token.name]?.multiple)
+      given.set(token.name, [...(given.get(token.name) ?? []), token.value ?? '']);
+  for (const [name, values] of given)
+    if (values.length > 1)
+      throw new UserError(`--${name} is given ${values.length} times (${values.join(', ')}); give it once.`);
   const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
   if (values.help) return { help: command };
   setVerbose(verbose || values.verbose === true);

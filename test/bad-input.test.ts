@@ -111,6 +111,16 @@ test('every bad profile: build refuses it in one sentence and writes nothing', a
 
 const P = goodProfile;
 const flagCases: Case[] = [
+  {
+    name: 'a single-value option given twice',
+    args: () => ['plan', P, '--nodes', '2', '--nodes', '4'],
+    says: /^error: --nodes is given 2 times \(2, 4\); give it once\.$/,
+  },
+  {
+    name: '--base given twice',
+    args: ({ dir, base, out }) => ['build', P, '--base', join(dir, 'none.img'), '--base', base, '--out', out],
+    says: /^error: --base is given 2 times \(.*none\.img, .*\); give it once\.$/,
+  },
   { name: 'no such command', args: () => ['frobnicate'] },
   { name: 'unknown option', args: () => ['plan', P, '--frobnicate'] },
   { name: 'plan --only', args: () => ['plan', P, '--only', '1'], says: /plan does not take --only/ },
