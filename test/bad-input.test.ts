@@ -7,7 +7,7 @@
  * (each checked by validate and by build); flags, images and the environment are the table below.
  */
 
-import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
@@ -111,6 +111,11 @@ test('every bad profile: build refuses it in one sentence and writes nothing', a
 
 const P = goodProfile;
 const flagCases: Case[] = [
+  {
+    name: 'a folder given as the profile',
+    args: ({ dir }) => ['validate', dir],
+    says: /is a folder, not a profile; give the path of a profile such as profiles\/pizero-otg\.yaml\.$/,
+  },
   {
     name: 'a single-value option given twice',
     args: () => ['plan', P, '--nodes', '2', '--nodes', '4'],
@@ -379,6 +384,14 @@ const outputCases: Case[] = [
     name: '--out under /proc, which makes no folders',
     args: ({ base }) => ['build', P, '--base', base, '--out', '/proc/swarmcard-test/out'],
     says: /\/proc\/swarmcard-test cannot be created: \/proc takes no new folders/,
+  },
+  {
+    name: '--out is a link to nothing',
+    args: async ({ dir, base }) => {
+      await symlink(join(dir, 'gone'), join(dir, 'dangling'));
+      return ['build', P, '--base', base, '--out', join(dir, 'dangling')];
+    },
+    says: /\/dangling is a symbolic link to \S+\/gone, which does not exist; make that folder or choose another path\.$/,
   },
   {
     name: '--out is a file',

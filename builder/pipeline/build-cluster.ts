@@ -118,16 +118,19 @@ async function resolveBases(ctx: BuildContext): Promise<void> {
 /** Every check that can fail before a single byte is written (debos style), all reported at once. */
 function verifyNodes(ctx: BuildContext): void {
   const problems: string[] = [];
+  // Nodes of one board that cannot boot one image: one sentence naming them all.
+  const unbootable = new Map<string, string[]>();
   for (const node of ctx.targets) {
     const { report, target } = baseOf(ctx, node);
     const image = node.base!.image;
     if (!bootableModels[report.arch.arch].includes(node.board)) {
       const armv6 = node.board === 'pi0' || node.board === 'pi0w' || node.board === 'pi1';
-      problems.push(
-        `${node.hostname} is a ${node.board}, which cannot boot the ${report.arch.arch} image ${image}` +
-          (armv6 ? ' (it needs a 32-bit armhf image)' : '') +
-          `; give this group a base image it can boot.`,
-      );
+      const tail =
+        `, which cannot boot the ${report.arch.arch} image ${image}` +
+        (armv6 ? ' (it needs a 32-bit armhf image)' : '') +
+        '; give this group a base image it can boot.';
+      const key = `${node.board}\t${tail}`;
+      unbootable.set(key, [...(unbootable.get(key) ?? []), node.hostname]);
     }
     problems.push(...writeBlockers(report).map((w) => `${image}: ${w}`));
     if (report.identity.swarmcardNode)
@@ -148,6 +151,13 @@ function verifyNodes(ctx: BuildContext): void {
           'cannot be configured; use a Raspberry Pi OS Lite image.',
       );
     }
+  }
+  for (const [key, names] of unbootable) {
+    const [board, tail] = key.split('\t') as [string, string];
+    const last = names.at(-1)!;
+    const who =
+      names.length === 1 ? `${last} is a ${board}` : `${names.slice(0, -1).join(', ')} and ${last} are ${board}s`;
+    problems.unshift(`${who}${tail}`);
   }
   if (problems.length > 0) throw new UserError([...new Set(problems)].join('\n'));
 }

@@ -44,10 +44,13 @@ export async function loadProfile(file: string, options: LoadOptions = {}): Prom
 
 async function readProfileText(file: string): Promise<string> {
   return readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    const example = 'give the path of a profile such as profiles/pizero-otg.yaml';
     throw new UserError(
       error.code === 'ENOENT'
-        ? `${file} does not exist; give the path of a profile such as profiles/pizero-otg.yaml.`
-        : `${file} cannot be read: ${error.message}.`,
+        ? `${file} does not exist; ${example}.`
+        : error.code === 'EISDIR'
+          ? `${file} is a folder, not a profile; ${example}.`
+          : `${file} cannot be read: ${error.message}.`,
     );
   });
 }

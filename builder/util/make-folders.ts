@@ -3,7 +3,7 @@
  * not reach the file system.
  */
 import { accessSync, constants, existsSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readlink, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 
@@ -25,8 +25,14 @@ export async function makeFolders(dir: string, mode?: number): Promise<string | 
     missing.unshift(at);
   }
   for (const folder of missing)
-    await mkdir(folder, { mode }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error; // made meanwhile by another process: fine
+    await mkdir(folder, { mode }).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+      // Made meanwhile by another process: fine. A link to nothing "exists" for mkdir, not for stat.
+      const link = await readlink(folder).catch(() => undefined);
+      if (link !== undefined && !existsSync(folder))
+        throw new UserError(
+          `${folder} is a symbolic link to ${link}, which does not exist; make that folder or choose another path.`,
+        );
     });
   return missing[0];
 }
