@@ -692,6 +692,12 @@ test('downloads: https to a plain-http server, a download cut off', async (t) =>
       says: /does not speak TLS/,
     },
     {
+      name: 'a URL that serves no image',
+      args: () => ['inspect', `http://127.0.0.1:${plain}/notes.txt`],
+      env,
+      says: /^error: http:\/\/127\.0\.0\.1:\d+\/notes\.txt is neither a disk image nor/,
+    },
+    {
       name: 'download cut mid-way',
       args: () => ['inspect', `http://127.0.0.1:${cut}/x.img`],
       env,

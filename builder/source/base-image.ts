@@ -310,7 +310,11 @@ export async function resolveBaseImage(
       );
     if (!st.isFile()) throw new UserError(`${source} is not a regular file; give the path of a Raspberry Pi OS image.`);
   }
-  const compression = detectCompression(await readBytes(source, 0, SECTOR), source);
+  // A download is named by its URL, not by its place in the cache.
+  const compression = detectCompression(
+    await readBytes(source, 0, SECTOR),
+    isUrl(spec.location) ? spec.location : source,
+  );
   if (sourceSha256 === undefined && (options.hash !== false || spec.sha256 !== undefined || compression !== 'none')) {
     sourceSha256 = await localSha256(source);
     checkPin(source, sourceSha256, spec.sha256);
