@@ -360,7 +360,8 @@ function parseCommandLine(argv: string[]) {
       throw new UserError(`${arg} must come after the command, e.g. "swarmcard build PROFILE ${arg}"; see --help.`);
   }
   const command = argv[i];
-  if (command === undefined || command === 'help') return { help: argv[i + 1] };
+  if (command === undefined) return { help: undefined, none: true as const };
+  if (command === 'help') return { help: argv[i + 1] };
   const spec = commands[command];
   if (!spec) throw new UserError(`"${command}" is not a swarmcard command; run "swarmcard --help".`);
   const rest = glueValues(argv.slice(i + 1));
@@ -449,6 +450,11 @@ async function main(argv: string[]): Promise<void> {
   const line = parseCommandLine(argv);
   if ('version' in line) return void process.stdout.write(`${version()}\n`);
   if (!('command' in line)) {
+    // Asked for, the usage is the answer; with no command at all, it explains a mistake.
+    if ('none' in line) {
+      process.stderr.write(usage());
+      throw new UserError('no command given; run one of the commands above, e.g. "swarmcard build PROFILE".');
+    }
     if (line.help === undefined) return void process.stdout.write(usage());
     if (!commands[line.help]) throw new UserError(`"${line.help}" is not a swarmcard command; run "swarmcard --help".`);
     return void process.stdout.write(commandHelp(line.help));

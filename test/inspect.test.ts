@@ -232,6 +232,13 @@ test('usage errors exit 1 with one sentence', async (t) => {
   const result = await swarmcard(['inspect']);
   t.is(result.exitCode, 1);
   t.regex(result.stderr, /^error: swarmcard inspect takes IMAGE, not 0/);
+  const bare = await swarmcard([]);
+  t.is(bare.exitCode, 1, 'no command is a mistake');
+  t.is(bare.stdout, '');
+  t.regex(bare.stderr, /^usage: swarmcard <command>[^]*\nerror: no command given; run one of the commands above/);
+  const asked = await swarmcard(['--help']);
+  t.is(asked.exitCode, 0);
+  t.regex(asked.stdout, /^usage: swarmcard <command>/);
   const unknown = await swarmcard(['frobnicate']);
   t.is(unknown.exitCode, 1);
   t.regex(unknown.stderr, /"frobnicate" is not a swarmcard command/);
