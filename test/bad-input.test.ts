@@ -226,6 +226,11 @@ const flagCases: Case[] = [
   { name: 'help for no such command', args: () => ['help', 'frobnicate'] },
   { name: 'plan of a missing profile', args: ({ dir }) => ['plan', join(dir, 'none.yaml')] },
   { name: 'validate a directory', args: ({ dir }) => ['validate', dir] },
+  {
+    name: 'fixture over an existing file',
+    args: async ({ dir }) => ['fixture', 'trixie-armhf', await write(join(dir, 'real.img'), 'a download')],
+    says: /real\.img already exists; a fixture never replaces a file: remove it or choose another OUT\.$/,
+  },
   { name: 'fixture unknown flavour', args: ({ dir }) => ['fixture', 'wheezy', join(dir, 'x.img')] },
   {
     name: 'fixture into a missing directory',

@@ -21,6 +21,14 @@ export async function fixtureCommand(name: string, out: string, options: { boote
   );
   if (!isFolder)
     throw new UserError(`the folder ${folder} for ${out} does not exist; create it or choose another OUT.`);
+  // A mistyped OUT must not replace a real image (a download, a built node).
+  if (
+    await stat(out).then(
+      () => true,
+      () => false,
+    )
+  )
+    throw new UserError(`${out} already exists; a fixture never replaces a file: remove it or choose another OUT.`);
   await makeFixtureImage(name as FlavourName, out, options);
   log.info(`wrote ${out} (${name}${options.booted ? ', booted' : ''})`);
 }
