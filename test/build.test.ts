@@ -519,6 +519,13 @@ test("a node image as the base is refused: its cluster's key would reach every n
   t.regex((await swarmcard(['inspect', await fixture('trixie-armhf')])).stdout, /built by\s+not swarmcard/);
 });
 
+test('--keep-raw without compression builds as asked and says it changed nothing', async (t) => {
+  const r = await build(t, await fixture('trixie-armhf'), ['--nodes', '1', '--keep-raw']);
+  t.is(r.exitCode, 0, r.stderr);
+  t.regex(r.stderr, /warning: --keep-raw changes nothing here: no compression is asked for/);
+  t.true(existsSync(join(r.dir, '01-otg1.img')));
+});
+
 test('a base where nothing recreates SSH host keys gets a unit that does', async (t) => {
   const work = await scratchDir(t);
   const base = join(work, 'jessie-no-regen.img');

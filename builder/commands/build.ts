@@ -46,6 +46,9 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
   // --only keeps the previous manifest's other entries: it must be readable before anything is built.
   if (only && !shard) await readPreviousManifest(join(options.out, plan.cluster));
   if (shard) log.step(`shard ${shard.index}/${shard.count}: nodes ${[...only!].join(', ') || 'none'}`);
+  const release = releaseSettings(profile.output, options.release);
+  if (options.release.keepRaw && release.compress.length === 0)
+    log.warn('--keep-raw changes nothing here: no compression is asked for, so raw images are what the build writes.');
   const manifest = await buildCluster(plan, {
     out: options.out,
     only,
@@ -66,7 +69,7 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     },
     ext4Backend: options.ext4Backend,
     toolVersion: options.version,
-    release: releaseSettings(profile.output, options.release),
+    release,
   });
   if (options.json) {
     process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
