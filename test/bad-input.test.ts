@@ -112,6 +112,11 @@ test('every bad profile: build refuses it in one sentence and writes nothing', a
 const P = goodProfile;
 const flagCases: Case[] = [
   {
+    name: '--nodes past what the address pattern can number',
+    args: () => ['plan', P, '--nodes', '250'],
+    says: /"10\.0\.256\.2\/24" \(node otg246\) is not an IPv4 address: the group's address pattern runs past 255 here/,
+  },
+  {
     name: 'a folder given as the profile',
     args: ({ dir }) => ['validate', dir],
     says: /is a folder, not a profile; give the path of a profile such as profiles\/pizero-otg\.yaml\.$/,

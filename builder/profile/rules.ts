@@ -85,11 +85,15 @@ const addresses: Rule = (nodes) => {
       }
       const cidr = parseCidr(iface.address);
       if (!cidr) {
+        // A pattern group's address can be right for its first nodes and run past 255 for later ones.
+        const overflow = n.fromPattern && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(iface.address);
         problems.push({
           path: [...path, 'address'],
-          message:
-            `"${iface.address}" (node ${n.hostname}) ` +
-            'is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp',
+          message: overflow
+            ? `"${iface.address}" (node ${n.hostname}) is not an IPv4 address: the group's address pattern runs ` +
+              'past 255 here; make fewer nodes (--nodes or count) or change the pattern'
+            : `"${iface.address}" (node ${n.hostname}) ` +
+              'is not an IPv4 address with a prefix, such as 10.0.11.2/24, nor dhcp',
         });
         continue;
       }
