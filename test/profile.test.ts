@@ -161,11 +161,22 @@ const invalid: Record<string, [number, string, RegExp][]> = {
   'invalid-duplicate-address': [
     [17, 'nodes[1].interfaces[0].address', /192\.168\.1\.10 is given to both node1 eth0 and node2 eth0/],
   ],
-  'invalid-unknown-field': [[10, 'nodes[0].colour', /is not a known field; remove it or fix its spelling/]],
+  'invalid-unknown-field': [[10, 'nodes[0].colour', /is not a known field; remove it or fix its spelling \(/]],
   'invalid-missing-role': [[6, 'nodes[0].role', /is missing; add role/]],
-  'invalid-unknown-board': [[9, 'nodes[0].board', /must be one of pi0, .* not "pi9"/]],
+  'invalid-unknown-board': [[9, 'nodes[0].board', /must be one of pi0, .* not "pi9"$/]],
   'invalid-yaml-syntax': [[9, '(top level)', /YAML syntax/]],
-  'invalid-unknown-overlay': [[11, 'nodes[0].overlays[0].id', /no overlay "no-such-overlay"/]],
+  'invalid-unknown-overlay': [
+    [11, 'nodes[0].overlays[0].id', /no overlay "no-such-overlay" in .*; use one of admin-user, otg-gadget, /],
+  ],
+  // A slip of the keyboard gets the word it missed; a word near none (pi9, colour) gets none.
+  'invalid-misspelt': [
+    [6, 'nodes[0].board', /is missing; add board/],
+    [9, 'nodes[0].bord', /is not a known field; did you mean board\? \(see profiles\/schema\.json\)$/],
+    [8, 'nodes[0].role', /must be one of host, manager, worker, not "workr"; did you mean worker\?$/],
+  ],
+  'invalid-misspelt-overlay': [
+    [11, 'nodes[0].overlays[0].id', /no overlay "otg-gadgt" in .*; did you mean otg-gadget\?$/],
+  ],
   'invalid-overlay-param': [[13, 'nodes[0].overlays[0].params.gpuMem', /gpuMem must be at least 16/]],
   'invalid-gadget-without-otg': [[12, 'nodes[1].interfaces[0].kind', /node1 is a pi3, which has no USB OTG port/]],
   'invalid-address-out-of-range': [

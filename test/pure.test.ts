@@ -10,6 +10,7 @@ import type { FileStat } from '../builder/fs/editor.js';
 import { parseDebugfsStat } from '../builder/fs/ext4-debugfs.js';
 import { canonicalPath, normalizePath } from '../builder/fs/paths.js';
 import { detectCompression } from '../builder/source/base-image.js';
+import { closest } from '../builder/text/closest.js';
 import { addToList, formatCmdline, getToken, parseCmdline, removeToken, setToken } from '../builder/text/cmdline.js';
 import { configSettings, parseConfigTxt } from '../builder/text/config-txt.js';
 import { parseFstab, parseOsRelease, replacePartUuids } from '../builder/text/etc-files.js';
@@ -249,4 +250,13 @@ test('toUserError: a tool that may not write where it was told blames the permis
   t.is((error as UserError).message, `cp failed: ${said}; fix the permissions there or choose another location.`);
   const other = toUserError(new ToolError('/usr/bin/cp a b', 1, '/usr/bin/cp: error reading a: Input/output error'));
   t.regex((other as UserError).message, /the image may be damaged, or set SWARMCARD_CP to another cp\.$/);
+});
+
+test('closest: a slip of the keyboard finds its word; a tie or a far word finds none', (t) => {
+  const boards = ['pi0', 'pi0w', 'pi4', 'pi400', 'pi5'];
+  t.is(closest('pi44', boards), 'pi4');
+  t.is(closest('hostnme', ['hostname', 'board', 'role']), 'hostname');
+  t.is(closest('pi0x', boards), undefined, 'pi0 and pi0w are as near: no guess');
+  t.is(closest('pizero', boards), undefined, 'three edits in six letters is not a slip');
+  t.is(closest('Worker', ['worker']), 'worker');
 });

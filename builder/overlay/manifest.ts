@@ -17,12 +17,13 @@
  * overlay that swarmcard reads itself (the swarm-node overlay's built-in stacks).
  */
 
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse } from 'yaml';
 import { UserError } from '../errors.js';
+import { closest } from '../text/closest.js';
 import { allowHint, escapes } from '../util/confine.js';
 import { Operation, type OperationData, sourceOf } from './operations/index.js';
 
@@ -125,7 +126,15 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
           files,
         };
       }
-      throw new UserError(`no overlay "${id}" in ${searchPath.join(' or ')}`);
+      const folders = await Promise.all(
+        searchPath.map((root) => readdir(root, { withFileTypes: true }).catch(() => [])),
+      );
+      const ids = [...new Set(folders.flat().flatMap((d) => (d.isDirectory() ? [d.name] : [])))].sort();
+      const guess = closest(id, ids);
+      throw new UserError(
+        `no overlay "${id}" in ${searchPath.join(' or ')}; ` +
+          (guess ? `did you mean ${guess}?` : `use one of ${ids.join(', ') || 'the folders of overlays/'}`),
+      );
     })();
     loaded.set(key, overlay);
   }

@@ -41,9 +41,7 @@ export async function bindOverlays(
     node.overlays.flatMap((use, j) => {
       const path: FieldPath = [...node.source, 'overlays', j];
       const overlay = overlays.get(use.id);
-      return overlay
-        ? paramProblems(use, overlay, path)
-        : [{ path: [...path, 'id'], message: `${unusable.get(use.id)}; use one of the directories under overlays/` }];
+      return overlay ? paramProblems(use, overlay, path) : [{ path: [...path, 'id'], message: unusable.get(use.id)! }];
     }),
   );
   for (const node of nodes)

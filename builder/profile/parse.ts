@@ -6,6 +6,7 @@
 import { type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type Document, isNode, LineCounter, parseDocument } from 'yaml';
+import { closest } from '../text/closest.js';
 import { uniqueBy } from '../util/unique.js';
 import { formatPath, ProfileError, profileError } from './problems.js';
 import { ExplicitNode, PatternGroup, Profile } from './schema.js';
@@ -92,19 +93,22 @@ function schemaProblems(schema: TSchema, value: unknown, at: FieldPath): Problem
     const path = [...at, ...toPath(error.path)];
     if (error.message === 'Expected required property')
       problems.push({ path, message: `is missing; add ${String(path.at(-1))}` });
-    else if (error.message === 'Unexpected property')
-      problems.push({
-        path,
-        message: `is not a known field; remove it or fix its spelling (see profiles/schema.json)`,
-      });
-    else if (/^Expected union value/.test(error.message)) {
+    else if (error.message === 'Unexpected property') {
+      // The error names the object's schema: its fields are the ones the typo could have meant.
+      const known = Object.keys((error.schema as { properties?: object }).properties ?? {});
+      const guess = closest(String(path.at(-1)), known);
+      const fix = guess ? `did you mean ${guess}?` : 'remove it or fix its spelling';
+      problems.push({ path, message: `is not a known field; ${fix} (see profiles/schema.json)` });
+    } else if (/^Expected union value/.test(error.message)) {
       const allowed = (error.schema as { anyOf?: { const?: unknown }[] }).anyOf
         ?.map((s) => s.const)
         .filter((c) => c !== undefined);
+      const guess = typeof error.value === 'string' ? closest(error.value, (allowed ?? []).map(String)) : undefined;
       problems.push({
         path,
         message: allowed?.length
-          ? `must be one of ${allowed.join(', ')}, not ${JSON.stringify(error.value)}`
+          ? `must be one of ${allowed.join(', ')}, not ${JSON.stringify(error.value)}` +
+            (guess ? `; did you mean ${guess}?` : '')
           : error.message,
       });
     } else {
