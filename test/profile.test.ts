@@ -194,6 +194,7 @@ const invalid: Record<string, [number, string, RegExp][]> = {
     ],
   ],
   'invalid-swarm-manager-unknown': [[5, 'swarm.manager', /no node is called boss; use one of manager1/]],
+  'invalid-swarm-manager-misspelt': [[5, 'swarm.manager', /no node is called manager; did you mean manager1\?$/]],
   'invalid-wifi-without-country': [
     [
       11,

@@ -11,7 +11,7 @@ import type { FieldPath, NodeSpec, Problem, ProfileData } from './types.js';
 /** Boards with a USB OTG port that can act as an Ethernet gadget. */
 export const gadgetBoards = new Set(['pi0', 'pi0w', 'pi0-2w', 'pi4', 'pi5', 'cm3', 'cm4', 'cm5']);
 
-const hostnamePattern = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+export const hostnamePattern = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
 type Rule = (nodes: NodeSpec[]) => Problem[];
 

@@ -1,5 +1,7 @@
 /** Rules for the swarm section: who inits, who joins, and whether Docker can run on each board. */
+import { closest } from '../text/closest.js';
 import { parseIpv4 } from './ipv4.js';
+import { hostnamePattern } from './rules.js';
 import type { NodeSpec, Problem, SwarmData } from './types.js';
 
 /** Docker Engine 29 dropped ARMv6: no official Docker ≥ 29 for Pi 1, Zero, Zero W (docs/raspios.md #7). */
@@ -21,13 +23,18 @@ export function checkSwarm(swarm: SwarmData, nodes: NodeSpec[]): Problem[] {
     });
   if (swarm.manager) {
     const manager = nodes.find((n) => n.hostname === swarm.manager);
+    // Only names a node may have are offered (an invalid one has a problem of its own).
+    const names = nodes.map((n) => n.hostname).filter((name) => hostnamePattern.test(name));
+    const guess = closest(swarm.manager, names);
     if (!manager)
       problems.push({
         path: ['swarm', 'manager'],
-        message: `no node is called ${swarm.manager}; use one of ${nodes
-          .slice(0, 5)
-          .map((n) => n.hostname)
-          .join(', ')}${nodes.length > 5 ? ', …' : ''}`,
+        message: guess
+          ? `no node is called ${swarm.manager}; did you mean ${guess}?`
+          : `no node is called ${swarm.manager}; ` +
+            (names.length > 0
+              ? `use one of ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}`
+              : 'give one of the nodes a valid host name and name it here'),
       });
     else if (manager.role === 'worker')
       problems.push({
