@@ -603,6 +603,7 @@ test("own means recorded: a stopped build's images are removed later, a hand-put
   t.is(stopped.exitCode, 130, stopped.stderr);
   const left = await readdir(dir);
   t.true(left.includes('02-otg2.img') && !left.includes('SHA256SUMS'), left.join(' '));
+  t.regex(stopped.stderr, /stopped: \S+pizero-otg keeps \d+ complete file\(s\) \([^)]*02-otg2\.img[,)]/);
   await writeFile(join(dir, '07-mine.img.xz'), 'mine');
   const refused = await build(t, base, ['--nodes', '1'], out);
   t.is(refused.exitCode, 1, refused.stderr);

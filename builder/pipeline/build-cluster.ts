@@ -43,7 +43,7 @@ import { resolveBaseImage } from '../source/base-image.js';
 import { removeEmptyUpTo } from '../util/empty-folders.js';
 import { sha256Of } from '../util/hash-file.js';
 import { makeFolders } from '../util/make-folders.js';
-import { withScope } from '../util/scope.js';
+import { interrupted, withScope } from '../util/scope.js';
 import { applyEdits } from './apply-edits.js';
 
 export interface BuildOptions {
@@ -425,6 +425,14 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
       const left = await readdir(ctx.dir).catch(() => []);
       if (left.length === 1 && left[0] === LEDGER) await rm(join(ctx.dir, LEDGER), { force: true });
       if (ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
+      // Stopped by the user: say what stays (whole files only: partials are gone by now). A warning,
+      // since after a signal only warnings are printed.
+      const kept = left.filter((name) => name !== LEDGER && !name.endsWith('.partial') && ctx.ledger?.includes(name));
+      if (interrupted() && kept.length > 0)
+        log.warn(
+          `stopped: ${ctx.dir} keeps ${kept.length} complete file(s) (${kept.join(', ')}); ` +
+            'building again reuses the folder and finishes the rest.',
+        );
     });
     await timed('resolve base images', () => resolveBases(ctx));
     await timed('verify nodes', () => verifyNodes(ctx));
