@@ -378,6 +378,15 @@ test('a failure in the middle of a node leaves no .partial and no image for that
   t.regex(result.stderr, /cannot write the file \/etc: a directory is in the way/);
   // Not even the folders: the build made dist/ and dist/broken/, and removes them empty.
   await t.throwsAsync(readdir(join(work, 'dist')), { code: 'ENOENT' });
+  // A relative --out whose folders were there: the build removes only the one it made.
+  await mkdir(join(work, 'mine', 'out'), { recursive: true });
+  const relative = await swarmcard(['build', 'p.yaml', '--out', 'mine/out'], {
+    cwd: work,
+    env: { SWARMCARD_CACHE_DIR: join(work, 'cache') },
+  });
+  t.is(relative.exitCode, 1, relative.stderr);
+  t.deepEqual(await readdir(join(work, 'mine')), ['out'], "the user's folders stay");
+  t.deepEqual(await readdir(join(work, 'mine', 'out')), []);
 });
 
 test('the generated shell scripts pass shellcheck', async (t) => {
@@ -511,12 +520,12 @@ test("a node image as the base is refused: its cluster's key would reach every n
     t.is(again.exitCode, 1, again.stderr);
     const errors = again.stderr.split('\n').filter((l) => l.startsWith('error: '));
     t.deepEqual(errors, [
-      `error: ${node} is a node image swarmcard built (it holds /etc/swarmcard): its cluster's keys and settings ` +
+      `error: ${node} is a node image swarmcard built (swarmcard's files are in it): its cluster's keys and settings ` +
         'would reach every new node; build from the Raspberry Pi OS image it was made from.',
     ]);
     t.false(existsSync(again.dir), 'nothing written');
   }
-  t.regex((await swarmcard(['inspect', await fixture('trixie-armhf')])).stdout, /built by\s+not swarmcard/);
+  t.regex((await swarmcard(['inspect', await fixture('trixie-armhf')])).stdout, /built by\s+no swarmcard files found/);
 });
 
 test('--keep-raw without compression builds as asked and says it changed nothing', async (t) => {
@@ -591,6 +600,13 @@ test("own means recorded: a stopped build's images are removed later, a hand-put
   const base = await fixture('bookworm-armhf');
   const out = join(await scratchDir(t), 'dist');
   const dir = join(out, 'pizero-otg');
+  // A file with a name the build would write, put there by hand: not ours to overwrite.
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, '01-otg1.img'), 'mine');
+  const taken = await build(t, base, ['--nodes', '4'], out);
+  t.is(taken.exitCode, 1, taken.stderr);
+  t.regex(taken.stderr, /holds 01-otg1\.img, which swarmcard did not write/);
+  await rm(join(dir, '01-otg1.img'));
   // Stopped (Ctrl-C) while node 3 is built: nodes 0-2 are written, no SHA256SUMS names them.
   const child = execa('node', [cli, 'build', profile, '--base', base, '--out', out, '--nodes', '4'], {
     env: { NO_COLOR: '1', SWARMCARD_CACHE_DIR: join(out, '..', 'cache'), SWARMCARD_SECRETS_DIR: secretsDir },
@@ -603,7 +619,10 @@ test("own means recorded: a stopped build's images are removed later, a hand-put
   t.is(stopped.exitCode, 130, stopped.stderr);
   const left = await readdir(dir);
   t.true(left.includes('02-otg2.img') && !left.includes('SHA256SUMS'), left.join(' '));
-  t.regex(stopped.stderr, /stopped: \S+pizero-otg keeps \d+ complete file\(s\) \([^)]*02-otg2\.img[,)]/);
+  t.regex(
+    stopped.stderr,
+    /stopped: \S+pizero-otg keeps the \d+ complete file\(s\) this build wrote \([^)]*02-otg2\.img[,)]/,
+  );
   await writeFile(join(dir, '07-mine.img.xz'), 'mine');
   const refused = await build(t, base, ['--nodes', '1'], out);
   t.is(refused.exitCode, 1, refused.stderr);
@@ -623,4 +642,19 @@ test("own means recorded: a stopped build's images are removed later, a hand-put
     'imager.json',
     'manifest.json',
   ]);
+});
+
+test("a shard's folder built again as a whole: shard.json goes, the burn station's log stays", async (t) => {
+  const base = await fixture('bookworm-armhf');
+  // Shards make no secrets: a first build makes the cluster key they share.
+  t.is((await build(t, base, ['--nodes', '1'])).exitCode, 0);
+  const shard = await build(t, base, ['--nodes', '1', '--shard', '1/1']);
+  t.is(shard.exitCode, 0, shard.stderr);
+  t.true(existsSync(join(shard.dir, 'shard.json')));
+  await writeFile(join(shard.dir, 'flash-log.jsonl'), '{"node":1}\n');
+  const whole = await build(t, base, ['--nodes', '1'], join(shard.dir, '..'));
+  t.is(whole.exitCode, 0, whole.stderr);
+  t.false(existsSync(join(shard.dir, 'shard.json')));
+  t.is(await readFile(join(shard.dir, 'flash-log.jsonl'), 'utf8'), '{"node":1}\n');
+  t.false(existsSync(join(shard.dir, '.swarmcard-pending')), 'a finished build leaves no ledger');
 });

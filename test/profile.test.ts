@@ -169,7 +169,7 @@ const invalid: Record<string, [number, string, RegExp][]> = {
     [11, 'nodes[0].overlays[0].id', /no overlay "no-such-overlay" in .*; use one of admin-user, otg-gadget, /],
   ],
   // A slip of the keyboard gets the word it missed; a word near none (pi9, colour) gets none.
-  'invalid-misspelt': [
+  'invalid-several-misspelt': [
     [6, 'nodes[0].board', /is missing; add board/],
     [9, 'nodes[0].bord', /is not a known field; did you mean board\? \(see profiles\/schema\.json\)$/],
     [8, 'nodes[0].role', /must be one of host, manager, worker, not "workr"; did you mean worker\?$/],

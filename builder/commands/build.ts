@@ -95,8 +95,10 @@ export async function buildCommand(profileFile: string, options: BuildCommandOpt
     );
     return;
   }
+  // --only counts the images it made (a pc node in the list has none).
+  const made = only ? manifest.nodes.filter((n) => only.has(n.index)).length : manifest.nodes.length;
   log.step(
-    `built ${only ? `${only.size} of ${manifest.nodes.length}` : manifest.nodes.length} image(s) in ${dir}; ` +
+    `built ${only ? `${made} of ${manifest.nodes.length}` : made} image(s) in ${dir}; ` +
       `flash node N with: sudo swarmcard flash ${dir} --node N --device /dev/sdX (swarmcard drives lists ` +
       `the cards), or open the cluster in Raspberry Pi Imager: rpi-imager --repo ${dir}/imager.json`,
   );

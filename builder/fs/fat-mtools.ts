@@ -47,8 +47,7 @@ export class MtoolsEditor extends EditorBase {
 
   /** mtools' words for a broken FAT: the image's fault, said as such. */
   private readonly damaged = (error: unknown): never => {
-    const line =
-      error instanceof ToolError ? /^.*(Bad FAT entry|fat_read|Cannot initialize).*$/im.exec(error.stderr) : null;
+    const line = error instanceof ToolError ? /^.*(Bad FAT entry|fat_read).*$/im.exec(error.stderr) : null;
     if (!line) throw error;
     throw new UserError(
       `the boot partition of ${this.ctx.image} is damaged (${line[0].trim()}); check it with "fsck.vfat -n" ` +

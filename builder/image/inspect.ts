@@ -153,7 +153,11 @@ async function readRoot(fs: FsEditor, path: string, layout: ImageLayout) {
       dockerKeyJson: await fs.exists('/etc/docker/key.json'),
       dockerSwarmState: await fs.exists('/var/lib/docker/swarm'),
       cloudState: await listOptional(fs, '/var/lib/cloud'),
-      swarmcardNode: await anyExists('/etc/swarmcard', '/usr/local/lib/swarmcard'),
+      // Its folders, or a unit or udev rule of its own (swarmcard-*, NN-swarmcard-*).
+      swarmcardNode:
+        (await anyExists('/etc/swarmcard', '/usr/local/lib/swarmcard')) ||
+        (await listOptional(fs, '/etc/systemd/system')).some((n) => n.startsWith('swarmcard-')) ||
+        (await listOptional(fs, '/etc/udev/rules.d')).some((n) => n.includes('-swarmcard-')),
     },
     rpiResize: await anyExists('/usr/lib/systemd/system/rpi-resize.service', '/lib/systemd/system/rpi-resize.service'),
   };

@@ -49,7 +49,7 @@ export interface ImageReport {
     dockerKeyJson: boolean;
     dockerSwarmState: boolean;
     cloudState: string[];
-    /** swarmcard built this image (it holds /etc/swarmcard or /usr/local/lib/swarmcard): a node, not a base. */
+    /** swarmcard built this image (its folders, units or udev rules are in it): a node, not a base. */
     swarmcardNode: boolean;
   };
   ext4: {

@@ -17,6 +17,7 @@
  * overlay that swarmcard reads itself (the swarm-node overlay's built-in stacks).
  */
 
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Static, Type } from '@sinclair/typebox';
@@ -126,14 +127,20 @@ export function loadOverlay(id: string, searchPath: string[]): Promise<Overlay> 
           files,
         };
       }
-      const folders = await Promise.all(
-        searchPath.map((root) => readdir(root, { withFileTypes: true }).catch(() => [])),
+      // The overlays there are (folders, or links to them, that hold an overlay.yaml).
+      const found = await Promise.all(
+        searchPath.map(async (root) =>
+          (await readdir(root).catch(() => [])).filter((n) => existsSync(join(root, n, 'overlay.yaml'))),
+        ),
       );
-      const ids = [...new Set(folders.flat().flatMap((d) => (d.isDirectory() ? [d.name] : [])))].sort();
+      const ids = [...new Set(found.flat())].filter((other) => other !== id).sort();
       const guess = closest(id, ids);
+      const folder = searchPath.map((root) => join(root, id)).find((dir) => existsSync(dir));
       throw new UserError(
-        `no overlay "${id}" in ${searchPath.join(' or ')}; ` +
-          (guess ? `did you mean ${guess}?` : `use one of ${ids.join(', ') || 'the folders of overlays/'}`),
+        folder
+          ? `${folder} has no overlay.yaml; add one (see overlays/ for examples) or choose another overlay`
+          : `no overlay "${id}" in ${searchPath.join(' or ')}; ` +
+              (guess ? `did you mean ${guess}?` : `use one of ${ids.join(', ') || 'the folders of overlays/'}`),
       );
     })();
     loaded.set(key, overlay);

@@ -85,6 +85,8 @@ interface BuildContext {
   madeFolder?: string;
   /** The files this build may leave, written to LEDGER before the first of them. */
   ledger?: string[];
+  /** What the cluster folder held when the build began (name → inode and mtime). */
+  found?: Map<string, string | undefined>;
 }
 
 const baseKey = (b: BaseData) => `${b.image}\0${b.sha256 ?? ''}`;
@@ -135,7 +137,7 @@ function verifyNodes(ctx: BuildContext): void {
     problems.push(...writeBlockers(report).map((w) => `${image}: ${w}`));
     if (report.identity.swarmcardNode)
       problems.push(
-        `${image} is a node image swarmcard built (it holds /etc/swarmcard): its cluster's keys and settings ` +
+        `${image} is a node image swarmcard built (swarmcard's files are in it): its cluster's keys and settings ` +
           'would reach every new node; build from the Raspberry Pi OS image it was made from.',
       );
     if (node.edits.some((e) => e.op === 'admin') && target.users === undefined) {
@@ -162,31 +164,38 @@ function verifyNodes(ctx: BuildContext): void {
   if (problems.length > 0) throw new UserError([...new Set(problems)].join('\n'));
 }
 
-/** What swarmcard writes into a cluster directory (and their partials). */
-const ownName =
-  /^(\d+-[^/]+\.img(\.xz|\.zst|\.bmap)?|manifest\.json|imager\.json|SHA256SUMS|host-kit\.tar|shard\.json)$/;
-const ownArtifact = (name: string) => name === LEDGER || ownName.test(name.replace(/(\.\d+)?\.partial$/, ''));
 /**
  * The files a build may leave before its SHA256SUMS names them (written when it starts, removed
  * when it ends): after a Ctrl-C or a crash, the next build knows them for its own.
  */
 const LEDGER = '.swarmcard-pending';
+/** Names only swarmcard gives, ours wherever they are (the burn station's log is kept). */
+const releaseName = /^(manifest\.json|imager\.json|SHA256SUMS|host-kit\.tar|shard\.json|flash-log\.jsonl)$/;
+/** A node's files: ours only when an earlier build recorded them (a look-alike may be the user's). */
+const nodeName = /^\d+-[^/]+\.img(\.xz|\.zst|\.bmap)?$/;
+const unpartial = (name: string) => name.replace(/(\.\d+)?\.partial$/, '');
 
-/** The files an earlier build recorded: its SHA256SUMS, and the ledger of one that did not finish. */
-async function recordedFiles(dir: string): Promise<Set<string>> {
-  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => '');
-  const sums = (await read('SHA256SUMS')).split('\n').map((line) => /^[0-9a-f]{64} {2}(.+)$/.exec(line)?.[1]);
-  const pending = (await read(LEDGER)).split('\n');
-  return new Set([...sums, ...pending].filter((name): name is string => !!name));
+/** The names in a SHA256SUMS, or in the ledger of a build that did not finish. */
+async function namesIn(dir: string, file: 'SHA256SUMS' | typeof LEDGER): Promise<Set<string>> {
+  const text = await readFile(join(dir, file), 'utf8').catch(() => '');
+  const names = text.split('\n').map((line) => (file === LEDGER ? line : /^[0-9a-f]{64} {2}(.+)$/.exec(line)?.[1]));
+  return new Set(names.filter((name): name is string => !!name));
 }
+
+/** What a file is now, to tell the files a stopped build wrote from the ones it found. */
+const versionOf = (dir: string, name: string) =>
+  stat(join(dir, name)).then(
+    (st) => `${st.ino}:${st.mtimeMs}`,
+    () => undefined,
+  );
 
 /**
  * A build owns its cluster directory: swarmcard's own files that the current plan does not name
  * (images of nodes no longer planned, a host kit no longer made, partials of a crashed run) are
  * removed before anything is written, so no stale image sits beside a manifest that does not list
- * it. Own means recorded by an earlier build (or a partial): a file that only looks like one of
- * ours (`07-mine.img.xz` put there by hand) is not ours to delete, and neither is anything else,
- * so the build refuses, naming it.
+ * it. A node's file is ours when an earlier build recorded it (or it is a partial): one that only
+ * looks like ours (`07-mine.img.xz` put there by hand) is not ours to delete or overwrite, and
+ * neither is anything else, so the build refuses, naming it.
  */
 async function claimClusterDir(ctx: BuildContext): Promise<void> {
   const entries = await readdir(ctx.dir).catch((error: NodeJS.ErrnoException) => {
@@ -212,10 +221,14 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
         return shard ? [] : anyArtifact(n.file);
       }),
     ...releaseFiles,
+    'flash-log.jsonl', // the burn station's record of the cards: kept
   ]);
-  const recorded = await recordedFiles(ctx.dir);
-  const removable = (name: string) => name.endsWith('.partial') || recorded.has(name) || name === LEDGER;
-  const foreign = entries.filter((name) => !ownArtifact(name) || !(planned.has(name) || removable(name))).sort();
+  const recorded = new Set([...(await namesIn(ctx.dir, 'SHA256SUMS')), ...(await namesIn(ctx.dir, LEDGER))]);
+  const ours = (name: string) =>
+    unpartial(name) === LEDGER ||
+    releaseName.test(unpartial(name)) ||
+    (nodeName.test(unpartial(name)) && (name.endsWith('.partial') || recorded.has(name)));
+  const foreign = entries.filter((name) => !ours(name)).sort();
   if (foreign.length > 0)
     throw new UserError(
       `${ctx.dir} holds ${foreign.join(', ')}, which swarmcard did not write; move ` +
@@ -226,14 +239,30 @@ async function claimClusterDir(ctx: BuildContext): Promise<void> {
     log.info(`removing ${join(ctx.dir, name)}: the current plan does not name it`);
     await rm(join(ctx.dir, name), { force: true });
   }
-  // What this build writes, and what earlier ones recorded that it keeps.
+  // What this build writes, and the nodes' files earlier ones recorded that it keeps.
   const writes = [
     ...ctx.targets.flatMap((n) => artifactFiles(n.file, ctx.options.release).map((a) => a.file)),
     ...releaseFiles,
   ];
-  ctx.ledger = [...new Set([...writes, ...entries.filter((name) => planned.has(name) && recorded.has(name))])].sort();
+  const kept = entries.filter((name) => planned.has(name) && nodeName.test(name));
+  ctx.ledger = [...new Set([...writes, ...kept])].sort();
+  ctx.found = new Map(await Promise.all(entries.map(async (n) => [n, await versionOf(ctx.dir, n)] as const)));
   // shard.json is written last: a shard folder without it is unfinished, and merge refuses it.
   if (shard) await rm(join(ctx.dir, SHARD_FILE), { force: true });
+}
+
+/**
+ * The build is complete: its SHA256SUMS names its files. Files the ledger named that SHA256SUMS
+ * does not (a stopped build's images of nodes `--only` did not rebuild) stay recorded in it.
+ */
+async function settleLedger(ctx: BuildContext): Promise<void> {
+  const listed = await namesIn(ctx.dir, 'SHA256SUMS');
+  const present = await Promise.all(
+    (ctx.ledger ?? []).map(async (n) => ((await versionOf(ctx.dir, n)) === undefined ? [] : [n])),
+  );
+  const unlisted = present.flat().filter((n) => nodeName.test(n) && !listed.has(n));
+  if (unlisted.length === 0) await rm(join(ctx.dir, LEDGER), { force: true });
+  else await writeFileAtomic(join(ctx.dir, LEDGER), unlisted.map((n) => `${n}\n`).join(''));
 }
 
 async function loadBuildSecrets(ctx: BuildContext): Promise<void> {
@@ -398,7 +427,7 @@ async function writeRelease(ctx: BuildContext): Promise<Manifest> {
   const imager = { releaseUrl: release.releaseUrl, icon: release.icon };
   await writeReleaseFiles(ctx.dir, manifest, imager);
   if (shard) await writeShardInfo(ctx, shard, manifest);
-  await rm(join(ctx.dir, LEDGER), { force: true }); // SHA256SUMS names them all now
+  await settleLedger(ctx);
   for (const node of manifest.nodes) {
     if (node.secrets)
       log.warn(`${node.file} holds ${node.secrets.join(' and ')}: keep the image (and cards flashed from it) private.`);
@@ -425,12 +454,15 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
       const left = await readdir(ctx.dir).catch(() => []);
       if (left.length === 1 && left[0] === LEDGER) await rm(join(ctx.dir, LEDGER), { force: true });
       if (ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
-      // Stopped by the user: say what stays (whole files only: partials are gone by now). A warning,
+      // Stopped by the user: say what this run finished (partials are gone by now). A warning,
       // since after a signal only warnings are printed.
-      const kept = left.filter((name) => name !== LEDGER && !name.endsWith('.partial') && ctx.ledger?.includes(name));
+      const versions = await Promise.all(left.map(async (n) => [n, await versionOf(ctx.dir, n)] as const));
+      const kept = versions
+        .filter(([n, version]) => nodeName.test(n) && version !== undefined && version !== ctx.found?.get(n))
+        .map(([n]) => n);
       if (interrupted() && kept.length > 0)
         log.warn(
-          `stopped: ${ctx.dir} keeps ${kept.length} complete file(s) (${kept.join(', ')}); ` +
+          `stopped: ${ctx.dir} keeps the ${kept.length} complete file(s) this build wrote (${kept.join(', ')}); ` +
             'building again reuses the folder and finishes the rest.',
         );
     });

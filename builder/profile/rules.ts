@@ -86,7 +86,9 @@ const addresses: Rule = (nodes) => {
       const cidr = parseCidr(iface.address);
       if (!cidr) {
         // A pattern group's address can be right for its first nodes and run past 255 for later ones.
-        const overflow = n.fromPattern && /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(iface.address);
+        const parts = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(iface.address)?.slice(1).map(Number);
+        const overflow =
+          n.fromPattern && parts !== undefined && parts[4]! <= 32 && parts.slice(0, 4).some((octet) => octet > 255);
         problems.push({
           path: [...path, 'address'],
           message: overflow

@@ -1,6 +1,6 @@
 /** Undoing `mkdir -p` after a failure: the folders it made go again while they are empty. */
 import { rmdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 
 /** rmdir `dir` and its parents up to `first` (what `mkdir(dir, { recursive: true })` returned) while empty. */
 export async function removeEmptyUpTo(dir: string, first: string): Promise<void> {
@@ -9,6 +9,7 @@ export async function removeEmptyUpTo(dir: string, first: string): Promise<void>
       () => true,
       () => false,
     );
-    if (!removed || d === first || dirname(d) === d) return;
+    // Compared resolved: `first` may be absolute where `dir` is relative, or the reverse.
+    if (!removed || resolve(d) === resolve(first) || dirname(d) === d) return;
   }
 }

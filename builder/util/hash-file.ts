@@ -172,6 +172,8 @@ function runWorker(workerData: object, path: string): Promise<WorkerResult> {
     const worker = new Worker(hashWorker, { eval: true, workerData });
     const stop = () => void worker.terminate();
     interruptSignal.addEventListener('abort', stop, { once: true });
+    // An abort raised while the files were being opened fires no listener added after it.
+    if (interruptSignal.aborted) stop();
     let result: WorkerResult | undefined;
     let failure: unknown;
     worker.once('message', (message: WorkerResult) => {

@@ -4,7 +4,7 @@
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdir, readlink, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
 
 /**
@@ -14,7 +14,8 @@ import { UserError } from '../errors.js';
  */
 export async function makeFolders(dir: string, mode?: number): Promise<string | undefined> {
   const missing: string[] = [];
-  for (let at = resolve(dir); ; at = dirname(at)) {
+  // Walked as given, so the folder returned is in the caller's form (relative stays relative).
+  for (let at = dir; ; at = dirname(at)) {
     const found = await stat(at).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined;
       throw error;
@@ -47,14 +48,15 @@ export function realMkdirCause(error: unknown): unknown {
   if (!(error instanceof Error) || errno.code !== 'ENOENT' || errno.syscall !== 'mkdir' || !errno.path) return error;
   let dir = errno.path;
   while (dir !== dirname(dir) && !existsSync(dir)) dir = dirname(dir);
+  // Its parent is there, yet mkdir says ENOENT: a filesystem that makes no folders, for anyone.
+  if (dir === dirname(errno.path))
+    return new UserError(
+      `${errno.path} cannot be created: ${dir} takes no new folders (a virtual filesystem such as /proc); ` +
+        'choose another path.',
+      { cause: error },
+    );
   try {
     accessSync(dir, constants.W_OK);
-    if (dir === dirname(errno.path))
-      return new UserError(
-        `${errno.path} cannot be created: ${dir} takes no new folders (a virtual filesystem such as /proc); ` +
-          'choose another path.',
-        { cause: error },
-      );
     return error;
   } catch (cause) {
     return Object.assign(cause as NodeJS.ErrnoException, { path: errno.path });
