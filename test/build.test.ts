@@ -515,7 +515,7 @@ test("a node image as the base is refused: its cluster's key would reach every n
   for (const file of ['00-otghost1.img', '01-otg1.img']) {
     const node = join(first.dir, file);
     const inspected = await swarmcard(['inspect', node]);
-    t.regex(inspected.stdout, /built by\s+swarmcard: a node image, not a base for a build/);
+    t.regex(inspected.stdout, /built by\s+swarmcard: a node image, not a base$/m);
     const again = await build(t, node, ['--nodes', '2']);
     t.is(again.exitCode, 1, again.stderr);
     const errors = again.stderr.split('\n').filter((l) => l.startsWith('error: '));
@@ -525,7 +525,7 @@ test("a node image as the base is refused: its cluster's key would reach every n
     ]);
     t.false(existsSync(again.dir), 'nothing written');
   }
-  t.regex((await swarmcard(['inspect', await fixture('trixie-armhf')])).stdout, /built by\s+no swarmcard files found/);
+  t.regex((await swarmcard(['inspect', await fixture('trixie-armhf')])).stdout, /built by\s+no sign of swarmcard$/m);
 });
 
 test('--keep-raw without compression builds as asked and says it changed nothing', async (t) => {

@@ -57,7 +57,7 @@ export function renderReport(r: ImageReport): string {
     `users          userconf.txt ${yesNo(users.userconf)}, cloud-init user-data ${yesNo(users.cloudInitUserData)}, ` +
       `accounts ${users.passwd.join(', ') || 'none'}`,
     `machine-id     ${identity.machineId}; dbus machine-id ${identity.dbusMachineId}`,
-    `built by       ${identity.swarmcardNode ? 'swarmcard: a node image, not a base for a build' : 'no swarmcard files found'}`,
+    `built by       ${identity.swarmcardNode ? 'swarmcard: a node image, not a base' : 'no sign of swarmcard'}`,
     `docker state   engine-id ${yesNo(identity.dockerEngineId)}, key.json ${yesNo(identity.dockerKeyJson)}, ` +
       `swarm ${yesNo(identity.dockerSwarmState)}`,
     `ext4           ${r.ext4.features.join(' ')}`,
