@@ -4,7 +4,7 @@
  */
 
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -657,4 +657,56 @@ test("a shard's folder built again as a whole: shard.json goes, the burn station
   t.false(existsSync(join(shard.dir, 'shard.json')));
   t.is(await readFile(join(shard.dir, 'flash-log.jsonl'), 'utf8'), '{"node":1}\n');
   t.false(existsSync(join(shard.dir, '.swarmcard-pending')), 'a finished build leaves no ledger');
+});
+
+test("one build at a time in a cluster folder: a second is refused, a dead run's lock goes stale", async (t) => {
+  const base = await fixture('bookworm-armhf');
+  const out = join(await scratchDir(t), 'dist');
+  const dir = join(out, 'pizero-otg');
+  const lock = join(out, '.pizero-otg.lock');
+  t.is((await build(t, base, ['--nodes', '2'], out)).exitCode, 0);
+  const before = await readFile(join(dir, 'SHA256SUMS'), 'utf8');
+  // A build paused (SIGSTOP) while it writes node 1: it holds the lock.
+  const first = execa('node', [cli, 'build', profile, '--base', base, '--out', out, '--nodes', '3'], {
+    env: { NO_COLOR: '1', SWARMCARD_CACHE_DIR: join(out, '..', 'cache'), SWARMCARD_SECRETS_DIR: secretsDir },
+    reject: false,
+  });
+  const writing = new Promise<void>((resolve) =>
+    first.stderr!.on('data', (data: Buffer) => {
+      if (/\[2\/4\]/.test(data.toString())) resolve();
+    }),
+  );
+  await writing;
+  first.kill('SIGSTOP');
+  try {
+    const second = await build(t, base, ['--nodes', '1'], out);
+    t.is(second.exitCode, 1, second.stderr);
+    t.regex(
+      second.stderr,
+      /pizero-otg is being written by another swarmcard run \(it holds \S+\.pizero-otg\.lock\); wait for it to finish/,
+    );
+    const flash = await swarmcard(['flash', dir, '--node', '1', '--device', '/dev/null']);
+    t.is(flash.exitCode, 1, flash.stderr);
+    t.regex(flash.stderr, /wait for it to finish before flashing from it/);
+  } finally {
+    first.kill('SIGCONT');
+  }
+  const done = await first;
+  t.is(done.exitCode, 0, done.stderr);
+  t.not(await readFile(join(dir, 'SHA256SUMS'), 'utf8'), before);
+  t.is((await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir, reject: false })).exitCode, 0);
+  t.false(existsSync(lock), 'the lock goes with its build');
+  const after = await readFile(join(dir, 'SHA256SUMS'), 'utf8');
+  // A lock left by a run killed just now refuses; one untouched for a minute is stale and taken over.
+  await mkdir(lock);
+  const refused = await build(t, base, ['--nodes', '1'], out);
+  t.is(refused.exitCode, 1, refused.stderr);
+  t.is(await readFile(join(dir, 'SHA256SUMS'), 'utf8'), after, 'nothing written when refusing');
+  t.true((await readdir(dir)).includes('03-otg3.img'), 'nothing removed when refusing');
+  const minuteAgo = new Date(Date.now() - 60_000);
+  await utimes(lock, minuteAgo, minuteAgo);
+  const taken = await build(t, base, ['--nodes', '1'], out);
+  t.is(taken.exitCode, 0, taken.stderr);
+  t.false(existsSync(lock));
+  t.false((await readdir(dir)).includes('03-otg3.img'));
 });

@@ -5,7 +5,8 @@
  * every node's bytes.
  */
 
-import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
@@ -215,6 +216,38 @@ test('rebuilds and growth keep every node artifact byte for byte', async (t) => 
   for (const [name, sum] of workers) t.is(c!.get(name), sum, `${name} is unchanged when node 3 is added`);
   t.not(c!.get('00-otghost1.img'), a!.get('00-otghost1.img'));
   t.true(c!.has('03-otg3.img.xz'));
+});
+
+test('one format failing stops the others at once: exit 1, no compressed file, no compressor left', async (t) => {
+  const { dir, file } = await profileCopy(t, 'pizero-otg');
+  const base = await fixture('trixie-armhf');
+  // zstd fails once it has read its input; xz would take two minutes unless it is stopped.
+  const fake = async (name: string, real: string, body: string) => {
+    const script = join(dir, `fake-${name}`);
+    const head = `#!/bin/sh\ncase "$1" in --version) exec ${real} --version;; esac\necho $$ >> "${dir}/pids"\n`;
+    await writeFile(script, `${head}${body}\n`);
+    await chmod(script, 0o755);
+    return script;
+  };
+  const env = {
+    SWARMCARD_CACHE_DIR: join(dir, 'cache'),
+    SWARMCARD_XZ: await fake('xz', 'xz', 'exec sleep 120'),
+    SWARMCARD_ZSTD: await fake('zstd', 'zstd', 'cat > /dev/null\necho "zstd: no space left" >&2\nexit 1'),
+  };
+  const args = ['build', file, '--base', base, '--out', join(dir, 'dist'), '--nodes', '1'];
+  const result = await swarmcard([...args, '--compress', 'xz', '--compress', 'zst'], { env, timeout: 90_000 });
+  t.is(result.exitCode, 1, result.stderr);
+  t.regex(result.stderr, /^error: \S+fake-zstd \(from SWARMCARD_ZSTD\) failed: zstd: no space left; point SWARMCARD_/m);
+  const left = await readdir(join(dir, 'dist', 'pizero-otg')).catch(() => []);
+  t.deepEqual(
+    left.filter((f) => /\.(xz|zst|partial)$/.test(f)),
+    [],
+    `nothing compressed or half-written: ${left.join(' ')}`,
+  );
+  const pids = (await readFile(join(dir, 'pids'), 'utf8')).trim().split('\n');
+  t.true(pids.length >= 2, 'both compressors ran');
+  const running = pids.filter((pid) => existsSync(`/proc/${pid}`));
+  t.deepEqual(running, [], 'no compressor outlives the build');
 });
 
 test('changing the formats replaces the old artifacts; --only keeps the other nodes and their files', async (t) => {

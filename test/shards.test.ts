@@ -7,7 +7,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -208,6 +208,19 @@ test('merge refuses shards that are not one release, in one sentence, writing no
   // The good pair still merges (the refusals changed nothing in the shards).
   const good = await swarmcard(['merge', shard('a2'), shard('a1'), '--out', join(dir, 'good')]);
   t.is(good.exitCode, 0, good.stderr);
+  // A shard still being built, and an OUT another run is writing: refused by their locks.
+  const lock = `.${CLUSTER}.lock`;
+  await cp(join(dir, 'a2'), join(dir, 'busy'), { recursive: true });
+  await mkdir(join(dir, 'busy', lock));
+  const busy = await swarmcard(['merge', shard('a1'), join(dir, 'busy'), '--out', join(dir, 'out-busy')]);
+  t.is(busy.exitCode, 1, busy.stderr);
+  t.regex(busy.stderr, /busy\/pizero-otg is being written by another swarmcard run .* before merging it\./);
+  t.false(existsSync(join(dir, 'out-busy')), 'nothing written');
+  await mkdir(join(dir, 'locked', lock), { recursive: true });
+  const locked = await swarmcard(['merge', shard('a1'), shard('a2'), '--out', join(dir, 'locked')]);
+  t.is(locked.exitCode, 1, locked.stderr);
+  t.regex(locked.stderr, /locked\/pizero-otg is being written by another swarmcard run .* before writing into it\./);
+  t.deepEqual(await readdir(join(dir, 'locked')), [lock], 'nothing written');
 });
 
 test('a shard never makes secrets: without the secrets file it is refused before anything is written', async (t) => {

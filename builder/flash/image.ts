@@ -8,6 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { run, ToolError } from '../exec/run.js';
 import { detectCompression, type Compression as SourceCompression } from '../source/base-image.js';
+import { assertNotBeingWritten } from '../util/folder-lock.js';
 import { isFile } from '../util/is-file.js';
 import { readBytes } from '../util/read-bytes.js';
 import { type Bmap, readBmap } from './bmap.js';
@@ -135,6 +136,7 @@ export async function resolveFlashImage(target: string, wanted?: string): Promis
   let node: NodeEntry | undefined;
   let cluster: string | undefined;
   if (st.isDirectory()) {
+    await assertNotBeingWritten(target, 'flashing from it');
     const manifest = await readManifest(target);
     if (!manifest)
       throw new UserError(`${target} is a folder without manifest.json; give an image file or a built cluster folder.`);

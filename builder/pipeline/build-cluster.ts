@@ -41,6 +41,7 @@ import { PC_TARGET, type Target, targetOf } from '../render/target.js';
 import { loadSecrets, type SecretSources, type SecretValues, secretKinds } from '../secrets/for-build.js';
 import { resolveBaseImage } from '../source/base-image.js';
 import { removeEmptyUpTo } from '../util/empty-folders.js';
+import { lockFolder } from '../util/folder-lock.js';
 import { sha256Of } from '../util/hash-file.js';
 import { makeFolders } from '../util/make-folders.js';
 import { interrupted, withScope } from '../util/scope.js';
@@ -81,7 +82,7 @@ interface BuildContext {
   secrets: SecretValues;
   built: ManifestNode[];
   hostKit?: Manifest['hostKit'];
-  /** The first folder the build had to make for its cluster folder (mkdir's answer), if any. */
+  /** The first folder the build had to make for `--out` and its cluster folder (mkdir's answer), if any. */
   madeFolder?: string;
   /** The files this build may leave, written to LEDGER before the first of them. */
   ledger?: string[];
@@ -285,22 +286,40 @@ async function releaseFiles(
   const size = (await stat(raw)).size;
   let rawSha256: string | undefined;
   const reference = baseOf(ctx, node).path; // chunks and bmap pieces equal to the base's take its hashes
+  // The first failure stops the other compressors; it is thrown once every one has stopped.
+  const siblings = new AbortController();
   const compressed = release.compress.map(async (how): Promise<Artifact> => {
     const bar = progress(`compressing ${node.file}.${how.format}`, size);
     const made = await compressImage(raw, at(`.${how.format}`), how, {
       reference,
+      signal: siblings.signal,
       onProgress: (done) => bar.update(done),
-    }).finally(() => bar.done());
+    })
+      .catch((error: unknown) => {
+        siblings.abort(error);
+        throw error;
+      })
+      .finally(() => bar.done());
     rawSha256 = made.rawSha256;
     log.debug(`${node.file}.${how.format}: ${made.reused} of ${made.chunks} chunks reused`);
     return { kind: how.format, file: `${node.file}.${how.format}`, size: made.size, sha256: made.sha256 };
   });
-  const bmap = writeBmap(raw, at('.bmap'), { imageSha256: compressed.length === 0, reference }).then((b): Artifact => {
-    rawSha256 ??= b.imageSha256;
-    log.debug(`${node.file}.bmap: ${b.reusedRanges} of ${b.ranges} ranges took the base's hash`);
-    return { kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 };
-  });
-  const artifacts = await Promise.all([...compressed, bmap]);
+  const options = { imageSha256: compressed.length === 0, reference, signal: siblings.signal };
+  const bmap = writeBmap(raw, at('.bmap'), options).then(
+    (b): Artifact => {
+      rawSha256 ??= b.imageSha256;
+      log.debug(`${node.file}.bmap: ${b.reusedRanges} of ${b.ranges} ranges took the base's hash`);
+      return { kind: 'bmap', file: `${node.file}.bmap`, size: b.size, sha256: b.sha256 };
+    },
+    (error: unknown) => {
+      siblings.abort(error);
+      throw error;
+    },
+  );
+  const settled = await Promise.allSettled([...compressed, bmap]);
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  const artifacts = settled.map((s) => (s as PromiseFulfilledResult<Artifact>).value);
   if (!rawSha256) throw new Error(`no pass over ${raw} gave its sha256`);
   return { artifacts, rawSha256 };
 }
@@ -355,7 +374,8 @@ async function buildNode(ctx: BuildContext, node: NodePlan, position: string): P
 }
 
 async function buildNodes(ctx: BuildContext): Promise<void> {
-  ctx.madeFolder = await makeFolders(ctx.dir);
+  const made = await makeFolders(ctx.dir);
+  ctx.madeFolder ??= made;
   await writeFileAtomic(join(ctx.dir, LEDGER), (ctx.ledger ?? []).map((name) => `${name}\n`).join(''));
   const entries: (() => Promise<ManifestNode>)[] = [];
   for (const [i, node] of ctx.targets.entries())
@@ -450,8 +470,9 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
     let done = false;
     scope.defer('remove the empty folders the build made', async () => {
       if (done) return;
+      // Before the claim the folder may be another build's (its lock refused this one): not touched.
+      const left = ctx.found ? await readdir(ctx.dir).catch(() => []) : [];
       // A ledger with nothing beside it records nothing.
-      const left = await readdir(ctx.dir).catch(() => []);
       if (left.length === 1 && left[0] === LEDGER) await rm(join(ctx.dir, LEDGER), { force: true });
       if (ctx.madeFolder) await removeEmptyUpTo(ctx.dir, ctx.madeFolder);
       // Stopped by the user: say what this run finished (partials are gone by now). A warning,
@@ -468,6 +489,9 @@ export async function buildCluster(plan: ClusterPlan, options: BuildOptions): Pr
     });
     await timed('resolve base images', () => resolveBases(ctx));
     await timed('verify nodes', () => verifyNodes(ctx));
+    // One build at a time in a cluster folder: the lock sits beside it, in --out.
+    ctx.madeFolder = await makeFolders(options.out);
+    await lockFolder(scope, ctx.dir);
     await timed('claim the cluster directory', () => claimClusterDir(ctx));
     await timed('load secrets', () => loadBuildSecrets(ctx));
     await timed('build nodes', () => buildNodes(ctx));

@@ -17,6 +17,7 @@ import { run } from '../exec/run.js';
 import { log } from '../log.js';
 import type { Manifest } from '../output/manifest.js';
 import { readShard, SHARD_FILE, type ShardInfo, shardName } from '../output/shard-info.js';
+import { assertNotBeingWritten, lockFolder } from '../util/folder-lock.js';
 import { makeFolders } from '../util/make-folders.js';
 import { withScope } from '../util/scope.js';
 import { writeReleaseFiles } from './build-cluster.js';
@@ -31,11 +32,15 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 
 /** SHARD_DIR is a shard's cluster folder, or a folder holding exactly one (a CI artifact's download). */
 async function shardFolder(dir: string): Promise<string> {
+  const merging = 'merging it';
+  await assertNotBeingWritten(dir, merging);
   if ((await stat(join(dir, SHARD_FILE)).catch(() => undefined))?.isFile()) return dir;
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   const inner = [];
-  for (const e of entries.filter((e) => e.isDirectory()))
+  for (const e of entries.filter((e) => e.isDirectory() && !e.name.startsWith('.'))) {
+    await assertNotBeingWritten(join(dir, e.name), merging);
     if ((await stat(join(dir, e.name, SHARD_FILE)).catch(() => undefined))?.isFile()) inner.push(join(dir, e.name));
+  }
   return inner.length === 1 ? inner[0]! : dir;
 }
 
@@ -174,19 +179,20 @@ export async function mergeShards(dirs: string[], out: string): Promise<{ dir: s
   const files = await shardFiles(sorted);
   const cluster = sorted[0]!.manifest.cluster;
   const dir = join(out, cluster);
-  const existing = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return [];
-    if (error.code === 'ENOTDIR') throw new UserError(`${dir} is a file; move it away or choose another --out.`);
-    throw error;
-  });
-  if (existing.length > 0)
-    throw new UserError(
-      `${dir} already exists and is not empty; merge writes a new cluster folder, so move it away ` +
-        'or choose another --out.',
-    );
   const manifest = mergedManifest(sorted);
   return withScope(async (scope) => {
     await makeFolders(out);
+    await lockFolder(scope, dir); // the staging folder's name is one per cluster: one merge at a time
+    const existing = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      if (error.code === 'ENOTDIR') throw new UserError(`${dir} is a file; move it away or choose another --out.`);
+      throw error;
+    });
+    if (existing.length > 0)
+      throw new UserError(
+        `${dir} already exists and is not empty; merge writes a new cluster folder, so move it away ` +
+          'or choose another --out.',
+      );
     const staging = join(out, `.${basename(cluster)}.merge.partial`);
     let done = false;
     scope.defer(`remove ${staging}`, () => (done ? undefined : rm(staging, { recursive: true, force: true })));

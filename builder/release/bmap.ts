@@ -58,7 +58,12 @@ function remember(read: FileHashes, hashed: readonly BmapRange[]): void {
 export async function writeBmap(
   image: string,
   out: string,
-  options: { imageSha256?: boolean; reference?: string } = {},
+  options: {
+    imageSha256?: boolean;
+    reference?: string;
+    /** Stops the bmap (its reason is thrown) when a sibling artifact of the same image failed. */
+    signal?: AbortSignal;
+  } = {},
 ): Promise<BmapFile> {
   return withScope(async (scope) => {
     const partial = `${out}.partial`;
@@ -74,7 +79,8 @@ export async function writeBmap(
     try {
       const ranges = splitRanges(await mappedRanges(image), HASH_WINDOW / BMAP_BLOCK);
       const reference = options.reference ? referenceOf(options.reference, ranges) : undefined;
-      const read = await hashFile(image, { ranges, block: BMAP_BLOCK, whole: options.imageSha256 === true, reference });
+      const whole = options.imageSha256 === true;
+      const read = await hashFile(image, { ranges, block: BMAP_BLOCK, whole, reference, signal: options.signal });
       const { size } = read;
       const hashed = ranges.map((r, i): BmapRange => ({ ...r, sha256: read.ranges[i]! }));
       remember(read, hashed);
@@ -92,6 +98,7 @@ export async function writeBmap(
       await handle.close();
     }
     checkInterrupted();
+    options.signal?.throwIfAborted();
     await rename(partial, out);
     renamed = true;
     return {

@@ -79,6 +79,8 @@ export interface CompressOptions {
   chunkBytes?: number;
   /** The image RAW was cloned from: chunks equal to its own take its keys (reference-keys.ts). */
   reference?: string;
+  /** Stops the compression (its reason is thrown) when a sibling artifact of the same image failed. */
+  signal?: AbortSignal;
 }
 
 const tools = { xz: 'xz', zst: 'zstd' } as const;
@@ -230,6 +232,11 @@ export async function compressImage(
       checkInterrupted();
       if (failure) throw failure.error;
     };
+    const { signal } = options;
+    const abort = () => stop(signal!.reason);
+    signal?.addEventListener('abort', abort, { once: true });
+    scope.defer('stop listening for a sibling failure', () => signal?.removeEventListener('abort', abort));
+    if (signal?.aborted) abort();
 
     /**
      * Compress `bytes` into the cache entry `hash`. `given` runs once they are on their way to the
@@ -416,6 +423,7 @@ export async function compressImage(
     await output.sync();
     outputOpen = false;
     await output.close();
+    throwIfStopped(); // a sibling that failed meanwhile: no file of this image is named as done
     await rename(partial, out);
     renamed = true;
     return { sha256, size: written, rawSha256, rawSize, chunks: count, reused };

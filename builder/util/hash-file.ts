@@ -135,7 +135,14 @@ type WorkerResult = Omit<FileHashes, 'ranges' | 'referenceId'> & { hashes: strin
  */
 export async function hashFile(
   path: string,
-  options: { ranges?: readonly Range[]; block?: number; whole: boolean; reference?: HashReference | undefined },
+  options: {
+    ranges?: readonly Range[];
+    block?: number;
+    whole: boolean;
+    reference?: HashReference | undefined;
+    /** Stops the hash (its reason is thrown), besides Ctrl-C. */
+    signal?: AbortSignal | undefined;
+  },
 ): Promise<FileHashes> {
   checkInterrupted(); // the abort below is only heard by a worker already running
   const file = await open(path, 'r');
@@ -153,7 +160,7 @@ export async function hashFile(
       window: HASH_WINDOW,
       reference,
     };
-    const { hashes, ...rest } = await runWorker(workerData, path);
+    const { hashes, ...rest } = await runWorker(workerData, path, options.signal);
     return { ranges: hashes, ...rest, ...(referenceId ? { referenceId } : {}) };
   } finally {
     await base?.close();
@@ -167,13 +174,14 @@ const closing = (file: FileHandle) => async (error: unknown) => {
 };
 
 /** Settles when the worker has exited, so that the files it reads may then be closed. */
-function runWorker(workerData: object, path: string): Promise<WorkerResult> {
+function runWorker(workerData: object, path: string, signal?: AbortSignal): Promise<WorkerResult> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(hashWorker, { eval: true, workerData });
     const stop = () => void worker.terminate();
-    interruptSignal.addEventListener('abort', stop, { once: true });
+    const signals = [interruptSignal, ...(signal ? [signal] : [])];
+    for (const s of signals) s.addEventListener('abort', stop, { once: true });
     // An abort raised while the files were being opened fires no listener added after it.
-    if (interruptSignal.aborted) stop();
+    if (signals.some((s) => s.aborted)) stop();
     let result: WorkerResult | undefined;
     let failure: unknown;
     worker.once('message', (message: WorkerResult) => {
@@ -183,8 +191,9 @@ function runWorker(workerData: object, path: string): Promise<WorkerResult> {
       failure = error;
     });
     worker.once('exit', (code) => {
-      interruptSignal.removeEventListener('abort', stop);
+      for (const s of signals) s.removeEventListener('abort', stop);
       if (interrupted()) reject(new InterruptedError());
+      else if (signal?.aborted) reject(signal.reason);
       // What a worker throws arrives as a copy, not an Error of this thread.
       else if (failure !== undefined) reject(new Error((failure as { message?: string }).message ?? String(failure)));
       else if (code !== 0 || !result) reject(new Error(`hashing ${path} stopped with code ${code}`));

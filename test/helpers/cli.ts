@@ -16,7 +16,7 @@ export const shippedSecretsDir = join(fixtureDir, 'secrets');
 
 export async function swarmcard(
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string; wrap?: string[] } = {},
+  options: { env?: Record<string, string>; cwd?: string; wrap?: string[]; timeout?: number } = {},
 ) {
   const shipped = args.some((a) => a.startsWith(shippedProfiles));
   // The file itself, as the installed `swarmcard` runs: its first line starts Node with its flags.
@@ -26,6 +26,7 @@ export async function swarmcard(
     reject: false,
     env: { NO_COLOR: '1', ...(shipped ? { SWARMCARD_SECRETS_DIR: shippedSecretsDir } : {}), ...options.env },
     cwd: options.cwd,
+    timeout: options.timeout, // a hang detector: a run it stops exits 143
   });
   if (result.code === 'EACCES') throw new Error(`${cliPath} is not executable: compile with \`make build\``);
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
