@@ -64,7 +64,10 @@ const options = {
       '"swarmcard merge" (one CI job per shard; the secrets must exist: see "swarmcard secrets")',
   },
   out: { type: 'string', value: 'DIR', help: 'the output folder; images go to DIR/<cluster>/ (default dist)' },
-  json: { type: 'boolean', help: 'print exactly one JSON document on stdout' },
+  json: {
+    type: 'boolean',
+    help: 'print exactly one JSON document on stdout; on failure {"error": {"exitCode", "message"}}',
+  },
   compress: {
     type: 'string',
     multiple: true,
@@ -291,6 +294,13 @@ function commandHelp(name: string): string {
   ].join('\n');
 }
 
+/** The command was asked for --json: a failure is one JSON document on stdout as well. */
+let answerInJson = false;
+const jsonFailure = (exitCode: 1 | 2, message: string, hint?: string) => {
+  if (answerInJson)
+    process.stdout.write(`${JSON.stringify({ error: { exitCode, message, ...(hint ? { hint } : {}) } }, null, 2)}\n`);
+};
+
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
@@ -365,6 +375,8 @@ function parseCommandLine(argv: string[]) {
   const spec = commands[command];
   if (!spec) throw new UserError(`"${command}" is not a swarmcard command; run "swarmcard --help".`);
   const rest = glueValues(argv.slice(i + 1));
+  // Known before the options are checked, so that a refused option is answered in JSON too.
+  answerInJson = spec.options.includes('json') && rest.includes('--json');
   const accepted: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     ...globalOptions,
   };
@@ -554,10 +566,12 @@ main(process.argv.slice(2)).then(
     if (error instanceof UserError) {
       log.error(error.message);
       if (error.hint) log.info(error.hint);
+      if (!error.answered) jsonFailure(1, error.message, error.hint);
       process.exitCode = 1;
       return;
     }
     log.error(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    jsonFailure(2, `internal error: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 2;
   },
 );

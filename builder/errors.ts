@@ -5,10 +5,13 @@
 export class UserError extends Error {
   /** What to do about it, printed after the message. */
   readonly hint?: string;
-  constructor(message: string, options: { hint?: string; cause?: unknown } = {}) {
+  /** A process this one ran has already given the `--json` answer of the failure on stdout. */
+  readonly answered: boolean;
+  constructor(message: string, options: { hint?: string; cause?: unknown; answered?: boolean } = {}) {
     super(message, { cause: options.cause });
     this.name = 'UserError';
     this.hint = options.hint;
+    this.answered = options.answered === true;
   }
 }
 

@@ -727,6 +727,32 @@ test('plan --json | cat gets the whole document', async (t) => {
   t.notThrows(() => JSON.parse(r.stdout));
 });
 
+test('a failure with --json is one JSON document on stdout too: the error and its exit code', async (t) => {
+  const dir = await scratchDir(t);
+  const missing = join(dir, 'none.img');
+  for (const args of [
+    ['plan', P, '--nodes', '0', '--json'],
+    ['plan', P, '--json', '--frobnicate'],
+    ['inspect', missing, '--json'],
+    ['build', P, '--base', missing, '--out', join(dir, 'out'), '--json'],
+  ]) {
+    const r = await swarmcard(args);
+    t.is(r.exitCode, 1, r.stderr);
+    const answer = JSON.parse(r.stdout) as { error: { exitCode: number; message: string } };
+    t.is(answer.error.exitCode, 1, args.join(' '));
+    t.true(r.stderr.includes(`error: ${answer.error.message}`), `the sentence stderr gives: ${r.stderr}`);
+  }
+  // Without --json, or where a command takes none, stdout stays empty.
+  for (const args of [
+    ['plan', P, '--nodes', '0'],
+    ['validate', P, '--json'],
+  ]) {
+    const r = await swarmcard(args);
+    t.is(r.exitCode, 1, r.stderr);
+    t.is(r.stdout, '', args.join(' '));
+  }
+});
+
 test('each command has its own --help', async (t) => {
   const r = await swarmcard(['build', '--help']);
   t.is(r.exitCode, 0);

@@ -4,12 +4,14 @@
  * The action's steps themselves run in test/docker-builder.test.ts (they need a Docker engine).
  */
 
+import { existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { execa } from 'execa';
 import { parse } from 'yaml';
+import { swarmcard } from './helpers/cli.js';
 import { scratchDir } from './helpers/fixtures.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -77,6 +79,25 @@ test("the action's secrets input becomes a 0600 secrets file in a 0700 folder, n
   t.is(await readFile(join(dir, 'pi4-ethernet.secrets.yaml'), 'utf8'), `${secret}\n`);
   t.is((await stat(join(dir, 'pi4-ethernet.secrets.yaml'))).mode & 0o777, 0o600);
   t.is((await stat(dir)).mode & 0o777, 0o700);
+});
+
+test("a failed command's answer fails the action's step with its exit code, and nothing more is said", async (t) => {
+  const dir = await scratchDir(t);
+  // As the action pipes it: the CLI's error document (or nothing at all) into the glue.
+  const failed = await swarmcard(['build', join(root, 'profiles/pizero-otg.yaml'), '--json', '--base', join(dir, 'x')]);
+  t.is(failed.exitCode, 1);
+  for (const [input, code] of [
+    [failed.stdout, 1],
+    ['', 1],
+    [JSON.stringify({ error: { exitCode: 2, message: 'internal error: x' } }), 2],
+  ] as const) {
+    for (const mode of ['outputs', 'secrets-file', 'cache-key']) {
+      const result = await execa('node', [glue, mode, join(dir, 'out')], { input, reject: false });
+      t.is(result.exitCode, code, `${mode} ${input}`);
+      t.is(result.stdout + result.stderr, '', `${mode}: nothing more said`);
+    }
+  }
+  t.false(existsSync(join(dir, 'out')), 'no secrets folder made');
 });
 
 test('the release workflow gets its shard matrix from a count, and a bad count is one sentence', async (t) => {

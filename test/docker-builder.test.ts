@@ -5,7 +5,7 @@
  * build, run as a non-root caller, and interrupted.
  */
 
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,6 +162,21 @@ dockerTest('two builds through the builder image give identical bytes; the manif
   const e2fsprogs = await engine!.docker(['run', '--rm', '--network', 'none', '--entrypoint', 'debugfs', tag, '-V']);
   t.is(manifest.tools.e2fsprogs, /debugfs (\S+)/.exec(e2fsprogs.stderr)?.[1]);
   t.regex(manifest.tools.mtools, /^\d+\.\d+/);
+});
+
+dockerTest('a build failing inside the container answers --json with one error document', async (t) => {
+  const w = work();
+  await writeFile(join(w.dir, 'notes.img'), 'not an image\n');
+  const args = ['build', profile, '--base', join(w.dir, 'notes.img'), '--out', join(w.dir, 'docker-bad')];
+  const result = await swarmcard([...args, '--in-docker', '--json'], {
+    cwd: w.dir,
+    env: { ...env(), SWARMCARD_SECRETS_DIR: w.secrets },
+  });
+  t.is(result.exitCode, 1, result.stderr);
+  // Two documents (the container's and the caller's) would not parse as one.
+  const answer = JSON.parse(result.stdout) as { error: { exitCode: number; message: string } };
+  t.is(answer.error.exitCode, 1);
+  t.regex(answer.error.message, /notes\.img/);
 });
 
 dockerTest('a host build and a Docker build of the same profile and base: the images match', async (t) => {

@@ -15,12 +15,22 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 interface CliJson {
+  error?: { exitCode: number };
   cluster: string;
   nodes: { base?: { image: string; sha256?: string } }[];
 }
 
 const [mode, arg] = process.argv.slice(2);
-const stdinJson = () => JSON.parse(readFileSync(0, 'utf8')) as CliJson;
+/**
+ * The CLI's answer. When it failed it has said why on stderr (its answer is then an error
+ * document, or nothing if it never started): this step fails too, and says no more.
+ */
+function stdinJson(): CliJson {
+  const text = readFileSync(0, 'utf8');
+  const answer = (text.trim() === '' ? { error: { exitCode: 1 } } : JSON.parse(text)) as CliJson;
+  if (answer.error) process.exit(answer.error.exitCode);
+  return answer;
+}
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const MAX_SHARDS = 256; // GitHub's limit on the jobs of one matrix
 

@@ -307,7 +307,8 @@ async function runContainer(
     const result = await run(engine, args, { output: 'inherit', allowFailure: true });
     if (result.exitCode === 0) return;
     // The CLI inside has said what was wrong; its exit code is passed on.
-    if (result.exitCode === 1) throw new UserError(`the build in the ${engine} container failed (see above).`);
+    if (result.exitCode === 1)
+      throw new UserError(`the build in the ${engine} container failed (see above).`, { answered: true });
     if (interrupted()) throw new InterruptedError();
     // 125, and 126 from the OCI runtime: the engine could not start the container (it said why);
     // 127: the CLI inside is missing from the image.
